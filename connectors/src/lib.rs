@@ -1,0 +1,17 @@
+//! The contract between Switchboard and the registries it federates.
+//!
+//! This crate is deliberately small: it owns the service model every source speaks
+//! ([`Instance`], [`ServiceKey`], [`Status`]), the [`Update`] stream a source emits, and the
+//! [`Connector`] trait an adapter implements. Adapters (etcd, Consul, Nacos) live in their
+//! own folders behind cargo features; the server never names their internals.
+//!
+//! A connector only connects, lists and streams changes. Everything about recovery
+//! (backoff, staleness, guards against wipe-outs) belongs to the server's supervisor.
+
+mod connector;
+mod error;
+mod model;
+
+pub use connector::{BoxUpdateStream, Connector, RegistryWriter, Update};
+pub use error::ConnectorError;
+pub use model::{Instance, InstanceKey, ServiceKey, Status, DEFAULT_GROUP, DEFAULT_NAMESPACE};

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Installs what Switchboard's build, tests and (with `bench`) benchmarks need, skipping
+# anything already present. Safe to run again.
+#   scripts/deps.sh         build + tests
+#   scripts/deps.sh bench   also wrk and rnacos for `make bench`
+set -euo pipefail
+
+want_bench=false
+[[ "${1:-}" == "bench" ]] && want_bench=true
+
+say() { printf 'deps: %s\n' "$*"; }
+
+apt_updated=false
+apt_install() {
+    local sudo=""
+    [[ $(id -u) -ne 0 ]] && sudo="sudo"
+    if ! $apt_updated; then
+        $sudo apt-get update -qq
+        apt_updated=true
+    fi
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$@" >/dev/null
+}
+
+command -v cargo >/dev/null || { say "cargo is required (https://rustup.rs)"; exit 1; }
+rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt 2>/dev/null || true
+
+if $want_bench; then
+    if ! command -v wrk >/dev/null; then
+        say "installing wrk (Debian package)"
+        apt_install wrk
+    fi
+    if ! command -v taskset >/dev/null; then
+        say "installing util-linux (taskset)"
+        apt_install util-linux
+    fi
+    if ! command -v rnacos >/dev/null && [[ ! -x "$HOME/.cargo/bin/rnacos" ]]; then
+        say "installing rnacos 0.8.8 from crates.io (a few minutes, once)"
+        cargo install rnacos --version 0.8.8 --locked --quiet
+    fi
+fi
+say "ok"

@@ -1,0 +1,57 @@
+//! Operator endpoints: everything grouped by service; removing a service's native instances.
+
+use std::collections::BTreeMap;
+
+use axum::extract::{RawQuery, State};
+use axum::Json;
+use switchboard_connectors::ServiceKey;
+
+use super::error::ApiError;
+use super::extract::PathParam;
+use super::query::InstanceQuery;
+use super::AppState;
+use crate::catalog::InstanceView;
+use crate::registry::{validate_name, RemovalReport};
+
+/// Every instance of every service, as an object of service name to instances (services
+/// of the same name in other namespaces or groups share the list; each instance names
+/// its namespace and group).
+#[utoipa::path(
+    get, path = "/api/v1/admin/all", tag = "admin",
+    responses((status = 200, description = "Service name to instances", body = BTreeMap<String, Vec<InstanceView>>))
+)]
+pub async fn all(State(state): State<AppState>) -> Json<BTreeMap<String, Vec<InstanceView>>> {
+    let snapshot = state.catalog.snapshot();
+    let mut grouped: BTreeMap<String, Vec<InstanceView>> = BTreeMap::new();
+    for view in snapshot.services() {
+        grouped
+            .entry(view.key.name.clone())
+            .or_default()
+            .extend(view.instances.iter().cloned());
+    }
+    Json(grouped)
+}
+
+/// Deregister every native instance of a service (external sources are not touched).
+#[utoipa::path(
+    delete, path = "/api/v1/admin/services/{name}", tag = "admin",
+    params(
+        ("name" = String, Path, description = "Service name"),
+        ("namespace" = Option<String>, Query, description = "Default `public`"),
+        ("group" = Option<String>, Query, description = "Default `DEFAULT`"),
+    ),
+    responses(
+        (status = 200, description = "What was removed", body = RemovalReport),
+        (status = 404, description = "service_not_found: no native instances", body = super::error::Problem),
+    )
+)]
+pub async fn remove_service(
+    State(state): State<AppState>,
+    PathParam(name): PathParam,
+    RawQuery(query): RawQuery,
+) -> Result<Json<RemovalReport>, ApiError> {
+    validate_name(&name, "invalid_service_name", "name")?;
+    let query = InstanceQuery::parse(query.as_deref())?;
+    let key = ServiceKey::new(query.namespace(), query.group(), name);
+    Ok(Json(state.registry.remove_service(&key).await?))
+}

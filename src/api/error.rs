@@ -1,0 +1,154 @@
+//! API errors as RFC 9457 `application/problem+json`, each with a stable `code`.
+
+use axum::extract::rejection::{JsonRejection, PathRejection};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::registry::{RegistryError, ValidationError};
+
+/// The problem document every error response carries.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Problem {
+    /// A URN naming the problem type: `urn:switchboard:problem:{code}`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: &'static str,
+    pub status: u16,
+    pub detail: String,
+    /// Stable, machine-readable error code, e.g. `invalid_address`, `instance_not_found`.
+    pub code: &'static str,
+    /// The input field at fault, when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<&'static str>,
+}
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub detail: String,
+    pub field: Option<&'static str>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            detail: detail.into(),
+            field: None,
+        }
+    }
+
+    pub fn bad_request(code: &'static str, detail: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, code, detail)
+    }
+
+    pub fn not_found(code: &'static str, detail: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, code, detail)
+    }
+
+    pub fn with_field(mut self, field: &'static str) -> ApiError {
+        self.field = Some(field);
+        self
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if self.status.is_server_error() {
+            tracing::error!(code = self.code, detail = %self.detail, "Request failed");
+        } else {
+            tracing::debug!(code = self.code, detail = %self.detail, "Request rejected");
+        }
+        let problem = Problem {
+            kind: format!("urn:switchboard:problem:{}", self.code),
+            title: self.status.canonical_reason().unwrap_or("Error"),
+            status: self.status.as_u16(),
+            detail: self.detail,
+            code: self.code,
+            field: self.field,
+        };
+        let body = serde_json::to_vec(&problem).expect("problem serializes");
+        (
+            self.status,
+            [(header::CONTENT_TYPE, "application/problem+json")],
+            body,
+        )
+            .into_response()
+    }
+}
+
+impl From<ValidationError> for ApiError {
+    fn from(err: ValidationError) -> ApiError {
+        ApiError::bad_request(err.code, err.message).with_field(err.field)
+    }
+}
+
+impl From<RegistryError> for ApiError {
+    fn from(err: RegistryError) -> ApiError {
+        match err {
+            RegistryError::NotFound(_) => {
+                ApiError::not_found("instance_not_found", err.to_string())
+            }
+            RegistryError::ServiceNotFound(_) => {
+                ApiError::not_found("service_not_found", err.to_string())
+            }
+            RegistryError::Invalid(invalid) => invalid.into(),
+            RegistryError::Store(store) => {
+                tracing::error!(error = %store, "Store failure");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "store_unavailable",
+                    "the registry's store could not complete the write; nothing was changed",
+                )
+            }
+        }
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> ApiError {
+        match &rejection {
+            JsonRejection::JsonSyntaxError(_) => {
+                ApiError::bad_request("invalid_json", rejection.body_text())
+            }
+            JsonRejection::JsonDataError(_) => {
+                ApiError::bad_request("invalid_body", rejection.body_text())
+            }
+            JsonRejection::MissingJsonContentType(_) => ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "send the body as JSON with `Content-Type: application/json`",
+            ),
+            _ if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "the request body is larger than the configured limit",
+            ),
+            _ => ApiError::bad_request("invalid_body", rejection.body_text()),
+        }
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(rejection: PathRejection) -> ApiError {
+        ApiError::bad_request("invalid_path", rejection.body_text())
+    }
+}
+
+/// Answer for routes that do not exist.
+pub async fn route_not_found() -> ApiError {
+    ApiError::not_found("route_not_found", "no such endpoint; see /openapi.json")
+}
+
+/// Answer for a known path with the wrong method.
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this endpoint does not accept that method; see /openapi.json",
+    )
+}

@@ -1,0 +1,133 @@
+//! The native registry's endpoints: register, read, heartbeat, status, deregister, health.
+
+use axum::extract::State;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+use super::error::{ApiError, Problem};
+use super::extract::{Json, PathParam};
+use super::AppState;
+use crate::catalog::InstanceView;
+use crate::registry::{parse_status, HeartbeatReply, InstanceHealth, RegisterRequest};
+
+/// Register an instance. Durable before the response is sent. 201 when new; 200 when it
+/// replaced an instance with the same id (or, without an id, the same service endpoint).
+#[utoipa::path(
+    post, path = "/api/v1/instances", tag = "registry",
+    request_body = RegisterRequest,
+    responses(
+        (status = 201, description = "Registered", body = InstanceView),
+        (status = 200, description = "Replaced an existing registration", body = InstanceView),
+        (status = 400, description = "Invalid input", body = Problem),
+        (status = 413, description = "Body too large", body = Problem),
+        (status = 415, description = "Not JSON", body = Problem),
+    )
+)]
+pub async fn register(
+    State(state): State<AppState>,
+    Json(request): Json<RegisterRequest>,
+) -> Result<Response, ApiError> {
+    let (view, created) = state.registry.register(request).await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    let location = HeaderValue::try_from(format!("/api/v1/instances/{}", view.id))
+        .expect("validated ids are valid header values");
+    Ok((status, [(header::LOCATION, location)], axum::Json(view)).into_response())
+}
+
+/// One native instance, with its live heartbeat time.
+#[utoipa::path(
+    get, path = "/api/v1/instances/{id}", tag = "registry",
+    params(("id" = String, Path, description = "Instance id")),
+    responses(
+        (status = 200, description = "The instance", body = InstanceView),
+        (status = 404, description = "instance_not_found", body = Problem),
+    )
+)]
+pub async fn get(
+    State(state): State<AppState>,
+    PathParam(id): PathParam,
+) -> Result<axum::Json<InstanceView>, ApiError> {
+    Ok(axum::Json(state.registry.get(&id)?))
+}
+
+/// Renew an instance's TTL. 404 when unknown: the client should register again.
+#[utoipa::path(
+    put, path = "/api/v1/instances/{id}/heartbeat", tag = "registry",
+    params(("id" = String, Path, description = "Instance id")),
+    responses(
+        (status = 200, description = "Renewed", body = HeartbeatReply),
+        (status = 404, description = "instance_not_found: register again", body = Problem),
+    )
+)]
+pub async fn heartbeat(
+    State(state): State<AppState>,
+    PathParam(id): PathParam,
+) -> Result<axum::Json<HeartbeatReply>, ApiError> {
+    Ok(axum::Json(state.registry.heartbeat(&id).await?))
+}
+
+/// Body of `PUT /api/v1/instances/{id}/status`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StatusChange {
+    /// `active`, `inactive`, `maintenance` or `offline`.
+    pub status: String,
+}
+
+/// Set an instance's status. `offline` keeps the instance (with `offline_time`).
+#[utoipa::path(
+    put, path = "/api/v1/instances/{id}/status", tag = "registry",
+    params(("id" = String, Path, description = "Instance id")),
+    request_body = StatusChange,
+    responses(
+        (status = 200, description = "Status set", body = InstanceView),
+        (status = 400, description = "invalid_status", body = Problem),
+        (status = 404, description = "instance_not_found", body = Problem),
+    )
+)]
+pub async fn set_status(
+    State(state): State<AppState>,
+    PathParam(id): PathParam,
+    Json(change): Json<StatusChange>,
+) -> Result<axum::Json<InstanceView>, ApiError> {
+    let status = parse_status(&change.status)?;
+    Ok(axum::Json(state.registry.set_status(&id, status).await?))
+}
+
+/// Deregister an instance (deleted for good). Returns what was removed.
+#[utoipa::path(
+    delete, path = "/api/v1/instances/{id}", tag = "registry",
+    params(("id" = String, Path, description = "Instance id")),
+    responses(
+        (status = 200, description = "Removed", body = InstanceView),
+        (status = 404, description = "instance_not_found", body = Problem),
+    )
+)]
+pub async fn deregister(
+    State(state): State<AppState>,
+    PathParam(id): PathParam,
+) -> Result<axum::Json<InstanceView>, ApiError> {
+    Ok(axum::Json(state.registry.deregister(&id).await?))
+}
+
+/// Status, uptime, registration age and TTL state of one instance.
+#[utoipa::path(
+    get, path = "/api/v1/instances/{id}/health", tag = "registry",
+    params(("id" = String, Path, description = "Instance id")),
+    responses(
+        (status = 200, description = "Health", body = InstanceHealth),
+        (status = 404, description = "instance_not_found", body = Problem),
+    )
+)]
+pub async fn health(
+    State(state): State<AppState>,
+    PathParam(id): PathParam,
+) -> Result<axum::Json<InstanceHealth>, ApiError> {
+    Ok(axum::Json(state.registry.health(&id)?))
+}

@@ -1,0 +1,131 @@
+//! The HTTP API: one axum router, one file per resource.
+//!
+//! Every error is an RFC 9457 problem document ([`error::ApiError`]); request bodies are
+//! capped (413 beyond `api.max_body_bytes`); a panic in a handler becomes a 500 problem,
+//! never a dropped connection.
+
+pub mod admin;
+pub mod error;
+pub mod extract;
+pub mod instances;
+pub mod openapi;
+pub mod query;
+pub mod services;
+pub mod stats;
+pub mod system;
+pub mod watch;
+
+use std::any::Any;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post, put};
+use axum::Router;
+use tower_http::catch_panic::CatchPanicLayer;
+
+use crate::catalog::Catalog;
+use crate::config::Config;
+use crate::registry::Registry;
+use crate::telemetry::{LatencyLabels, Metrics, RouteLabels};
+use error::ApiError;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub catalog: Catalog,
+    pub registry: Arc<Registry>,
+    pub metrics: Arc<Metrics>,
+    pub config: Arc<Config>,
+    /// Set once start-up has loaded the store and published the catalog.
+    pub ready: Arc<AtomicBool>,
+}
+
+pub fn router(state: AppState) -> Router {
+    let max_body = state.config.api.max_body_bytes;
+    let api = Router::new()
+        .route("/api/v1/services", get(services::list))
+        .route(
+            "/api/v1/services/{name}/instances",
+            get(services::instances),
+        )
+        .route("/api/v1/services/{name}/stats", get(stats::service))
+        .route("/api/v1/watch", get(watch::watch))
+        .route("/api/v1/instances", post(instances::register))
+        .route(
+            "/api/v1/instances/{id}",
+            get(instances::get).delete(instances::deregister),
+        )
+        .route(
+            "/api/v1/instances/{id}/heartbeat",
+            put(instances::heartbeat),
+        )
+        .route("/api/v1/instances/{id}/status", put(instances::set_status))
+        .route("/api/v1/instances/{id}/health", get(instances::health))
+        .route("/api/v1/stats", get(stats::catalog))
+        .route("/api/v1/admin/all", get(admin::all))
+        .route(
+            "/api/v1/admin/services/{name}",
+            delete(admin::remove_service),
+        )
+        .route("/health", get(system::health))
+        .route("/ready", get(system::ready))
+        .route("/metrics", get(system::metrics))
+        .route("/openapi.json", get(openapi::openapi))
+        .method_not_allowed_fallback(error::method_not_allowed)
+        .route_layer(middleware::from_fn_with_state(state.clone(), track));
+    api.fallback(error::route_not_found)
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(CatchPanicLayer::custom(panic_response))
+        .with_state(state)
+}
+
+/// Counts requests and records latency by matched route.
+async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().as_str().to_owned();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", |path| path.as_str())
+        .to_owned();
+    let response = next.run(request).await;
+    let status = response.status().as_u16();
+    state
+        .metrics
+        .http_latency
+        .get_or_create(&LatencyLabels {
+            method: method.clone(),
+            route: route.clone(),
+        })
+        .observe(started.elapsed().as_secs_f64());
+    state
+        .metrics
+        .http_requests
+        .get_or_create(&RouteLabels {
+            method,
+            route,
+            status,
+        })
+        .inc();
+    response
+}
+
+fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
+    let detail = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_default();
+    tracing::error!(panic = %detail, "Handler panicked");
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal_error",
+        "an internal error occurred; it has been logged",
+    )
+    .into_response()
+}

@@ -1,0 +1,36 @@
+//! The OpenAPI 3 document, generated from the handlers' annotations.
+
+use axum::Json;
+use utoipa::OpenApi;
+
+use super::{admin, instances, services, stats, system, watch};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Switchboard",
+        description = "One service-discovery endpoint in front of many registries. Errors are RFC 9457 problem documents with a stable `code`."
+    ),
+    paths(
+        services::list, services::instances, watch::watch,
+        instances::register, instances::get, instances::heartbeat, instances::set_status,
+        instances::deregister, instances::health,
+        stats::catalog, stats::service,
+        admin::all, admin::remove_service,
+        system::health, system::ready, system::metrics, openapi,
+    ),
+    tags(
+        (name = "discovery", description = "Merged catalog reads, blocking queries and watches"),
+        (name = "registry", description = "The native registry"),
+        (name = "stats", description = "Totals"),
+        (name = "admin", description = "Operator endpoints"),
+        (name = "system", description = "Health, readiness, metrics, this document"),
+    )
+)]
+pub struct ApiDoc;
+
+/// This document.
+#[utoipa::path(get, path = "/openapi.json", tag = "system", responses((status = 200, description = "OpenAPI 3 document")))]
+pub async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}

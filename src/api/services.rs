@@ -1,0 +1,158 @@
+//! Discovery reads: the service listing and a service's instances, with blocking queries.
+
+use axum::body::Body;
+use axum::extract::{RawQuery, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::Response;
+use bytes::Bytes;
+use switchboard_connectors::ServiceKey;
+use tokio::time::Instant;
+
+use super::error::ApiError;
+use super::extract::PathParam;
+use super::query::InstanceQuery;
+use super::AppState;
+use crate::catalog::{InstanceView, Snapshot};
+use crate::registry::validate_name;
+
+/// Header carrying the index a blocking query passes back as `index`.
+pub const INDEX_HEADER: &str = "x-switchboard-index";
+
+/// A JSON 200 with the catalog index header.
+pub fn json_with_index(body: Bytes, index: u64) -> Response {
+    let mut response = Response::new(Body::from(body));
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    headers.insert(INDEX_HEADER, HeaderValue::from(index));
+    response
+}
+
+/// List services with their instance and healthy counts and contributing sources.
+#[utoipa::path(
+    get, path = "/api/v1/services", tag = "discovery",
+    params(
+        ("namespace" = Option<String>, Query, description = "Only this namespace"),
+        ("group" = Option<String>, Query, description = "Only this group"),
+    ),
+    responses((status = 200, description = "Services", body = [crate::catalog::ServiceSummary]))
+)]
+pub async fn list(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    let query = InstanceQuery::parse(query.as_deref())?;
+    let snapshot = state.catalog.snapshot();
+    let body = snapshot.listing(query.namespace.as_deref(), query.group.as_deref());
+    Ok(json_with_index(body, snapshot.index))
+}
+
+/// A service's merged instances. With `index`, a blocking query: answers once the
+/// service's index is greater than `index`, or when `wait` (default 5m, capped at the
+/// configured maximum) runs out.
+#[utoipa::path(
+    get, path = "/api/v1/services/{name}/instances", tag = "discovery",
+    params(
+        ("name" = String, Path, description = "Service name"),
+        ("namespace" = Option<String>, Query, description = "Default `public`"),
+        ("group" = Option<String>, Query, description = "Default `DEFAULT`"),
+        ("status" = Option<String>, Query, description = "active, inactive, maintenance or offline"),
+        ("healthy" = Option<bool>, Query, description = "Only healthy (or unhealthy) instances"),
+        ("protocol" = Option<String>, Query, description = "Only this protocol"),
+        ("tag" = Option<String>, Query, description = "Only instances with this tag (repeatable)"),
+        ("source" = Option<String>, Query, description = "Only instances reported by this source"),
+        ("meta.KEY" = Option<String>, Query, description = "Only instances whose metadata KEY equals the value"),
+        ("index" = Option<u64>, Query, description = "Blocking query: wait for a change after this index"),
+        ("wait" = Option<String>, Query, description = "Blocking query: longest wait, e.g. `30s`"),
+    ),
+    responses(
+        (status = 200, description = "Instances; header X-Switchboard-Index carries the service's index",
+            body = [InstanceView], headers(("x-switchboard-index" = u64, description = "Index of the service's last change"))),
+        (status = 400, description = "Bad name or query", body = super::error::Problem),
+    )
+)]
+pub async fn instances(
+    State(state): State<AppState>,
+    PathParam(name): PathParam,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    validate_name(&name, "invalid_service_name", "name")?;
+    let query = InstanceQuery::parse(query.as_deref())?;
+    if let Some(index) = query.index {
+        wait_for_change(&state, &name, &query, index).await;
+    }
+    let snapshot = state.catalog.snapshot();
+    Ok(render(&snapshot, &name, &query))
+}
+
+/// Waits until the service's index passes `index` or the wait runs out.
+async fn wait_for_change(state: &AppState, name: &str, query: &InstanceQuery, index: u64) {
+    let wait = query
+        .wait
+        .unwrap_or(state.config.api.default_wait)
+        .min(state.config.api.max_wait);
+    let deadline = Instant::now() + wait;
+    let key = ServiceKey::new(query.namespace(), query.group(), name);
+    // Subscribe before looking, so a change between the look and the wait is not missed.
+    let mut changes = state.catalog.subscribe(&key);
+    loop {
+        let snapshot = state.catalog.snapshot();
+        let current = service_index(&snapshot, name, query);
+        // An index above anything this catalog has issued comes from before a restart:
+        // answer now so the client resynchronises instead of hanging.
+        if current > index || index > snapshot.index {
+            return;
+        }
+        match tokio::time::timeout_at(deadline, changes.changed()).await {
+            Ok(Ok(())) => continue,
+            _ => return,
+        }
+    }
+}
+
+fn service_index(snapshot: &Snapshot, name: &str, query: &InstanceQuery) -> u64 {
+    snapshot
+        .service(query.namespace(), query.group(), name)
+        .map_or(0, |view| view.index)
+}
+
+/// The response for one service: the pre-encoded body when unfiltered.
+fn render(snapshot: &Snapshot, name: &str, query: &InstanceQuery) -> Response {
+    let Some(view) = snapshot.service(query.namespace(), query.group(), name) else {
+        return json_with_index(Bytes::from_static(b"[]"), 0);
+    };
+    if query.filter.is_empty() {
+        return json_with_index(view.encoded.clone(), view.index);
+    }
+    let selected: Vec<&InstanceView> = view
+        .instances
+        .iter()
+        .filter(|instance| query.filter.matches(instance))
+        .collect();
+    let body = serde_json::to_vec(&selected).expect("instances serialize");
+    json_with_index(Bytes::from(body), view.index)
+}
+
+/// Looks up a live (non-empty) service or answers 404 `service_not_found`.
+pub fn require_service<'a>(
+    snapshot: &'a Snapshot,
+    name: &str,
+    query: &InstanceQuery,
+) -> Result<&'a std::sync::Arc<crate::catalog::ServiceView>, ApiError> {
+    snapshot
+        .service(query.namespace(), query.group(), name)
+        .filter(|view| !view.is_empty())
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "service_not_found",
+                format!(
+                    "service `{name}` has no instances in namespace `{}`, group `{}`",
+                    query.namespace(),
+                    query.group()
+                ),
+            )
+        })
+}

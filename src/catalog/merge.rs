@@ -1,0 +1,187 @@
+//! Merging the instances several sources report for one service (`union` policy): one
+//! instance per endpoint `(host, port)`, attributes from the highest-priority source.
+
+use std::cmp::Ordering;
+use std::collections::BTreeMap;
+
+use switchboard_connectors::{Instance, Status};
+
+use super::snapshot::InstanceView;
+use super::SourceMeta;
+
+/// One source's report of an instance, as input to the merge.
+pub struct Reported<'a> {
+    pub source: &'a str,
+    pub meta: &'a SourceMeta,
+    pub instance: &'a Instance,
+}
+
+/// Merges every report of one service into the list clients see, sorted by endpoint.
+pub fn union(reports: Vec<Reported<'_>>) -> Vec<InstanceView> {
+    let mut by_endpoint: BTreeMap<(&str, u16), Vec<Reported<'_>>> = BTreeMap::new();
+    for report in reports {
+        by_endpoint
+            .entry((report.instance.host.as_str(), report.instance.port))
+            .or_default()
+            .push(report);
+    }
+    by_endpoint
+        .into_values()
+        .map(|mut reports| {
+            reports.sort_by(preference);
+            merge_endpoint(&reports)
+        })
+        .collect()
+}
+
+/// Orders reports best first: higher source priority, then a fresh source, then (inside
+/// one source reporting an endpoint twice) the healthier, newer registration.
+fn preference(a: &Reported<'_>, b: &Reported<'_>) -> Ordering {
+    b.meta
+        .priority
+        .cmp(&a.meta.priority)
+        .then_with(|| {
+            a.meta
+                .stale_since
+                .is_some()
+                .cmp(&b.meta.stale_since.is_some())
+        })
+        .then_with(|| b.instance.healthy.cmp(&a.instance.healthy))
+        .then_with(|| {
+            (a.instance.status != Status::Active).cmp(&(b.instance.status != Status::Active))
+        })
+        .then_with(|| b.instance.register_time.cmp(&a.instance.register_time))
+        .then_with(|| a.source.cmp(b.source))
+        .then_with(|| a.instance.id.cmp(&b.instance.id))
+}
+
+fn merge_endpoint(reports: &[Reported<'_>]) -> InstanceView {
+    let winner = &reports[0];
+    let mut view = InstanceView::from_source(winner.instance, winner.source);
+    view.sources.clear();
+    for report in reports {
+        if !view.sources.iter().any(|s| s == report.source) {
+            view.sources.push(report.source.to_owned());
+        }
+    }
+    // An endpoint is stale only when no fresh source vouches for it.
+    let all_stale = reports.iter().all(|r| r.meta.stale_since.is_some());
+    view.stale = all_stale;
+    view.stale_since = if all_stale {
+        reports.iter().filter_map(|r| r.meta.stale_since).min()
+    } else {
+        None
+    };
+    view
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+    use switchboard_connectors::ServiceKey;
+
+    use super::*;
+
+    fn instance(id: &str, host: &str, port: u16) -> Instance {
+        Instance::new(id, ServiceKey::named("svc"), host, port)
+    }
+
+    #[test]
+    fn same_endpoint_from_two_sources_is_one_instance() {
+        let low = SourceMeta {
+            priority: 1,
+            stale_since: None,
+        };
+        let high = SourceMeta {
+            priority: 9,
+            stale_since: None,
+        };
+        let mut a = instance("a-id", "10.0.0.1", 80);
+        a.weight = 5;
+        let mut b = instance("b-id", "10.0.0.1", 80);
+        b.weight = 50;
+        let c = instance("c-id", "10.0.0.2", 80);
+        let merged = union(vec![
+            Reported {
+                source: "low",
+                meta: &low,
+                instance: &a,
+            },
+            Reported {
+                source: "high",
+                meta: &high,
+                instance: &b,
+            },
+            Reported {
+                source: "low",
+                meta: &low,
+                instance: &c,
+            },
+        ]);
+        assert_eq!(merged.len(), 2);
+        assert_eq!(merged[0].id, "b-id");
+        assert_eq!(merged[0].weight, 50);
+        assert_eq!(merged[0].sources, vec!["high", "low"]);
+        assert_eq!(merged[1].sources, vec!["low"]);
+    }
+
+    #[test]
+    fn stale_only_when_every_reporting_source_is_stale() {
+        let since = Utc::now();
+        let stale = SourceMeta {
+            priority: 5,
+            stale_since: Some(since),
+        };
+        let fresh = SourceMeta {
+            priority: 1,
+            stale_since: None,
+        };
+        let a = instance("a", "10.0.0.1", 80);
+        let b = instance("b", "10.0.0.1", 80);
+        let c = instance("c", "10.0.0.3", 80);
+        let merged = union(vec![
+            Reported {
+                source: "down",
+                meta: &stale,
+                instance: &a,
+            },
+            Reported {
+                source: "up",
+                meta: &fresh,
+                instance: &b,
+            },
+            Reported {
+                source: "down",
+                meta: &stale,
+                instance: &c,
+            },
+        ]);
+        assert!(!merged[0].stale);
+        assert!(merged[1].stale);
+        assert_eq!(merged[1].stale_since, Some(since));
+    }
+
+    #[test]
+    fn within_one_source_the_active_registration_wins() {
+        let meta = SourceMeta::default();
+        let mut old = instance("old", "10.0.0.1", 80);
+        old.status = Status::Offline;
+        old.healthy = false;
+        let new = instance("new", "10.0.0.1", 80);
+        let merged = union(vec![
+            Reported {
+                source: "native",
+                meta: &meta,
+                instance: &old,
+            },
+            Reported {
+                source: "native",
+                meta: &meta,
+                instance: &new,
+            },
+        ]);
+        assert_eq!(merged.len(), 1);
+        assert_eq!(merged[0].id, "new");
+        assert_eq!(merged[0].sources, vec!["native"]);
+    }
+}

@@ -1,0 +1,115 @@
+//! The merged catalog: what every discovery read is served from.
+//!
+//! One writer task owns a partition per source (the native registry is a source too). It
+//! drains updates in batches, recomputes only the services they touch, gives each changed
+//! service a new index from one monotonically increasing counter, pre-encodes that
+//! service's JSON, and publishes an immutable [`Snapshot`] that readers load without locks
+//! (`arc-swap`). Watchers are woken per service through the [`Notifier`].
+
+mod merge;
+mod notify;
+mod snapshot;
+mod writer;
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use switchboard_connectors::{ServiceKey, Update};
+use tokio::sync::{mpsc, oneshot, watch};
+
+pub use notify::Notifier;
+pub use snapshot::{InstanceView, ServiceSummary, ServiceView, Snapshot};
+
+use crate::telemetry::Metrics;
+
+/// How a source takes part in merging.
+#[derive(Clone, Debug, Default)]
+pub struct SourceMeta {
+    /// Higher wins when two sources report the same endpoint.
+    pub priority: i32,
+    /// Set while the source is unreachable: its data is served but flagged stale.
+    pub stale_since: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+pub(crate) enum Command {
+    Apply {
+        source: Arc<str>,
+        update: Update,
+        done: Option<oneshot::Sender<u64>>,
+    },
+    Source {
+        source: Arc<str>,
+        meta: SourceMeta,
+        done: Option<oneshot::Sender<u64>>,
+    },
+}
+
+/// A cheap, cloneable handle: send updates to the writer, read snapshots, subscribe.
+#[derive(Clone)]
+pub struct Catalog {
+    commands: mpsc::Sender<Command>,
+    current: Arc<ArcSwap<Snapshot>>,
+    notifier: Arc<Notifier>,
+}
+
+impl Catalog {
+    /// Starts the writer task and returns the handle.
+    pub fn start(metrics: Arc<Metrics>) -> Catalog {
+        let (commands, receiver) = mpsc::channel(4096);
+        let current = Arc::new(ArcSwap::from_pointee(Snapshot::empty()));
+        let notifier = Arc::new(Notifier::default());
+        let writer = writer::Writer::new(current.clone(), notifier.clone(), metrics);
+        tokio::spawn(writer.run(receiver));
+        Catalog {
+            commands,
+            current,
+            notifier,
+        }
+    }
+
+    /// The latest published snapshot. Never waits for the writer.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.current.load_full()
+    }
+
+    /// Applies an update from `source` and returns once it is visible to readers, with the
+    /// catalog index at that moment.
+    pub async fn apply(&self, source: &Arc<str>, update: Update) -> u64 {
+        let (done, wait) = oneshot::channel();
+        let command = Command::Apply {
+            source: source.clone(),
+            update,
+            done: Some(done),
+        };
+        self.send_and_wait(command, wait).await
+    }
+
+    /// Sets a source's priority and staleness; its services are re-merged.
+    pub async fn set_source(&self, source: &Arc<str>, meta: SourceMeta) -> u64 {
+        let (done, wait) = oneshot::channel();
+        let command = Command::Source {
+            source: source.clone(),
+            meta,
+            done: Some(done),
+        };
+        self.send_and_wait(command, wait).await
+    }
+
+    async fn send_and_wait(&self, command: Command, wait: oneshot::Receiver<u64>) -> u64 {
+        // The writer lives as long as any handle does; a closed channel means the runtime is
+        // shutting down, and the last published index is the honest answer.
+        if self.commands.send(command).await.is_err() {
+            return self.snapshot().index;
+        }
+        wait.await.unwrap_or_else(|_| self.snapshot().index)
+    }
+
+    /// A receiver of `key`'s index; it changes every time the service does.
+    pub fn subscribe(&self, key: &ServiceKey) -> watch::Receiver<u64> {
+        let current = self
+            .snapshot()
+            .service(&key.namespace, &key.group, &key.name)
+            .map_or(0, |view| view.index);
+        self.notifier.subscribe(key, current)
+    }
+}

@@ -1,0 +1,198 @@
+//! Immutable, published views of the catalog. Readers hold an `Arc<Snapshot>`; nothing in
+//! here is ever mutated after publication, so no read takes a lock.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, OnceLock};
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use switchboard_connectors::{Instance, ServiceKey, Status};
+use utoipa::ToSchema;
+
+/// An instance as clients see it: the merge of every source that reports its endpoint.
+#[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
+pub struct InstanceView {
+    pub id: String,
+    /// Service name.
+    pub service: String,
+    pub namespace: String,
+    pub group: String,
+    /// `host:port` (IPv6 hosts in brackets).
+    pub address: String,
+    pub host: String,
+    pub port: u16,
+    pub protocol: String,
+    pub version: Option<String>,
+    pub weight: u32,
+    pub status: Status,
+    pub healthy: bool,
+    pub metadata: BTreeMap<String, String>,
+    pub tags: Vec<String>,
+    pub register_time: Option<DateTime<Utc>>,
+    pub start_time: Option<DateTime<Utc>>,
+    /// Last heartbeat as of the instance's last change. Heartbeats alone do not change the
+    /// catalog (they would wake every watcher); `GET /api/v1/instances/{id}` is live.
+    pub last_heartbeat: Option<DateTime<Utc>>,
+    pub offline_time: Option<DateTime<Utc>>,
+    /// Every source reporting this endpoint, highest priority first.
+    pub sources: Vec<String>,
+    /// True when every source reporting it is currently unreachable.
+    pub stale: bool,
+    pub stale_since: Option<DateTime<Utc>>,
+}
+
+impl InstanceView {
+    /// The view of one source's instance, before merging.
+    pub fn from_source(instance: &Instance, source: &str) -> InstanceView {
+        InstanceView {
+            id: instance.id.clone(),
+            service: instance.service.name.clone(),
+            namespace: instance.service.namespace.clone(),
+            group: instance.service.group.clone(),
+            address: instance.address(),
+            host: instance.host.clone(),
+            port: instance.port,
+            protocol: instance.protocol.clone(),
+            version: instance.version.clone(),
+            weight: instance.weight,
+            status: instance.status,
+            healthy: instance.healthy,
+            metadata: instance.metadata.clone(),
+            tags: instance.tags.clone(),
+            register_time: instance.register_time,
+            start_time: instance.start_time,
+            last_heartbeat: instance.last_heartbeat,
+            offline_time: instance.offline_time,
+            sources: vec![source.to_owned()],
+            stale: false,
+            stale_since: None,
+        }
+    }
+}
+
+/// One service in a snapshot, with its response body encoded once at publication.
+#[derive(Debug)]
+pub struct ServiceView {
+    pub key: ServiceKey,
+    /// Catalog index of the service's last change.
+    pub index: u64,
+    pub instances: Vec<InstanceView>,
+    /// `instances` as the JSON array `GET .../instances` returns unfiltered.
+    pub encoded: Bytes,
+    pub healthy_count: usize,
+    /// Sources contributing at least one instance.
+    pub sources: Vec<String>,
+}
+
+impl ServiceView {
+    pub fn new(key: ServiceKey, index: u64, instances: Vec<InstanceView>) -> ServiceView {
+        let encoded = Bytes::from(serde_json::to_vec(&instances).expect("instances serialize"));
+        let healthy_count = instances.iter().filter(|i| i.healthy).count();
+        let mut sources: Vec<String> = instances
+            .iter()
+            .flat_map(|i| i.sources.iter().cloned())
+            .collect();
+        sources.sort();
+        sources.dedup();
+        ServiceView {
+            key,
+            index,
+            instances,
+            encoded,
+            healthy_count,
+            sources,
+        }
+    }
+
+    /// A removed service keeps an empty view so blocking queries see its index move on.
+    pub fn is_empty(&self) -> bool {
+        self.instances.is_empty()
+    }
+}
+
+/// A service in the `GET /api/v1/services` listing.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ServiceSummary {
+    pub name: String,
+    pub namespace: String,
+    pub group: String,
+    pub instance_count: usize,
+    pub healthy_count: usize,
+    /// Sources contributing at least one instance.
+    pub sources: Vec<String>,
+    /// Index of the service's last change.
+    pub index: u64,
+}
+
+/// The whole catalog at one moment.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// Highest index of any change so far.
+    pub index: u64,
+    /// Services by name; a name usually has one entry (one namespace and group).
+    by_name: HashMap<String, Vec<Arc<ServiceView>>>,
+    /// The unfiltered service listing, encoded on first use.
+    listing: OnceLock<Bytes>,
+}
+
+impl Snapshot {
+    pub fn empty() -> Snapshot {
+        Snapshot::new(0, HashMap::new())
+    }
+
+    pub(crate) fn new(index: u64, by_name: HashMap<String, Vec<Arc<ServiceView>>>) -> Snapshot {
+        Snapshot {
+            index,
+            by_name,
+            listing: OnceLock::new(),
+        }
+    }
+
+    /// One service, including a removed one's empty view.
+    pub fn service(&self, namespace: &str, group: &str, name: &str) -> Option<&Arc<ServiceView>> {
+        self.by_name
+            .get(name)?
+            .iter()
+            .find(|view| view.key.namespace == namespace && view.key.group == group)
+    }
+
+    /// Every service with at least one instance, sorted by (namespace, group, name).
+    pub fn services(&self) -> Vec<&Arc<ServiceView>> {
+        let mut all: Vec<_> = self
+            .by_name
+            .values()
+            .flatten()
+            .filter(|view| !view.is_empty())
+            .collect();
+        all.sort_by(|a, b| a.key.cmp(&b.key));
+        all
+    }
+
+    /// The `GET /api/v1/services` body for the given filters; unfiltered it is cached.
+    pub fn listing(&self, namespace: Option<&str>, group: Option<&str>) -> Bytes {
+        let encode = || {
+            let summaries: Vec<ServiceSummary> = self
+                .services()
+                .into_iter()
+                .filter(|view| namespace.is_none_or(|ns| view.key.namespace == ns))
+                .filter(|view| group.is_none_or(|g| view.key.group == g))
+                .map(|view| ServiceSummary {
+                    name: view.key.name.clone(),
+                    namespace: view.key.namespace.clone(),
+                    group: view.key.group.clone(),
+                    instance_count: view.instances.len(),
+                    healthy_count: view.healthy_count,
+                    sources: view.sources.clone(),
+                    index: view.index,
+                })
+                .collect();
+            Bytes::from(serde_json::to_vec(&summaries).expect("summaries serialize"))
+        };
+        if namespace.is_none() && group.is_none() {
+            self.listing.get_or_init(encode).clone()
+        } else {
+            encode()
+        }
+    }
+}

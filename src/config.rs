@@ -1,0 +1,352 @@
+//! Configuration: built-in defaults < TOML file < `SWITCHBOARD_*` environment < CLI flags.
+//!
+//! Every key has a default, so `switchboard serve` runs with no file at all. Errors name
+//! the offending key (and the environment variable, when that is where it came from) so a
+//! bad config stops start-up with a message an operator can act on.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::duration::serde_text;
+
+/// Prefix of environment overrides. `__` separates nested keys:
+/// `SWITCHBOARD_REGISTRY__DEFAULT_TTL=10s` sets `registry.default_ttl`.
+pub const ENV_PREFIX: &str = "SWITCHBOARD_";
+/// Environment variables with the prefix that are not config keys.
+const ENV_NOT_KEYS: &[&str] = &["SWITCHBOARD_CONFIG"];
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address the HTTP API listens on.
+    pub listen: SocketAddr,
+    /// Directory of the embedded store (created if missing).
+    pub data_dir: PathBuf,
+    /// Log filter in `tracing` syntax (`info`, `switchboard=debug`). `RUST_LOG` wins when set.
+    pub log: String,
+    pub registry: RegistryConfig,
+    pub api: ApiConfig,
+}
+
+/// The native registry.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegistryConfig {
+    /// An instance with no heartbeat for this long is marked offline (per-instance
+    /// `ttl_seconds` overrides it).
+    #[serde(with = "serde_text")]
+    pub default_ttl: Duration,
+    /// Delete instances that have been offline by expiry for this long. Unset: keep them.
+    #[serde(with = "serde_text::option", skip_serializing_if = "Option::is_none")]
+    pub deregister_after: Option<Duration>,
+    /// How often expiry is checked.
+    #[serde(with = "serde_text")]
+    pub expiry_interval: Duration,
+    /// How often heartbeat times are written to the store, in one batch.
+    #[serde(with = "serde_text")]
+    pub heartbeat_flush_interval: Duration,
+    /// Merge priority of native instances against external sources (higher wins).
+    pub priority: i32,
+}
+
+/// The HTTP API.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// Largest accepted request body; larger ones get 413.
+    pub max_body_bytes: usize,
+    /// Blocking-query wait when the client gives `index` but no `wait`.
+    #[serde(with = "serde_text")]
+    pub default_wait: Duration,
+    /// Longest blocking-query wait; longer requests are cut to this.
+    #[serde(with = "serde_text")]
+    pub max_wait: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8700)),
+            data_dir: PathBuf::from("./data"),
+            log: "info".to_owned(),
+            registry: RegistryConfig::default(),
+            api: ApiConfig::default(),
+        }
+    }
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        Self {
+            default_ttl: Duration::from_secs(30),
+            deregister_after: None,
+            expiry_interval: Duration::from_millis(500),
+            heartbeat_flush_interval: Duration::from_secs(1),
+            priority: 0,
+        }
+    }
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 64 * 1024,
+            default_wait: Duration::from_secs(300),
+            max_wait: Duration::from_secs(300),
+        }
+    }
+}
+
+/// Values given on the command line; they override everything else.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    pub listen: Option<SocketAddr>,
+    pub data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid TOML: {message}")]
+    Syntax { path: PathBuf, message: String },
+    #[error("config key `{key}`{origin}: {message}")]
+    Key {
+        key: String,
+        origin: String,
+        message: String,
+    },
+}
+
+impl Config {
+    /// Loads the config from an optional file, the process environment and CLI overrides.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
+        Self::load_from(file, std::env::vars(), overrides)
+    }
+
+    /// [`Config::load`] with an explicit environment, for tests.
+    pub fn load_from(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+        overrides: &Overrides,
+    ) -> Result<Config, ConfigError> {
+        let mut table = match file {
+            Some(path) => read_table(path)?,
+            None => toml::Table::new(),
+        };
+        let origins = overlay_env(&mut table, env);
+        let mut config: Config = serde_path_to_error::deserialize(toml::Value::Table(table))
+            .map_err(|err| {
+                let key = err.path().to_string();
+                let origin = origins
+                    .get(&key)
+                    .map(|var| format!(" (from environment variable {var})"))
+                    .unwrap_or_default();
+                ConfigError::Key {
+                    key,
+                    origin,
+                    message: err.into_inner().to_string(),
+                }
+            })?;
+        if let Some(listen) = overrides.listen {
+            config.listen = listen;
+        }
+        if let Some(dir) = &overrides.data_dir {
+            config.data_dir = dir.clone();
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks the rules a type cannot express.
+    fn validate(&self) -> Result<(), ConfigError> {
+        let fail = |key: &str, message: &str| {
+            Err(ConfigError::Key {
+                key: key.to_owned(),
+                origin: String::new(),
+                message: message.to_owned(),
+            })
+        };
+        if self.registry.default_ttl < Duration::from_secs(1) {
+            return fail("registry.default_ttl", "must be at least 1s");
+        }
+        if self.registry.expiry_interval.is_zero() {
+            return fail("registry.expiry_interval", "must be greater than 0");
+        }
+        if self.registry.heartbeat_flush_interval.is_zero() {
+            return fail(
+                "registry.heartbeat_flush_interval",
+                "must be greater than 0",
+            );
+        }
+        if self.api.max_body_bytes < 1024 {
+            return fail("api.max_body_bytes", "must be at least 1024");
+        }
+        if self.api.default_wait > self.api.max_wait {
+            return fail("api.default_wait", "must not exceed api.max_wait");
+        }
+        if self.api.max_wait > Duration::from_secs(600) {
+            return fail("api.max_wait", "must not exceed 10m");
+        }
+        Ok(())
+    }
+}
+
+fn read_table(path: &Path) -> Result<toml::Table, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    text.parse::<toml::Table>()
+        .map_err(|err| ConfigError::Syntax {
+            path: path.to_owned(),
+            message: err.to_string(),
+        })
+}
+
+/// Writes `SWITCHBOARD_*` variables into the table and returns which key came from which
+/// variable. Values are read as TOML when they parse (`10`, `true`), else as strings.
+fn overlay_env(
+    table: &mut toml::Table,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> BTreeMap<String, String> {
+    let mut origins = BTreeMap::new();
+    for (var, raw) in env {
+        let Some(rest) = var.strip_prefix(ENV_PREFIX) else {
+            continue;
+        };
+        if ENV_NOT_KEYS.contains(&var.as_str()) || rest.is_empty() {
+            continue;
+        }
+        let path: Vec<String> = rest.split("__").map(str::to_ascii_lowercase).collect();
+        let value = format!("v = {raw}")
+            .parse::<toml::Table>()
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or_else(|| toml::Value::String(raw.clone()));
+        let mut node = &mut *table;
+        for part in &path[..path.len() - 1] {
+            let entry = node
+                .entry(part.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            if !entry.is_table() {
+                *entry = toml::Value::Table(toml::Table::new());
+            }
+            node = entry.as_table_mut().expect("just made a table");
+        }
+        node.insert(path[path.len() - 1].clone(), value);
+        origins.insert(path.join("."), var);
+    }
+    origins
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn write(text: &str) -> tempfile::NamedTempFile {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), text).unwrap();
+        file
+    }
+
+    #[test]
+    fn defaults_apply_with_no_file() {
+        let config = Config::load_from(None, env(&[]), &Overrides::default()).unwrap();
+        assert_eq!(config.listen.to_string(), "127.0.0.1:8700");
+        assert_eq!(config.data_dir, PathBuf::from("./data"));
+        assert_eq!(config.registry.default_ttl, Duration::from_secs(30));
+        assert_eq!(config.api.max_body_bytes, 65536);
+    }
+
+    #[test]
+    fn env_overrides_file_and_flags_override_env() {
+        let file = write("listen = \"127.0.0.1:9000\"\n[registry]\ndefault_ttl = \"10s\"\n");
+        let vars = env(&[
+            ("SWITCHBOARD_REGISTRY__DEFAULT_TTL", "20s"),
+            ("SWITCHBOARD_DATA_DIR", "/tmp/from-env"),
+            ("SWITCHBOARD_CONFIG", "ignored.toml"),
+            ("OTHER", "x"),
+        ]);
+        let overrides = Overrides {
+            data_dir: Some(PathBuf::from("/tmp/from-flag")),
+            ..Overrides::default()
+        };
+        let config = Config::load_from(Some(file.path()), vars, &overrides).unwrap();
+        assert_eq!(config.listen.to_string(), "127.0.0.1:9000");
+        assert_eq!(config.registry.default_ttl, Duration::from_secs(20));
+        assert_eq!(config.data_dir, PathBuf::from("/tmp/from-flag"));
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let file = write("[registry]\ndefault_ttl = \"soon\"\n");
+        let err = Config::load_from(Some(file.path()), env(&[]), &Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("registry.default_ttl"), "{err}");
+
+        let file = write("[registry]\ndefualt_ttl = \"5s\"\n");
+        let err = Config::load_from(Some(file.path()), env(&[]), &Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("defualt_ttl"), "{err}");
+
+        let err = Config::load_from(
+            None,
+            env(&[("SWITCHBOARD_API__MAX_BODY_BYTES", "lots")]),
+            &Overrides::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("api.max_body_bytes"), "{err}");
+        assert!(err.contains("SWITCHBOARD_API__MAX_BODY_BYTES"), "{err}");
+
+        let file = write("[registry]\ndefault_ttl = \"0s\"\n");
+        let err = Config::load_from(Some(file.path()), env(&[]), &Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("registry.default_ttl") && err.contains("at least"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn syntax_errors_name_the_file() {
+        let file = write("listen = \n");
+        let err = Config::load_from(Some(file.path()), env(&[]), &Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not valid TOML"), "{err}");
+    }
+
+    #[test]
+    fn example_configs_parse() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|ext| ext == "toml") {
+                Config::load_from(Some(&path), env(&[]), &Overrides::default())
+                    .unwrap_or_else(|err| panic!("{}: {err}", path.display()));
+                seen += 1;
+            }
+        }
+        assert!(seen > 0, "no example configs found");
+    }
+}

@@ -1,0 +1,127 @@
+//! Go-style duration text (`"250ms"`, `"30s"`, `"5m"`, `"1h30m"`), as Consul and etcd users
+//! write it: parsed from config and query strings, printed for uptimes.
+
+use std::time::Duration;
+
+/// Parses `"1h30m"`, `"30s"`, `"250ms"`, `"1.5s"`. A bare number is seconds
+/// (Consul accepts `wait=10` too).
+pub fn parse(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err("empty duration".to_owned());
+    }
+    if let Ok(secs) = text.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    let mut total = 0f64;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let number_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(|| format!("duration `{text}` is missing a unit (ms, s, m, h)"))?;
+        let (number, tail) = rest.split_at(number_len);
+        let value: f64 = number
+            .parse()
+            .map_err(|_| format!("duration `{text}` has no number before its unit"))?;
+        let unit_len = tail
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(tail.len());
+        let (unit, next) = tail.split_at(unit_len);
+        let scale = match unit {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            other => return Err(format!("duration `{text}` has unknown unit `{other}`")),
+        };
+        total += value * scale;
+        rest = next;
+    }
+    if !total.is_finite() || total > 1e12 {
+        return Err(format!("duration `{text}` is too large"));
+    }
+    Ok(Duration::from_secs_f64(total))
+}
+
+/// Prints a duration the way Go does for whole seconds: `3h25m10s`, `45s`, `0s`.
+pub fn format(duration: Duration) -> String {
+    let secs = duration.as_secs();
+    let (hours, minutes, seconds) = (secs / 3600, secs / 60 % 60, secs % 60);
+    let mut out = String::new();
+    if hours > 0 {
+        out.push_str(&format!("{hours}h"));
+    }
+    if hours > 0 || minutes > 0 {
+        out.push_str(&format!("{minutes}m"));
+    }
+    out.push_str(&format!("{seconds}s"));
+    out
+}
+
+/// Serde adapters so config files can say `default_ttl = "30s"`.
+pub mod serde_text {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        super::parse(&text).map_err(serde::de::Error::custom)
+    }
+
+    pub fn serialize<S: Serializer>(value: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format!("{}ms", value.as_millis()))
+    }
+
+    /// The same for optional durations.
+    pub mod option {
+        use std::time::Duration;
+
+        use serde::{Deserialize, Deserializer, Serializer};
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+            let text = String::deserialize(d)?;
+            super::super::parse(&text)
+                .map(Some)
+                .map_err(serde::de::Error::custom)
+        }
+
+        pub fn serialize<S: Serializer>(value: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+            match value {
+                Some(value) => super::serialize(value, s),
+                None => s.serialize_none(),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_go_style_durations() {
+        assert_eq!(parse("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse("10"), Ok(Duration::from_secs(10)));
+    }
+
+    #[test]
+    fn rejects_malformed_durations() {
+        for bad in ["", "s", "10x", "abc", "-5s", "1..2s", "1e400h"] {
+            assert!(parse(bad).is_err(), "{bad:?} should not parse");
+        }
+    }
+
+    #[test]
+    fn formats_like_go() {
+        assert_eq!(format(Duration::from_secs(12310)), "3h25m10s");
+        assert_eq!(format(Duration::from_secs(45)), "45s");
+        assert_eq!(format(Duration::from_secs(60)), "1m0s");
+        assert_eq!(format(Duration::ZERO), "0s");
+    }
+}

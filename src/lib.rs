@@ -1,0 +1,112 @@
+//! Switchboard: one service-discovery endpoint in front of many registries.
+//!
+//! How the pieces fit:
+//!
+//! ```text
+//!   clients ──HTTP──▶ api ──reads──▶ catalog::Snapshot (lock-free, pre-encoded JSON)
+//!                      │                    ▲ publishes
+//!                      └─writes─▶ registry ─┴─updates─▶ catalog writer (single task)
+//!                                   │                        ▲
+//!                              store (redb)          connectors (later: etcd, Consul, Nacos)
+//! ```
+//!
+//! - [`catalog`]: one writer task merges every source's partition and publishes immutable
+//!   snapshots; readers never wait for it.
+//! - [`registry`]: the native registry (register, heartbeat, status, expiry) on the
+//!   embedded [`registry::RedbStore`]; it is the catalog's `native` source.
+//! - [`api`]: the axum router; [`config`]: file < env < flags; [`telemetry`]: logs and metrics.
+//!
+//! [`run`] takes a bound listener, so tests bind `127.0.0.1:0`.
+
+pub mod api;
+pub mod catalog;
+pub mod config;
+pub mod duration;
+pub mod registry;
+pub mod telemetry;
+
+use std::future::Future;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::api::AppState;
+use crate::catalog::Catalog;
+use crate::config::Config;
+use crate::registry::{RedbStore, Registry};
+use crate::telemetry::Metrics;
+
+/// A started Switchboard: store loaded, catalog published, background work running.
+/// [`App::router`] serves it; [`App::shutdown`] stops the background work cleanly.
+pub struct App {
+    pub state: AppState,
+    stop: watch::Sender<bool>,
+    background: tokio::task::JoinHandle<()>,
+}
+
+impl App {
+    /// Opens the store in `config.data_dir`, loads the native registry and starts the
+    /// catalog writer and the registry's sweeps.
+    pub async fn start(config: Config) -> anyhow::Result<App> {
+        let metrics = Arc::new(Metrics::new());
+        let store = RedbStore::open(&config.data_dir).map_err(|err| {
+            anyhow::anyhow!(
+                "cannot open the store in {}: {err} (is another Switchboard using this data dir?)",
+                config.data_dir.display()
+            )
+        })?;
+        let catalog = Catalog::start(metrics.clone());
+        let registry = Registry::open(
+            Arc::new(store),
+            catalog.clone(),
+            config.registry.clone(),
+            metrics.clone(),
+        )
+        .await?;
+        let (stop, stopped) = watch::channel(false);
+        let background = registry::spawn_background(registry.clone(), stopped);
+        let state = AppState {
+            catalog,
+            registry,
+            metrics,
+            config: Arc::new(config),
+            ready: Arc::new(AtomicBool::new(true)),
+        };
+        Ok(App {
+            state,
+            stop,
+            background,
+        })
+    }
+
+    /// The HTTP API over this app.
+    pub fn router(&self) -> axum::Router {
+        api::router(self.state.clone())
+    }
+
+    /// Stops sweeps and writes the last heartbeat times.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(true);
+        self.background.await?;
+        Ok(())
+    }
+}
+
+/// Serves Switchboard on `listener` until `shutdown` completes, then flushes heartbeat
+/// times and returns.
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let app = App::start(config).await?;
+    tracing::info!(listen = %listener.local_addr()?, "Switchboard serving");
+    axum::serve(listener, app.router())
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    app.shutdown().await?;
+    tracing::info!("Switchboard stopped");
+    Ok(())
+}

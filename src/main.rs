@@ -1,0 +1,92 @@
+//! The `switchboard` command line.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use switchboard::config::{Config, Overrides};
+
+#[derive(Parser)]
+#[command(
+    name = "switchboard",
+    version,
+    about = "One service-discovery endpoint in front of many registries"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start the server: the native registry and the discovery API.
+    ///
+    /// Settings come from built-in defaults, then the config file, then SWITCHBOARD_*
+    /// environment variables (e.g. SWITCHBOARD_REGISTRY__DEFAULT_TTL=10s), then these flags.
+    Serve {
+        /// Address to listen on [default: 127.0.0.1:8700; config key `listen`]
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<SocketAddr>,
+        /// Directory of the embedded store, created if missing [default: ./data; config key `data_dir`]
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+        /// TOML config file; see config/switchboard.toml for every key and its default
+        #[arg(long, value_name = "FILE", env = "SWITCHBOARD_CONFIG")]
+        config: Option<PathBuf>,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve {
+            listen,
+            data_dir,
+            config,
+        } => {
+            let overrides = Overrides { listen, data_dir };
+            let config = match Config::load(config.as_deref(), &overrides) {
+                Ok(config) => config,
+                Err(err) => {
+                    eprintln!("switchboard: {err}");
+                    std::process::exit(2);
+                }
+            };
+            switchboard::telemetry::init_tracing(&config.log);
+            let runtime =
+                tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+            runtime.block_on(serve(config))
+        }
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    switchboard::run(listener, config, shutdown_signal()).await
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+    tracing::info!("Shutdown requested");
+}

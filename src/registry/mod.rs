@@ -1,0 +1,592 @@
+//! The native registry: instances that register with Switchboard itself.
+//!
+//! Registrations, status changes and deletions are written durably to the [`Store`] before
+//! they are acknowledged, then published to the catalog as the `native` source. Heartbeats
+//! only touch in-memory atomics; [`Registry::flush_heartbeats`] writes them in batches.
+//! [`Registry::sweep`] marks instances whose TTL passed `offline` (kept, with
+//! `offline_time`), revives them when heartbeats resume, and deletes those offline longer
+//! than `deregister_after`.
+
+mod background;
+mod record;
+mod store;
+mod validate;
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use dashmap::DashMap;
+use serde::Serialize;
+use switchboard_connectors::{Instance, InstanceKey, ServiceKey, Status, Update};
+use utoipa::ToSchema;
+
+pub use background::spawn_background;
+pub use record::StoredInstance;
+pub use store::{RedbStore, Store, StoreError};
+pub use validate::{parse_status, validate_name, RegisterRequest, ValidationError};
+
+use self::record::{is_healthy, Entry};
+use crate::catalog::{Catalog, InstanceView, SourceMeta};
+use crate::config::RegistryConfig;
+use crate::duration;
+use crate::telemetry::Metrics;
+
+/// Source id of native instances in the catalog.
+pub const NATIVE_SOURCE: &str = "native";
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("instance `{0}` not found")]
+    NotFound(String),
+    #[error("service `{0}` has no native instances")]
+    ServiceNotFound(String),
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+    /// The store failed; nothing was changed in memory or in the catalog.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Reply to a heartbeat.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HeartbeatReply {
+    pub id: String,
+    pub status: Status,
+    pub last_heartbeat: DateTime<Utc>,
+    /// True when this heartbeat brought an expired instance back.
+    pub revived: bool,
+}
+
+/// `GET /api/v1/instances/{id}/health`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InstanceHealth {
+    pub id: String,
+    pub service: String,
+    pub status: Status,
+    pub healthy: bool,
+    /// Time since `start_time`, Go style (`3h25m10s`).
+    pub uptime: String,
+    pub uptime_seconds: u64,
+    /// Time since `register_time`, Go style.
+    pub register_duration: String,
+    pub register_duration_seconds: u64,
+    /// The last heartbeat.
+    pub last_check: Option<DateTime<Utc>>,
+    pub ttl_seconds: u64,
+    /// Seconds until TTL expiry marks the instance offline (0 when already offline).
+    pub expires_in_seconds: u64,
+}
+
+/// `DELETE /api/v1/admin/services/{name}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RemovalReport {
+    pub service_name: String,
+    pub namespace: String,
+    pub group: String,
+    pub total_instances: usize,
+    pub removed_count: usize,
+    pub errors: Vec<String>,
+}
+
+pub struct Registry {
+    store: Arc<dyn Store>,
+    entries: DashMap<String, Arc<Entry>>,
+    catalog: Catalog,
+    source: Arc<str>,
+    config: RegistryConfig,
+    metrics: Arc<Metrics>,
+    /// Serialises changes so the store, memory and catalog see them in one order.
+    mutation: tokio::sync::Mutex<()>,
+}
+
+fn now() -> DateTime<Utc> {
+    Utc::now()
+}
+
+impl Registry {
+    /// Loads every stored instance (each gets one TTL of grace) and publishes them.
+    pub async fn open(
+        store: Arc<dyn Store>,
+        catalog: Catalog,
+        config: RegistryConfig,
+        metrics: Arc<Metrics>,
+    ) -> Result<Arc<Registry>, StoreError> {
+        let loader = store.clone();
+        let records = tokio::task::spawn_blocking(move || loader.load())
+            .await
+            .expect("store load does not panic")?;
+        let registry = Registry {
+            store,
+            entries: DashMap::new(),
+            catalog,
+            source: Arc::from(NATIVE_SOURCE),
+            config,
+            metrics,
+            mutation: tokio::sync::Mutex::new(()),
+        };
+        let started = now().timestamp_millis();
+        let mut instances = Vec::with_capacity(records.len());
+        for record in records {
+            let grace = started + registry.ttl_of(&record).as_millis() as i64;
+            instances.push(record.instance.clone());
+            registry.entries.insert(
+                record.instance.id.clone(),
+                Arc::new(Entry::new(record, grace)),
+            );
+        }
+        tracing::info!(instances = instances.len(), "Loaded native instances");
+        let meta = SourceMeta {
+            priority: registry.config.priority,
+            stale_since: None,
+        };
+        registry.catalog.set_source(&registry.source, meta).await;
+        registry
+            .catalog
+            .apply(&registry.source, Update::Reset(instances))
+            .await;
+        Ok(Arc::new(registry))
+    }
+
+    fn ttl_of(&self, record: &StoredInstance) -> Duration {
+        record
+            .ttl_seconds
+            .map_or(self.config.default_ttl, Duration::from_secs)
+    }
+
+    fn deregister_after_of(&self, record: &StoredInstance) -> Option<Duration> {
+        record
+            .deregister_after_seconds
+            .map(Duration::from_secs)
+            .or(self.config.deregister_after)
+    }
+
+    fn entry(&self, id: &str) -> Result<Arc<Entry>, RegistryError> {
+        self.entries
+            .get(id)
+            .map(|entry| entry.clone())
+            .ok_or_else(|| RegistryError::NotFound(id.to_owned()))
+    }
+
+    /// Writes to the store on a blocking thread.
+    async fn persist(
+        &self,
+        puts: Vec<StoredInstance>,
+        deletes: Vec<String>,
+    ) -> Result<(), StoreError> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || store.commit(&puts, &deletes))
+            .await
+            .expect("store commit does not panic")
+    }
+
+    fn view(&self, record: &StoredInstance) -> InstanceView {
+        InstanceView::from_source(&record.instance, NATIVE_SOURCE)
+    }
+
+    /// Registers (or replaces) an instance. Returns its view and whether it is new.
+    ///
+    /// Without an `id`, an instance already registered at the same endpoint of the same
+    /// service is replaced, so a client that restarts and registers again does not leave a
+    /// twin behind.
+    pub async fn register(
+        &self,
+        request: RegisterRequest,
+    ) -> Result<(InstanceView, bool), RegistryError> {
+        let valid = request.validate()?;
+        let _guard = self.mutation.lock().await;
+        let id = match &valid.id {
+            Some(id) => id.clone(),
+            None => self
+                .find_by_endpoint(&valid.service, &valid.host, valid.port)
+                .unwrap_or_else(|| format!("{}-{}", valid.service.name, uuid::Uuid::new_v4())),
+        };
+        let previous = self
+            .entries
+            .get(&id)
+            .map(|entry| entry.lock().instance.service.clone());
+        let time = now();
+        let mut instance = Instance::new(id.clone(), valid.service, valid.host, valid.port);
+        instance.protocol = valid.protocol;
+        instance.version = valid.version;
+        instance.weight = valid.weight;
+        instance.status = valid.status;
+        instance.healthy = is_healthy(valid.status);
+        instance.metadata = valid.metadata;
+        instance.tags = valid.tags;
+        instance.register_time = Some(time);
+        instance.start_time = Some(valid.start_time.unwrap_or(time));
+        instance.last_heartbeat = Some(time);
+        instance.offline_time = (valid.status == Status::Offline).then_some(time);
+        let record = StoredInstance {
+            instance,
+            ttl_seconds: valid.ttl_seconds,
+            deregister_after_seconds: valid.deregister_after_seconds,
+            expired_from: None,
+        };
+
+        self.persist(vec![record.clone()], Vec::new()).await?;
+        let view = self.view(&record);
+        let key = record.instance.key();
+        let instance = record.instance.clone();
+        self.entries
+            .insert(id.clone(), Arc::new(Entry::new(record, 0)));
+        if let Some(old_service) = previous.as_ref().filter(|old| **old != key.service) {
+            let old = InstanceKey {
+                service: old_service.clone(),
+                id,
+            };
+            self.catalog
+                .apply(&self.source, Update::Remove(vec![old]))
+                .await;
+        }
+        self.catalog
+            .apply(&self.source, Update::Upsert(vec![instance]))
+            .await;
+        self.metrics.registrations.inc();
+        Ok((view, previous.is_none()))
+    }
+
+    fn find_by_endpoint(&self, service: &ServiceKey, host: &str, port: u16) -> Option<String> {
+        self.entries.iter().find_map(|entry| {
+            let record = entry.lock();
+            let i = &record.instance;
+            (i.service == *service && i.host == host && i.port == port).then(|| i.id.clone())
+        })
+    }
+
+    /// One instance, with its live heartbeat time.
+    pub fn get(&self, id: &str) -> Result<InstanceView, RegistryError> {
+        Ok(self.view(&self.entry(id)?.snapshot()))
+    }
+
+    /// Every native instance.
+    pub fn all(&self) -> Vec<InstanceView> {
+        self.entries
+            .iter()
+            .map(|entry| self.view(&entry.snapshot()))
+            .collect()
+    }
+
+    /// Renews an instance's TTL. An instance that expired comes back to the status it had.
+    pub async fn heartbeat(&self, id: &str) -> Result<HeartbeatReply, RegistryError> {
+        let entry = self.entry(id)?;
+        let time = now();
+        entry
+            .last_heartbeat_ms
+            .fetch_max(time.timestamp_millis(), Ordering::SeqCst);
+        self.metrics.heartbeats.inc();
+        let revived = entry.expired.load(Ordering::SeqCst) && self.revive(id, &entry).await?;
+        let status = entry.lock().instance.status;
+        Ok(HeartbeatReply {
+            id: id.to_owned(),
+            status,
+            last_heartbeat: time,
+            revived,
+        })
+    }
+
+    /// Brings an expired instance back; false if someone else already did or it is gone.
+    async fn revive(&self, id: &str, entry: &Arc<Entry>) -> Result<bool, RegistryError> {
+        let _guard = self.mutation.lock().await;
+        if !self.is_current(id, entry) || !entry.expired.load(Ordering::SeqCst) {
+            return Ok(false);
+        }
+        let mut record = entry.snapshot();
+        let Some(status) = record.expired_from.take() else {
+            return Ok(false);
+        };
+        record.instance.status = status;
+        record.instance.healthy = is_healthy(status);
+        record.instance.offline_time = None;
+        self.persist(vec![record.clone()], Vec::new()).await?;
+        let instance = record.instance.clone();
+        *entry.lock() = record;
+        entry.expired.store(false, Ordering::SeqCst);
+        self.catalog
+            .apply(&self.source, Update::Upsert(vec![instance]))
+            .await;
+        self.metrics.revivals.inc();
+        tracing::info!(instance.id = id, "Expired instance revived by heartbeat");
+        Ok(true)
+    }
+
+    /// Whether `entry` is still the registered instance `id` (not replaced or deleted).
+    fn is_current(&self, id: &str, entry: &Arc<Entry>) -> bool {
+        self.entries
+            .get(id)
+            .is_some_and(|current| Arc::ptr_eq(&current, entry))
+    }
+
+    /// Sets an instance's status (an operator's decision: it ends any expiry hold).
+    pub async fn set_status(
+        &self,
+        id: &str,
+        status: Status,
+    ) -> Result<InstanceView, RegistryError> {
+        let _guard = self.mutation.lock().await;
+        let entry = self.entry(id)?;
+        let mut record = entry.snapshot();
+        if record.instance.status != status || record.expired_from.is_some() {
+            record.instance.offline_time = (status == Status::Offline).then(now);
+        }
+        record.instance.status = status;
+        record.instance.healthy = is_healthy(status);
+        record.expired_from = None;
+        self.persist(vec![record.clone()], Vec::new()).await?;
+        let view = self.view(&record);
+        let instance = record.instance.clone();
+        *entry.lock() = record;
+        entry.expired.store(false, Ordering::SeqCst);
+        self.catalog
+            .apply(&self.source, Update::Upsert(vec![instance]))
+            .await;
+        Ok(view)
+    }
+
+    /// Deletes an instance for good.
+    pub async fn deregister(&self, id: &str) -> Result<InstanceView, RegistryError> {
+        let _guard = self.mutation.lock().await;
+        let entry = self.entry(id)?;
+        let record = entry.snapshot();
+        self.persist(Vec::new(), vec![id.to_owned()]).await?;
+        self.entries.remove(id);
+        let key = record.instance.key();
+        self.catalog
+            .apply(&self.source, Update::Remove(vec![key]))
+            .await;
+        self.metrics.deregistrations.inc();
+        Ok(self.view(&record))
+    }
+
+    /// Deletes every native instance of a service, in one transaction.
+    pub async fn remove_service(
+        &self,
+        service: &ServiceKey,
+    ) -> Result<RemovalReport, RegistryError> {
+        let _guard = self.mutation.lock().await;
+        let ids: Vec<String> = self
+            .entries
+            .iter()
+            .filter(|entry| entry.lock().instance.service == *service)
+            .map(|entry| entry.key().clone())
+            .collect();
+        if ids.is_empty() {
+            return Err(RegistryError::ServiceNotFound(service.name.clone()));
+        }
+        let mut report = RemovalReport {
+            service_name: service.name.clone(),
+            namespace: service.namespace.clone(),
+            group: service.group.clone(),
+            total_instances: ids.len(),
+            removed_count: 0,
+            errors: Vec::new(),
+        };
+        if let Err(err) = self.persist(Vec::new(), ids.clone()).await {
+            report.errors.push(err.to_string());
+            return Ok(report);
+        }
+        let keys: Vec<InstanceKey> = ids
+            .iter()
+            .map(|id| InstanceKey {
+                service: service.clone(),
+                id: id.clone(),
+            })
+            .collect();
+        for id in &ids {
+            self.entries.remove(id);
+        }
+        self.catalog.apply(&self.source, Update::Remove(keys)).await;
+        self.metrics.deregistrations.inc_by(ids.len() as u64);
+        report.removed_count = ids.len();
+        Ok(report)
+    }
+
+    /// Uptime, registration age and TTL state of one instance.
+    pub fn health(&self, id: &str) -> Result<InstanceHealth, RegistryError> {
+        let entry = self.entry(id)?;
+        let record = entry.snapshot();
+        let time = now();
+        let since = |t: Option<DateTime<Utc>>| {
+            t.map_or(Duration::ZERO, |t| (time - t).to_std().unwrap_or_default())
+        };
+        let uptime = since(record.instance.start_time);
+        let registered = since(record.instance.register_time);
+        let ttl = self.ttl_of(&record);
+        let expires_in = if record.instance.status == Status::Offline {
+            Duration::ZERO
+        } else {
+            let deadline = self.deadline_ms(&entry, &record);
+            Duration::from_millis((deadline - time.timestamp_millis()).max(0) as u64)
+        };
+        Ok(InstanceHealth {
+            id: record.instance.id.clone(),
+            service: record.instance.service.name.clone(),
+            status: record.instance.status,
+            healthy: record.instance.healthy,
+            uptime: duration::format(uptime),
+            uptime_seconds: uptime.as_secs(),
+            register_duration: duration::format(registered),
+            register_duration_seconds: registered.as_secs(),
+            last_check: record.instance.last_heartbeat,
+            ttl_seconds: ttl.as_secs(),
+            expires_in_seconds: expires_in.as_secs(),
+        })
+    }
+
+    /// When TTL expiry will mark this instance offline (ms since the epoch).
+    fn deadline_ms(&self, entry: &Entry, record: &StoredInstance) -> i64 {
+        let ttl = self.ttl_of(record).as_millis() as i64;
+        (entry.last_heartbeat_ms.load(Ordering::SeqCst) + ttl).max(entry.grace_until_ms)
+    }
+
+    /// Applies TTL expiry, revival and auto-deregistration as of now.
+    pub async fn sweep(&self) -> Result<(), StoreError> {
+        let time = now();
+        let now_ms = time.timestamp_millis();
+        let candidates: Vec<(String, Arc<Entry>)> = self
+            .entries
+            .iter()
+            .filter(|entry| self.sweep_action(entry.value(), now_ms).is_some())
+            .map(|entry| (entry.key().clone(), entry.value().clone()))
+            .collect();
+        if candidates.is_empty() {
+            return Ok(());
+        }
+        let _guard = self.mutation.lock().await;
+        let (mut puts, mut deletes, mut changed) = (Vec::new(), Vec::new(), Vec::new());
+        // Re-check under the lock: a heartbeat may have arrived since.
+        for (id, entry) in &candidates {
+            if !self.is_current(id, entry) {
+                continue;
+            }
+            let Some(action) = self.sweep_action(entry, now_ms) else {
+                continue;
+            };
+            let mut record = entry.snapshot();
+            match action {
+                SweepAction::Expire => {
+                    record.expired_from = Some(record.instance.status);
+                    record.instance.status = Status::Offline;
+                    record.instance.healthy = false;
+                    record.instance.offline_time = Some(time);
+                }
+                SweepAction::Revive => {
+                    let status = record.expired_from.take().unwrap_or(Status::Active);
+                    record.instance.status = status;
+                    record.instance.healthy = is_healthy(status);
+                    record.instance.offline_time = None;
+                }
+                SweepAction::Delete => {
+                    deletes.push(id.clone());
+                    changed.push((action, entry.clone(), record));
+                    continue;
+                }
+            }
+            puts.push(record.clone());
+            changed.push((action, entry.clone(), record));
+        }
+        if changed.is_empty() {
+            return Ok(());
+        }
+        self.persist(puts, deletes).await?;
+        let (mut upserts, mut removes) = (Vec::new(), Vec::new());
+        for (action, entry, record) in changed {
+            let id = record.instance.id.clone();
+            match action {
+                SweepAction::Delete => {
+                    self.entries.remove(&id);
+                    removes.push(record.instance.key());
+                    self.metrics.auto_deregistrations.inc();
+                    tracing::info!(instance.id = %id, "Deleted instance offline longer than deregister_after");
+                }
+                SweepAction::Expire | SweepAction::Revive => {
+                    let expired = action == SweepAction::Expire;
+                    upserts.push(record.instance.clone());
+                    *entry.lock() = record;
+                    entry.expired.store(expired, Ordering::SeqCst);
+                    if expired {
+                        self.metrics.expiries.inc();
+                        tracing::info!(instance.id = %id, "Instance missed its TTL; marked offline");
+                    } else {
+                        self.metrics.revivals.inc();
+                    }
+                }
+            }
+        }
+        if !upserts.is_empty() {
+            self.catalog
+                .apply(&self.source, Update::Upsert(upserts))
+                .await;
+        }
+        if !removes.is_empty() {
+            self.catalog
+                .apply(&self.source, Update::Remove(removes))
+                .await;
+        }
+        Ok(())
+    }
+
+    fn sweep_action(&self, entry: &Entry, now_ms: i64) -> Option<SweepAction> {
+        let record = entry.lock();
+        let heartbeat = entry.last_heartbeat_ms.load(Ordering::SeqCst);
+        if record.expired_from.is_some() {
+            let offline_ms = record
+                .instance
+                .offline_time
+                .map_or(0, |t| t.timestamp_millis());
+            // A heartbeat that raced the expiry revives here.
+            if heartbeat > offline_ms {
+                return Some(SweepAction::Revive);
+            }
+            let limit = self.deregister_after_of(&record)?;
+            return (now_ms - offline_ms > limit.as_millis() as i64).then_some(SweepAction::Delete);
+        }
+        if record.instance.status == Status::Offline {
+            return None;
+        }
+        (now_ms > self.deadline_ms(entry, &record)).then_some(SweepAction::Expire)
+    }
+
+    /// Writes heartbeat times that changed since the last flush, in one transaction.
+    pub async fn flush_heartbeats(&self) -> Result<usize, StoreError> {
+        let pending: Vec<(Arc<Entry>, String, i64)> = self
+            .entries
+            .iter()
+            .filter_map(|entry| {
+                let beat = entry.last_heartbeat_ms.load(Ordering::SeqCst);
+                (beat > entry.flushed_heartbeat_ms.load(Ordering::SeqCst))
+                    .then(|| (entry.value().clone(), entry.key().clone(), beat))
+            })
+            .collect();
+        if pending.is_empty() {
+            return Ok(0);
+        }
+        let beats: Vec<(String, i64)> = pending
+            .iter()
+            .map(|(_, id, beat)| (id.clone(), *beat))
+            .collect();
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || store.put_heartbeats(&beats))
+            .await
+            .expect("heartbeat flush does not panic")?;
+        for (entry, _, beat) in &pending {
+            entry
+                .flushed_heartbeat_ms
+                .fetch_max(*beat, Ordering::SeqCst);
+        }
+        Ok(pending.len())
+    }
+
+    pub fn config(&self) -> &RegistryConfig {
+        &self.config
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SweepAction {
+    Expire,
+    Revive,
+    Delete,
+}

@@ -1,0 +1,169 @@
+//! Durable storage of native instances. The [`Store`] trait is what the registry needs;
+//! [`RedbStore`] is the embedded implementation (one redb file in the data dir).
+
+use std::path::Path;
+
+use redb::{Database, ReadableTable, TableDefinition};
+
+use super::record::StoredInstance;
+
+/// Instance records by id, JSON-encoded.
+const INSTANCES: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("instances");
+/// Last heartbeat (ms since the epoch) by instance id, written in batches.
+const HEARTBEATS: TableDefinition<'_, &str, i64> = TableDefinition::new("heartbeats");
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database reported an error (I/O, corruption, or the file is in use). Whether a
+    /// retry helps depends on the cause; the registry does not retry on its own.
+    #[error("store: {0}")]
+    Database(#[from] redb::Error),
+    #[error("store: cannot encode record: {0}")]
+    Encode(#[from] serde_json::Error),
+}
+
+fn db_err<E: Into<redb::Error>>(err: E) -> StoreError {
+    StoreError::Database(err.into())
+}
+
+/// Storage the native registry writes through. Every method is synchronous and durable
+/// when it returns Ok (callers run it on a blocking thread).
+pub trait Store: Send + Sync + 'static {
+    /// Every stored instance, with its last persisted heartbeat applied.
+    fn load(&self) -> Result<Vec<StoredInstance>, StoreError>;
+    /// Writes `puts` and deletes `deletes` in one durable transaction.
+    fn commit(&self, puts: &[StoredInstance], deletes: &[String]) -> Result<(), StoreError>;
+    /// Records heartbeat times (ms since the epoch) for instances that still exist.
+    fn put_heartbeats(&self, beats: &[(String, i64)]) -> Result<(), StoreError>;
+}
+
+/// The embedded store: `switchboard.redb` in the data dir.
+pub struct RedbStore {
+    db: Database,
+}
+
+impl RedbStore {
+    pub fn open(data_dir: &Path) -> Result<RedbStore, StoreError> {
+        std::fs::create_dir_all(data_dir).map_err(|err| db_err(redb::StorageError::Io(err)))?;
+        let db = Database::create(data_dir.join("switchboard.redb")).map_err(db_err)?;
+        let txn = db.begin_write().map_err(db_err)?;
+        txn.open_table(INSTANCES).map_err(db_err)?;
+        txn.open_table(HEARTBEATS).map_err(db_err)?;
+        txn.commit().map_err(db_err)?;
+        Ok(RedbStore { db })
+    }
+}
+
+impl Store for RedbStore {
+    fn load(&self) -> Result<Vec<StoredInstance>, StoreError> {
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let instances = txn.open_table(INSTANCES).map_err(db_err)?;
+        let heartbeats = txn.open_table(HEARTBEATS).map_err(db_err)?;
+        let mut out = Vec::new();
+        for row in instances.iter().map_err(db_err)? {
+            let (id, bytes) = row.map_err(db_err)?;
+            let mut record: StoredInstance = match serde_json::from_slice(bytes.value()) {
+                Ok(record) => record,
+                Err(err) => {
+                    // Keep the bytes on disk for a later fix; serve the rest.
+                    tracing::error!(instance.id = id.value(), error = %err, "Skipping unreadable stored instance");
+                    continue;
+                }
+            };
+            if let Some(beat) = heartbeats.get(id.value()).map_err(db_err)? {
+                record.apply_persisted_heartbeat(beat.value());
+            }
+            out.push(record);
+        }
+        Ok(out)
+    }
+
+    fn commit(&self, puts: &[StoredInstance], deletes: &[String]) -> Result<(), StoreError> {
+        let encoded: Vec<(String, Vec<u8>)> = puts
+            .iter()
+            .map(|record| Ok((record.instance.id.clone(), serde_json::to_vec(record)?)))
+            .collect::<Result<_, serde_json::Error>>()?;
+        let txn = self.db.begin_write().map_err(db_err)?;
+        {
+            let mut instances = txn.open_table(INSTANCES).map_err(db_err)?;
+            let mut heartbeats = txn.open_table(HEARTBEATS).map_err(db_err)?;
+            for (id, bytes) in &encoded {
+                instances
+                    .insert(id.as_str(), bytes.as_slice())
+                    .map_err(db_err)?;
+            }
+            for id in deletes {
+                instances.remove(id.as_str()).map_err(db_err)?;
+                heartbeats.remove(id.as_str()).map_err(db_err)?;
+            }
+        }
+        txn.commit().map_err(db_err)
+    }
+
+    fn put_heartbeats(&self, beats: &[(String, i64)]) -> Result<(), StoreError> {
+        let txn = self.db.begin_write().map_err(db_err)?;
+        {
+            let instances = txn.open_table(INSTANCES).map_err(db_err)?;
+            let mut heartbeats = txn.open_table(HEARTBEATS).map_err(db_err)?;
+            for (id, millis) in beats {
+                // A heartbeat racing a deregistration must not leave a row behind.
+                if instances.get(id.as_str()).map_err(db_err)?.is_some() {
+                    heartbeats.insert(id.as_str(), *millis).map_err(db_err)?;
+                }
+            }
+        }
+        txn.commit().map_err(db_err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use switchboard_connectors::{Instance, ServiceKey};
+
+    use super::*;
+
+    fn record(id: &str) -> StoredInstance {
+        StoredInstance::new(Instance::new(id, ServiceKey::named("svc"), "10.0.0.1", 80))
+    }
+
+    #[test]
+    fn records_and_heartbeats_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = RedbStore::open(dir.path()).unwrap();
+            store.commit(&[record("a"), record("b")], &[]).unwrap();
+            store
+                .put_heartbeats(&[("a".into(), 1_700_000_000_000)])
+                .unwrap();
+            store.commit(&[], &["b".into()]).unwrap();
+        }
+        let store = RedbStore::open(dir.path()).unwrap();
+        let loaded = store.load().unwrap();
+        assert_eq!(loaded.len(), 1);
+        assert_eq!(loaded[0].instance.id, "a");
+        assert_eq!(
+            loaded[0]
+                .instance
+                .last_heartbeat
+                .unwrap()
+                .timestamp_millis(),
+            1_700_000_000_000
+        );
+    }
+
+    #[test]
+    fn heartbeats_of_deleted_instances_are_not_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = RedbStore::open(dir.path()).unwrap();
+        store.put_heartbeats(&[("ghost".into(), 5)]).unwrap();
+        store.commit(&[record("ghost")], &[]).unwrap();
+        let loaded = store.load().unwrap();
+        assert_ne!(
+            loaded[0]
+                .instance
+                .last_heartbeat
+                .map(|t| t.timestamp_millis()),
+            Some(5)
+        );
+    }
+}

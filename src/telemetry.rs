@@ -1,0 +1,156 @@
+//! Logging setup and the Prometheus metrics every part of the server reports into.
+
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+/// Installs the global tracing subscriber. `RUST_LOG` wins over the configured filter.
+pub fn init_tracing(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter));
+    // A second call (tests start several servers in one process) keeps the first subscriber.
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    pub method: String,
+    pub route: String,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LatencyLabels {
+    pub method: String,
+    pub route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceLabels {
+    pub source: String,
+}
+
+/// All metrics of one server instance (tests run several servers in one process, so this
+/// is owned, not global).
+pub struct Metrics {
+    registry: Registry,
+    pub http_requests: Family<RouteLabels, Counter>,
+    pub http_latency: Family<LatencyLabels, Histogram>,
+    pub catalog_instances: Family<SourceLabels, Gauge>,
+    pub catalog_services: Gauge,
+    pub catalog_index: Gauge<u64, AtomicU64>,
+    pub registrations: Counter,
+    pub deregistrations: Counter,
+    pub heartbeats: Counter,
+    pub expiries: Counter,
+    pub revivals: Counter,
+    pub auto_deregistrations: Counter,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("switchboard");
+        let http_requests = Family::<RouteLabels, Counter>::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests served, by route and status",
+            http_requests.clone(),
+        );
+        let http_latency = Family::<LatencyLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(
+                [
+                    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5,
+                    1.0, 5.0, 30.0, 300.0,
+                ]
+                .into_iter(),
+            )
+        });
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP request latency, by route (blocking queries include their wait)",
+            http_latency.clone(),
+        );
+        let catalog_instances = Family::<SourceLabels, Gauge>::default();
+        registry.register(
+            "catalog_instances",
+            "Instances each source contributes to the catalog",
+            catalog_instances.clone(),
+        );
+        let catalog_services = Gauge::default();
+        registry.register(
+            "catalog_services",
+            "Services with at least one instance",
+            catalog_services.clone(),
+        );
+        let catalog_index = Gauge::<u64, AtomicU64>::default();
+        registry.register(
+            "catalog_index",
+            "Latest catalog index",
+            catalog_index.clone(),
+        );
+        let counter = |registry: &mut Registry, name: &str, help: &str| {
+            let counter = Counter::default();
+            registry.register(name, help, counter.clone());
+            counter
+        };
+        let registrations = counter(
+            &mut registry,
+            "registrations",
+            "Native registrations accepted",
+        );
+        let deregistrations = counter(
+            &mut registry,
+            "deregistrations",
+            "Native instances deregistered",
+        );
+        let heartbeats = counter(&mut registry, "heartbeats", "Native heartbeats accepted");
+        let expiries = counter(
+            &mut registry,
+            "expiries",
+            "Native instances marked offline by TTL expiry",
+        );
+        let revivals = counter(
+            &mut registry,
+            "revivals",
+            "Expired native instances revived by a heartbeat",
+        );
+        let auto_deregistrations = counter(
+            &mut registry,
+            "auto_deregistrations",
+            "Native instances deleted after deregister_after offline",
+        );
+        Self {
+            registry,
+            http_requests,
+            http_latency,
+            catalog_instances,
+            catalog_services,
+            catalog_index,
+            registrations,
+            deregistrations,
+            heartbeats,
+            expiries,
+            revivals,
+            auto_deregistrations,
+        }
+    }
+
+    /// Prometheus text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

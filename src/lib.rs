@@ -42,6 +42,8 @@ use crate::telemetry::Metrics;
 /// [`App::router`] serves it; [`App::shutdown`] stops the background work cleanly.
 pub struct App {
     pub state: AppState,
+    /// Tells long-lived requests (blocking queries, SSE) to finish.
+    stopping: Arc<watch::Sender<bool>>,
     stop: watch::Sender<bool>,
     background: tokio::task::JoinHandle<()>,
 }
@@ -67,15 +69,18 @@ impl App {
         .await?;
         let (stop, stopped) = watch::channel(false);
         let background = registry::spawn_background(registry.clone(), stopped);
+        let (stopping, stopping_rx) = watch::channel(false);
         let state = AppState {
             catalog,
             registry,
             metrics,
             config: Arc::new(config),
             ready: Arc::new(AtomicBool::new(true)),
+            stopping: stopping_rx,
         };
         Ok(App {
             state,
+            stopping: Arc::new(stopping),
             stop,
             background,
         })
@@ -86,8 +91,14 @@ impl App {
         api::router(self.state.clone())
     }
 
+    /// Ends blocking queries and watch streams so connections can drain.
+    pub fn begin_shutdown(&self) {
+        let _ = self.stopping.send(true);
+    }
+
     /// Stops sweeps and writes the last heartbeat times.
     pub async fn shutdown(self) -> anyhow::Result<()> {
+        self.begin_shutdown();
         let _ = self.stop.send(true);
         self.background.await?;
         Ok(())
@@ -103,8 +114,12 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let app = App::start(config).await?;
     tracing::info!(listen = %listener.local_addr()?, "Switchboard serving");
+    let stopping = app.stopping.clone();
     axum::serve(listener, app.router())
-        .with_graceful_shutdown(shutdown)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            let _ = stopping.send(true);
+        })
         .await?;
     app.shutdown().await?;
     tracing::info!("Switchboard stopped");

@@ -50,6 +50,32 @@ pub struct Metrics {
     pub expiries: Counter,
     pub revivals: Counter,
     pub auto_deregistrations: Counter,
+    pub blocking_queries: ParkedGauge,
+}
+
+/// Counts requests currently parked in a blocking wait.
+#[derive(Clone, Default)]
+pub struct ParkedGauge(Gauge);
+
+impl ParkedGauge {
+    /// Counts one parked request until the returned guard drops.
+    pub fn park(&self) -> Parked {
+        self.0.inc();
+        Parked(self.0.clone())
+    }
+
+    pub fn get(&self) -> i64 {
+        self.0.get()
+    }
+}
+
+/// Un-counts a parked request on drop (also when its connection is dropped).
+pub struct Parked(Gauge);
+
+impl Drop for Parked {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 impl Metrics {
@@ -66,8 +92,7 @@ impl Metrics {
                 [
                     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5,
                     1.0, 5.0, 30.0, 300.0,
-                ]
-                .into_iter(),
+                ],
             )
         });
         registry.register(
@@ -124,7 +149,14 @@ impl Metrics {
             "auto_deregistrations",
             "Native instances deleted after deregister_after offline",
         );
+        let blocking_queries = ParkedGauge::default();
+        registry.register(
+            "blocking_queries_waiting",
+            "Blocking queries currently waiting for a change",
+            blocking_queries.0.clone(),
+        );
         Self {
+            blocking_queries,
             registry,
             http_requests,
             http_latency,

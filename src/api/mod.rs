@@ -43,6 +43,16 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// Set once start-up has loaded the store and published the catalog.
     pub ready: Arc<AtomicBool>,
+    /// Turns true when the server is shutting down; long-lived requests end then.
+    pub stopping: tokio::sync::watch::Receiver<bool>,
+}
+
+impl AppState {
+    /// Completes when the server starts shutting down.
+    pub async fn stopped(&self) {
+        let mut stopping = self.stopping.clone();
+        let _ = stopping.wait_for(|stop| *stop).await;
+    }
 }
 
 pub fn router(state: AppState) -> Router {

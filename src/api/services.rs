@@ -97,6 +97,7 @@ async fn wait_for_change(state: &AppState, name: &str, query: &InstanceQuery, in
     let key = ServiceKey::new(query.namespace(), query.group(), name);
     // Subscribe before looking, so a change between the look and the wait is not missed.
     let mut changes = state.catalog.subscribe(&key);
+    let _parked = state.metrics.blocking_queries.park();
     loop {
         let snapshot = state.catalog.snapshot();
         let current = service_index(&snapshot, name, query);
@@ -105,9 +106,13 @@ async fn wait_for_change(state: &AppState, name: &str, query: &InstanceQuery, in
         if current > index || index > snapshot.index {
             return;
         }
-        match tokio::time::timeout_at(deadline, changes.changed()).await {
-            Ok(Ok(())) => continue,
-            _ => return,
+        tokio::select! {
+            changed = tokio::time::timeout_at(deadline, changes.changed()) => {
+                if !matches!(changed, Ok(Ok(()))) {
+                    return;
+                }
+            }
+            _ = state.stopped() => return,
         }
     }
 }

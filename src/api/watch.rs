@@ -43,7 +43,9 @@ pub async fn watch(
         WatchStream::new(catalog.subscribe(&key))
             .map(move |_| Ok::<_, Infallible>(event(&catalog, &key)))
     });
-    let events = stream::select_all(streams);
+    let stopping = state.clone();
+    let events =
+        stream::select_all(streams).take_until(Box::pin(async move { stopping.stopped().await }));
     Ok(Sse::new(events).keep_alive(KeepAlive::default()))
 }
 

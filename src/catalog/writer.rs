@@ -312,7 +312,7 @@ mod tests {
         let catalog = Catalog::start(Arc::new(Metrics::new()));
         let native: Arc<str> = Arc::from("native");
         let mut a = catalog.subscribe(&ServiceKey::named("a"));
-        let mut b = catalog.subscribe(&ServiceKey::named("b"));
+        let b = catalog.subscribe(&ServiceKey::named("b"));
         let index = catalog
             .apply(&native, Update::Upsert(vec![instance("a", "a1", 1)]))
             .await;

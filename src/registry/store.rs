@@ -17,13 +17,13 @@ pub enum StoreError {
     /// The database reported an error (I/O, corruption, or the file is in use). Whether a
     /// retry helps depends on the cause; the registry does not retry on its own.
     #[error("store: {0}")]
-    Database(#[from] redb::Error),
+    Database(Box<redb::Error>),
     #[error("store: cannot encode record: {0}")]
     Encode(#[from] serde_json::Error),
 }
 
 fn db_err<E: Into<redb::Error>>(err: E) -> StoreError {
-    StoreError::Database(err.into())
+    StoreError::Database(Box::new(err.into()))
 }
 
 /// Storage the native registry writes through. Every method is synchronous and durable

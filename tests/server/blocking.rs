@@ -1,0 +1,123 @@
+//! Blocking queries: `index` + `wait` on a service's instances.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::support::{test_config, wait_until, TestServer, DEADLINE};
+
+const INDEX: &str = "x-switchboard-index";
+
+fn index_of(response: &reqwest::Response) -> u64 {
+    response.headers()[INDEX].to_str().unwrap().parse().unwrap()
+}
+
+#[tokio::test]
+async fn a_blocking_query_wakes_within_100ms_of_a_registration() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(test_config(dir.path())).await;
+    server
+        .register(json!({"service": "orders", "address": "10.0.0.1:80"}))
+        .await;
+    let first = server
+        .client
+        .get(server.url("/api/v1/services/orders/instances"))
+        .send()
+        .await
+        .unwrap();
+    let index = index_of(&first);
+
+    let client = server.client.clone();
+    let url = server.url(&format!(
+        "/api/v1/services/orders/instances?index={index}&wait=30s"
+    ));
+    let blocked = tokio::spawn(async move {
+        let response = client.get(url).send().await.unwrap();
+        let woke = Instant::now();
+        let new_index = index_of(&response);
+        let body: Value = response.json().await.unwrap();
+        (woke, new_index, body)
+    });
+    // The query must really be parked before the change, or the test proves nothing.
+    wait_until("the blocking query to park", DEADLINE, || async {
+        (server.metric("switchboard_blocking_queries_waiting").await >= 1.0).then_some(())
+    })
+    .await;
+
+    server
+        .register(json!({"service": "orders", "address": "10.0.0.2:80"}))
+        .await;
+    let registered = Instant::now();
+    let (woke, new_index, body) = blocked.await.unwrap();
+    let latency = woke.saturating_duration_since(registered);
+    assert!(
+        latency < Duration::from_millis(100),
+        "woke {latency:?} after the 201"
+    );
+    assert!(new_index > index);
+    assert_eq!(body.as_array().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn a_blocking_query_with_no_change_answers_when_the_wait_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(test_config(dir.path())).await;
+    server
+        .register(json!({"service": "quiet", "address": "10.0.0.1:80"}))
+        .await;
+    let first = server
+        .client
+        .get(server.url("/api/v1/services/quiet/instances"))
+        .send()
+        .await
+        .unwrap();
+    let index = index_of(&first);
+    let response = server
+        .client
+        .get(server.url(&format!(
+            "/api/v1/services/quiet/instances?index={index}&wait=100ms"
+        )))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(index_of(&response), index);
+}
+
+#[tokio::test]
+async fn an_index_from_before_a_restart_answers_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(test_config(dir.path())).await;
+    server
+        .register(json!({"service": "svc", "address": "10.0.0.1:80"}))
+        .await;
+    // No catalog has issued this index yet: waiting on it could only hang the client.
+    let response = server
+        .client
+        .get(server.url("/api/v1/services/svc/instances?index=999999&wait=5m"))
+        .timeout(DEADLINE)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+}
+
+#[tokio::test]
+async fn a_graceful_stop_ends_parked_blocking_queries() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(test_config(dir.path())).await;
+    server
+        .register(json!({"service": "svc", "address": "10.0.0.1:80"}))
+        .await;
+    let client = server.client.clone();
+    let url = server.url("/api/v1/services/svc/instances?index=1&wait=5m");
+    let blocked = tokio::spawn(async move { client.get(url).send().await.map(|r| r.status()) });
+    wait_until("the blocking query to park", DEADLINE, || async {
+        (server.metric("switchboard_blocking_queries_waiting").await >= 1.0).then_some(())
+    })
+    .await;
+    tokio::time::timeout(DEADLINE, server.stop())
+        .await
+        .expect("stop does not wait for the 5m query");
+    assert_eq!(blocked.await.unwrap().unwrap(), 200);
+}

@@ -88,12 +88,10 @@ impl Metrics {
             http_requests.clone(),
         );
         let http_latency = Family::<LatencyLabels, Histogram>::new_with_constructor(|| {
-            Histogram::new(
-                [
-                    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5,
-                    1.0, 5.0, 30.0, 300.0,
-                ],
-            )
+            Histogram::new([
+                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0,
+                5.0, 30.0, 300.0,
+            ])
         });
         registry.register(
             "http_request_duration_seconds",

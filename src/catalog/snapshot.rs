@@ -125,13 +125,17 @@ pub struct ServiceSummary {
     pub index: u64,
 }
 
+/// Every service sharing one name (different namespaces or groups).
+pub type ViewsOfName = Arc<[Arc<ServiceView>]>;
+
 /// The whole catalog at one moment.
 #[derive(Debug)]
 pub struct Snapshot {
     /// Highest index of any change so far.
     pub index: u64,
-    /// Services by name; a name usually has one entry (one namespace and group).
-    by_name: HashMap<String, Vec<Arc<ServiceView>>>,
+    /// Services by name; a name usually has one entry (one namespace and group). Shared
+    /// pointers throughout, so publishing a snapshot copies no service data.
+    by_name: HashMap<Arc<str>, ViewsOfName>,
     /// The unfiltered service listing, encoded on first use.
     listing: OnceLock<Bytes>,
 }
@@ -141,7 +145,7 @@ impl Snapshot {
         Snapshot::new(0, HashMap::new())
     }
 
-    pub(crate) fn new(index: u64, by_name: HashMap<String, Vec<Arc<ServiceView>>>) -> Snapshot {
+    pub(crate) fn new(index: u64, by_name: HashMap<Arc<str>, ViewsOfName>) -> Snapshot {
         Snapshot {
             index,
             by_name,
@@ -162,7 +166,7 @@ impl Snapshot {
         let mut all: Vec<_> = self
             .by_name
             .values()
-            .flatten()
+            .flat_map(|views| views.iter())
             .filter(|view| !view.is_empty())
             .collect();
         all.sort_by(|a, b| a.key.cmp(&b.key));

@@ -10,7 +10,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::merge::{self, Reported};
 use super::notify::Notifier;
-use super::snapshot::{ServiceView, Snapshot};
+use super::snapshot::{ServiceView, Snapshot, ViewsOfName};
 use super::{Command, SourceMeta};
 use crate::telemetry::{Metrics, SourceLabels};
 
@@ -83,7 +83,7 @@ pub(crate) struct Writer {
     metrics: Arc<Metrics>,
     partitions: HashMap<Arc<str>, Partition>,
     /// Latest view of every service ever seen (removed ones stay as empty views).
-    by_name: HashMap<String, Vec<Arc<ServiceView>>>,
+    by_name: HashMap<Arc<str>, ViewsOfName>,
     index: u64,
     last_prune: Instant,
 }
@@ -172,25 +172,24 @@ impl Writer {
             .flatten()
             .collect();
         let merged = merge::union(reports);
-        let views = self.by_name.entry(key.name.clone()).or_default();
+        let views: &[Arc<ServiceView>] = self.by_name.get(key.name.as_str()).map_or(&[], |v| v);
         let slot = views.iter().position(|view| view.key == key);
-        let previous = slot.map(|i| &views[i].instances);
-        let unchanged = match previous {
-            Some(previous) => *previous == merged,
+        let unchanged = match slot {
+            Some(i) => views[i].instances == merged,
             None => merged.is_empty(),
         };
         if unchanged {
-            if views.is_empty() {
-                self.by_name.remove(&key.name);
-            }
             return None;
         }
         self.index += 1;
         let view = Arc::new(ServiceView::new(key.clone(), self.index, merged));
+        let mut updated: Vec<Arc<ServiceView>> = views.to_vec();
         match slot {
-            Some(i) => views[i] = view,
-            None => views.push(view),
+            Some(i) => updated[i] = view,
+            None => updated.push(view),
         }
+        self.by_name
+            .insert(Arc::from(key.name.as_str()), updated.into());
         Some((key, self.index))
     }
 
@@ -211,7 +210,7 @@ impl Writer {
         let live = self
             .by_name
             .values()
-            .flatten()
+            .flat_map(|views| views.iter())
             .filter(|view| !view.is_empty())
             .count();
         self.metrics.catalog_services.set(live as i64);

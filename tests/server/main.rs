@@ -5,6 +5,7 @@
 mod support;
 
 mod blocking;
+mod cli;
 mod durability;
 mod expiry;
 mod watch;

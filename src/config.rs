@@ -149,10 +149,17 @@ impl Config {
                     .get(&key)
                     .map(|var| format!(" (from environment variable {var})"))
                     .unwrap_or_default();
+                let message = err.into_inner().to_string();
+                // toml repeats the key on a line of its own; we name it already.
+                let message = message
+                    .split("\nin `")
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned();
                 ConfigError::Key {
                     key,
                     origin,
-                    message: err.into_inner().to_string(),
+                    message,
                 }
             })?;
         if let Some(listen) = overrides.listen {

@@ -101,8 +101,19 @@ pub struct Registry {
     mutation: tokio::sync::Mutex<()>,
 }
 
+/// Registry times are kept to the millisecond, as the store keeps heartbeats.
 fn now() -> DateTime<Utc> {
-    Utc::now()
+    let time = Utc::now();
+    DateTime::from_timestamp_millis(time.timestamp_millis()).unwrap_or(time)
+}
+
+/// `{service}-{uuid}`, with the service part shortened so the id stays a valid id
+/// (clients send it back on re-registration).
+fn generated_id(service: &str) -> String {
+    const UUID_PART: usize = 37; // "-" and 36 characters
+    let keep = service.len().min(validate::MAX_NAME_LEN - UUID_PART);
+    // Service names are ASCII, so any byte offset is a character boundary.
+    format!("{}-{}", &service[..keep], uuid::Uuid::new_v4())
 }
 
 impl Registry {
@@ -200,7 +211,7 @@ impl Registry {
             Some(id) => id.clone(),
             None => self
                 .find_by_endpoint(&valid.service, &valid.host, valid.port)
-                .unwrap_or_else(|| format!("{}-{}", valid.service.name, uuid::Uuid::new_v4())),
+                .unwrap_or_else(|| generated_id(&valid.service.name)),
         };
         let previous = self
             .entries
@@ -589,4 +600,24 @@ enum SweepAction {
     Expire,
     Revive,
     Delete,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_ids_are_valid_ids_even_for_the_longest_names() {
+        let long = "a".repeat(validate::MAX_NAME_LEN);
+        let id = generated_id(&long);
+        assert_eq!(id.len(), validate::MAX_NAME_LEN);
+        let request = RegisterRequest {
+            id: Some(id),
+            service: Some(long),
+            address: Some("10.0.0.1:80".into()),
+            ..RegisterRequest::default()
+        };
+        assert!(request.validate().is_ok());
+        assert!(generated_id("orders").starts_with("orders-"));
+    }
 }

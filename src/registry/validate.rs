@@ -259,6 +259,9 @@ pub fn parse_address(address: &str) -> Result<(String, u16), ValidationError> {
         }
         (validate_host(host, true)?, port)
     };
+    if port.is_empty() || port.len() > 5 || !port.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad("port must be a number from 1 to 65535"));
+    }
     let port: i64 = port.parse().map_err(|_| bad("port is not a number"))?;
     Ok((
         host,
@@ -286,7 +289,11 @@ fn validate_host(host: &str, in_address: bool) -> Result<String, ValidationError
         )
     };
     if !in_address {
-        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        // A separate `host` may be a bare IPv6 address, or one in a single pair of brackets.
+        let bare = host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host);
         if bare.parse::<Ipv6Addr>().is_ok() {
             return Ok(bare.to_owned());
         }
@@ -415,6 +422,7 @@ mod tests {
             "10.0.0.1:http",
             "::1:80",
             "[::1]80",
+            "10.0.0.1:+80",
             "[zz::1]:80",
             ":80",
             "bad host:80",
@@ -430,6 +438,19 @@ mod tests {
             ..RegisterRequest::default()
         };
         assert_eq!(split.validate().unwrap().host, "::1");
+        for unbalanced in ["[::1", "::1]", "[[::1]]"] {
+            let split = RegisterRequest {
+                service: Some("s".into()),
+                host: Some(unbalanced.into()),
+                port: Some(9000),
+                ..RegisterRequest::default()
+            };
+            assert_eq!(
+                split.validate().unwrap_err().code,
+                "invalid_address",
+                "{unbalanced}"
+            );
+        }
     }
 
     #[test]

@@ -1,6 +1,10 @@
 //! The OpenAPI 3 document, generated from the handlers' annotations.
 
-use axum::Json;
+use std::sync::OnceLock;
+
+use axum::http::header;
+use axum::response::IntoResponse;
+use bytes::Bytes;
 use utoipa::OpenApi;
 
 use super::{admin, instances, services, stats, system, watch};
@@ -31,6 +35,13 @@ pub struct ApiDoc;
 
 /// This document.
 #[utoipa::path(get, path = "/openapi.json", tag = "system", responses((status = 200, description = "OpenAPI 3 document")))]
-pub async fn openapi() -> Json<utoipa::openapi::OpenApi> {
-    Json(ApiDoc::openapi())
+pub async fn openapi() -> impl IntoResponse {
+    // The document cannot change while the process runs: build it once.
+    static DOCUMENT: OnceLock<Bytes> = OnceLock::new();
+    let body = DOCUMENT.get_or_init(|| {
+        Bytes::from(
+            serde_json::to_vec(&ApiDoc::openapi()).expect("the OpenAPI document serializes"),
+        )
+    });
+    ([(header::CONTENT_TYPE, "application/json")], body.clone())
 }

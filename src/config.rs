@@ -18,6 +18,10 @@ use crate::duration::serde_text;
 pub const ENV_PREFIX: &str = "SWITCHBOARD_";
 /// Environment variables with the prefix that are not config keys.
 const ENV_NOT_KEYS: &[&str] = &["SWITCHBOARD_CONFIG"];
+/// Top-level config keys. A `SWITCHBOARD_*` variable naming none of them (a client's
+/// `SWITCHBOARD_URL`, say) is not meant for the server and is ignored with a warning;
+/// one naming a key under a known section is checked like the file.
+const TOP_LEVEL_KEYS: &[&str] = &["listen", "data_dir", "log", "registry", "api"];
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -30,6 +34,9 @@ pub struct Config {
     pub log: String,
     pub registry: RegistryConfig,
     pub api: ApiConfig,
+    /// `SWITCHBOARD_*` variables that name no config key (reported at start-up).
+    #[serde(skip)]
+    pub ignored_env: Vec<String>,
 }
 
 /// The native registry.
@@ -75,6 +82,7 @@ impl Default for Config {
             log: "info".to_owned(),
             registry: RegistryConfig::default(),
             api: ApiConfig::default(),
+            ignored_env: Vec::new(),
         }
     }
 }
@@ -141,7 +149,7 @@ impl Config {
             Some(path) => read_table(path)?,
             None => toml::Table::new(),
         };
-        let origins = overlay_env(&mut table, env);
+        let (origins, ignored_env) = overlay_env(&mut table, env);
         let mut config: Config = serde_path_to_error::deserialize(toml::Value::Table(table))
             .map_err(|err| {
                 let key = err.path().to_string();
@@ -162,6 +170,7 @@ impl Config {
                     message,
                 }
             })?;
+        config.ignored_env = ignored_env;
         if let Some(listen) = overrides.listen {
             config.listen = listen;
         }
@@ -219,12 +228,14 @@ fn read_table(path: &Path) -> Result<toml::Table, ConfigError> {
 }
 
 /// Writes `SWITCHBOARD_*` variables into the table and returns which key came from which
-/// variable. Values are read as TOML when they parse (`10`, `true`), else as strings.
+/// variable, and the variables that name no config key. Values are read as TOML when they
+/// parse (`10`, `true`), else as strings.
 fn overlay_env(
     table: &mut toml::Table,
     env: impl IntoIterator<Item = (String, String)>,
-) -> BTreeMap<String, String> {
+) -> (BTreeMap<String, String>, Vec<String>) {
     let mut origins = BTreeMap::new();
+    let mut ignored = Vec::new();
     for (var, raw) in env {
         let Some(rest) = var.strip_prefix(ENV_PREFIX) else {
             continue;
@@ -233,6 +244,10 @@ fn overlay_env(
             continue;
         }
         let path: Vec<String> = rest.split("__").map(str::to_ascii_lowercase).collect();
+        if !TOP_LEVEL_KEYS.contains(&path[0].as_str()) {
+            ignored.push(var);
+            continue;
+        }
         let value = format!("v = {raw}")
             .parse::<toml::Table>()
             .ok()
@@ -251,7 +266,7 @@ fn overlay_env(
         node.insert(path[path.len() - 1].clone(), value);
         origins.insert(path.join("."), var);
     }
-    origins
+    (origins, ignored)
 }
 
 #[cfg(test)]
@@ -315,6 +330,15 @@ mod tests {
 
         let err = Config::load_from(
             None,
+            env(&[("SWITCHBOARD_REGISTRY__DEFUALT_TTL", "5s")]),
+            &Overrides::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("SWITCHBOARD_REGISTRY__DEFUALT_TTL"), "{err}");
+
+        let err = Config::load_from(
+            None,
             env(&[("SWITCHBOARD_API__MAX_BODY_BYTES", "lots")]),
             &Overrides::default(),
         )
@@ -331,6 +355,13 @@ mod tests {
             err.contains("registry.default_ttl") && err.contains("at least"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn variables_naming_no_key_are_ignored_not_fatal() {
+        let vars = env(&[("SWITCHBOARD_URL", "http://127.0.0.1:8700")]);
+        let config = Config::load_from(None, vars, &Overrides::default()).unwrap();
+        assert_eq!(config.ignored_env, vec!["SWITCHBOARD_URL"]);
     }
 
     #[test]

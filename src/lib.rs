@@ -35,7 +35,7 @@ use tokio::sync::watch;
 use crate::api::AppState;
 use crate::catalog::Catalog;
 use crate::config::Config;
-use crate::registry::{RedbStore, Registry};
+use crate::registry::{RedbStore, Registry, Store};
 use crate::telemetry::Metrics;
 
 /// A started Switchboard: store loaded, catalog published, background work running.
@@ -59,7 +59,10 @@ impl App {
                 config.data_dir.display()
             )
         })?;
-        let catalog = Catalog::start(metrics.clone());
+        // Each start-up gets its own range of 2^32 indexes, so an index a client holds
+        // from an earlier run is always below what this run issues.
+        let epoch = store.next_epoch()?;
+        let catalog = Catalog::start_at(metrics.clone(), epoch << 32);
         let registry = Registry::open(
             Arc::new(store),
             catalog.clone(),

@@ -54,6 +54,9 @@ fn main() -> anyhow::Result<()> {
                 }
             };
             switchboard::telemetry::init_tracing(&config.log);
+            for var in &config.ignored_env {
+                tracing::warn!(variable = %var, "Ignoring environment variable that names no config key");
+            }
             let runtime =
                 tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
             runtime.block_on(serve(config))

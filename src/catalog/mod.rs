@@ -53,12 +53,18 @@ pub struct Catalog {
 }
 
 impl Catalog {
-    /// Starts the writer task and returns the handle.
+    /// Starts the writer task with indexes counting from 0.
     pub fn start(metrics: Arc<Metrics>) -> Catalog {
+        Catalog::start_at(metrics, 0)
+    }
+
+    /// Starts the writer task; the first change gets index `base + 1`. A base above any
+    /// index an earlier run issued keeps clients' blocking queries correct across restarts.
+    pub fn start_at(metrics: Arc<Metrics>, base: u64) -> Catalog {
         let (commands, receiver) = mpsc::channel(4096);
-        let current = Arc::new(ArcSwap::from_pointee(Snapshot::empty()));
+        let current = Arc::new(ArcSwap::from_pointee(Snapshot::empty_at(base)));
         let notifier = Arc::new(Notifier::default());
-        let writer = writer::Writer::new(current.clone(), notifier.clone(), metrics);
+        let writer = writer::Writer::new(current.clone(), notifier.clone(), metrics, base);
         tokio::spawn(writer.run(receiver));
         Catalog {
             commands,

@@ -142,7 +142,12 @@ pub struct Snapshot {
 
 impl Snapshot {
     pub fn empty() -> Snapshot {
-        Snapshot::new(0, HashMap::new())
+        Snapshot::empty_at(0)
+    }
+
+    /// An empty catalog whose index is `index`.
+    pub fn empty_at(index: u64) -> Snapshot {
+        Snapshot::new(index, HashMap::new())
     }
 
     pub(crate) fn new(index: u64, by_name: HashMap<Arc<str>, ViewsOfName>) -> Snapshot {

@@ -93,6 +93,7 @@ impl Writer {
         current: Arc<ArcSwap<Snapshot>>,
         notifier: Arc<Notifier>,
         metrics: Arc<Metrics>,
+        base: u64,
     ) -> Writer {
         Writer {
             current,
@@ -100,7 +101,7 @@ impl Writer {
             metrics,
             partitions: HashMap::new(),
             by_name: HashMap::new(),
-            index: 0,
+            index: base,
             last_prune: Instant::now(),
         }
     }

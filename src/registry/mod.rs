@@ -198,21 +198,25 @@ impl Registry {
 
     /// Registers (or replaces) an instance. Returns its view and whether it is new.
     ///
-    /// Without an `id`, an instance already registered at the same endpoint of the same
-    /// service is replaced, so a client that restarts and registers again does not leave a
-    /// twin behind.
+    /// An endpoint (host, port) of a service belongs to its newest registration, as in
+    /// Nacos: without an `id`, the instance already there is replaced in place (a client
+    /// that restarts does not leave a twin); with a new `id`, the old registration is
+    /// deleted (a pod that inherits a dead pod's IP takes over at once).
     pub async fn register(
         &self,
         request: RegisterRequest,
     ) -> Result<(InstanceView, bool), RegistryError> {
         let valid = request.validate()?;
         let _guard = self.mutation.lock().await;
+        let holders = self.ids_at_endpoint(&valid.service, &valid.host, valid.port);
         let id = match &valid.id {
             Some(id) => id.clone(),
-            None => self
-                .find_by_endpoint(&valid.service, &valid.host, valid.port)
+            None => holders
+                .first()
+                .cloned()
                 .unwrap_or_else(|| generated_id(&valid.service.name)),
         };
+        let displaced: Vec<String> = holders.into_iter().filter(|other| *other != id).collect();
         let previous = self
             .entries
             .get(&id)
@@ -237,34 +241,57 @@ impl Registry {
             expired_from: None,
         };
 
-        self.persist(vec![record.clone()], Vec::new()).await?;
+        self.persist(vec![record.clone()], displaced.clone())
+            .await?;
         let view = self.view(&record);
         let key = record.instance.key();
         let instance = record.instance.clone();
         self.entries
             .insert(id.clone(), Arc::new(Entry::new(record, 0)));
-        if let Some(old_service) = previous.as_ref().filter(|old| **old != key.service) {
-            let old = InstanceKey {
-                service: old_service.clone(),
-                id,
-            };
-            self.catalog
-                .apply(&self.source, Update::Remove(vec![old]))
-                .await;
+        for other in &displaced {
+            self.entries.remove(other);
+            tracing::info!(instance.id = %other, by = %id, "Registration replaced by a newer one at the same endpoint");
         }
+        // Upsert before removing what it replaces, so the endpoint never blinks out.
         self.catalog
             .apply(&self.source, Update::Upsert(vec![instance]))
             .await;
+        let mut removed: Vec<InstanceKey> = displaced
+            .into_iter()
+            .map(|other| InstanceKey {
+                service: key.service.clone(),
+                id: other,
+            })
+            .collect();
+        if let Some(old_service) = previous.as_ref().filter(|old| **old != key.service) {
+            removed.push(InstanceKey {
+                service: old_service.clone(),
+                id,
+            });
+        }
+        if !removed.is_empty() {
+            self.catalog
+                .apply(&self.source, Update::Remove(removed))
+                .await;
+        }
         self.metrics.registrations.inc();
         Ok((view, previous.is_none()))
     }
 
-    fn find_by_endpoint(&self, service: &ServiceKey, host: &str, port: u16) -> Option<String> {
-        self.entries.iter().find_map(|entry| {
-            let record = entry.lock();
-            let i = &record.instance;
-            (i.service == *service && i.host == host && i.port == port).then(|| i.id.clone())
-        })
+    /// Ids registered at an endpoint of a service, oldest registration first.
+    fn ids_at_endpoint(&self, service: &ServiceKey, host: &str, port: u16) -> Vec<String> {
+        let mut found: Vec<(Option<DateTime<Utc>>, String)> = self
+            .entries
+            .iter()
+            .filter_map(|entry| {
+                let record = entry.lock();
+                let i = &record.instance;
+                (i.service == *service && i.host == host && i.port == port)
+                    .then(|| (i.register_time, i.id.clone()))
+            })
+            .collect();
+        found.sort();
+        found.into_iter().map(|(_, id)| id).collect()
     }
 
     /// One instance, with its live heartbeat time.

@@ -11,6 +11,9 @@ use super::record::StoredInstance;
 const INSTANCES: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("instances");
 /// Last heartbeat (ms since the epoch) by instance id, written in batches.
 const HEARTBEATS: TableDefinition<'_, &str, i64> = TableDefinition::new("heartbeats");
+/// Small bookkeeping values, such as the start-up count.
+const META: TableDefinition<'_, &str, u64> = TableDefinition::new("meta");
+const EPOCH_KEY: &str = "epoch";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -35,6 +38,9 @@ pub trait Store: Send + Sync + 'static {
     fn commit(&self, puts: &[StoredInstance], deletes: &[String]) -> Result<(), StoreError>;
     /// Records heartbeat times (ms since the epoch) for instances that still exist.
     fn put_heartbeats(&self, beats: &[(String, i64)]) -> Result<(), StoreError>;
+    /// Counts one more start-up and returns the count (1 on a new store). The catalog
+    /// derives its first index from it, so indexes keep rising across restarts.
+    fn next_epoch(&self) -> Result<u64, StoreError>;
 }
 
 /// The embedded store: `switchboard.redb` in the data dir.
@@ -49,6 +55,7 @@ impl RedbStore {
         let txn = db.begin_write().map_err(db_err)?;
         txn.open_table(INSTANCES).map_err(db_err)?;
         txn.open_table(HEARTBEATS).map_err(db_err)?;
+        txn.open_table(META).map_err(db_err)?;
         txn.commit().map_err(db_err)?;
         Ok(RedbStore { db })
     }
@@ -114,6 +121,21 @@ impl Store for RedbStore {
         }
         txn.commit().map_err(db_err)
     }
+
+    fn next_epoch(&self) -> Result<u64, StoreError> {
+        let txn = self.db.begin_write().map_err(db_err)?;
+        let epoch = {
+            let mut meta = txn.open_table(META).map_err(db_err)?;
+            let previous = meta
+                .get(EPOCH_KEY)
+                .map_err(db_err)?
+                .map_or(0, |v| v.value());
+            meta.insert(EPOCH_KEY, previous + 1).map_err(db_err)?;
+            previous + 1
+        };
+        txn.commit().map_err(db_err)?;
+        Ok(epoch)
+    }
 }
 
 #[cfg(test)]
@@ -148,6 +170,19 @@ mod tests {
                 .unwrap()
                 .timestamp_millis(),
             1_700_000_000_000
+        );
+    }
+
+    #[test]
+    fn the_epoch_counts_start_ups() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(
+            RedbStore::open(dir.path()).unwrap().next_epoch().unwrap(),
+            1
+        );
+        assert_eq!(
+            RedbStore::open(dir.path()).unwrap().next_epoch().unwrap(),
+            2
         );
     }
 

@@ -24,7 +24,7 @@ lint:
 
 ## bench: load benchmarks, printed as ratios against baselines run alongside
 bench: bench-deps
-	$(CARGO) build --release --bin switchboard --bin switchboard-bench
+	$(CARGO) build --release -p switchboard -p switchboard-bench
 	./target/release/switchboard-bench
 
 ## bench-deps: what the benchmarks need beyond `deps` (wrk, rnacos)

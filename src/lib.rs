@@ -32,7 +32,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::api::AppState;
+use crate::api::{AppState, Shared};
 use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::registry::{RedbStore, Registry, Store};
@@ -73,14 +73,14 @@ impl App {
         let (stop, stopped) = watch::channel(false);
         let background = registry::spawn_background(registry.clone(), stopped);
         let (stopping, stopping_rx) = watch::channel(false);
-        let state = AppState {
+        let state = AppState::new(Shared {
             catalog,
             registry,
             metrics,
             config: Arc::new(config),
-            ready: Arc::new(AtomicBool::new(true)),
+            ready: AtomicBool::new(true),
             stopping: stopping_rx,
-        };
+        });
         Ok(App {
             state,
             stopping: Arc::new(stopping),

@@ -1,1 +1,277 @@
-fn main() {}
+//! `switchboard-bench` (`make bench`): Switchboard under load, printed as ratios against
+//! baselines measured in the same run, so the numbers compare across machines.
+//!
+//! Each server runs alone on core 0 while `wrk` drives it from core 1:
+//! 1. Switchboard with 100 registered instances: the discovery read, then heartbeats.
+//! 2. A static axum server answering Switchboard's exact response bytes: the ceiling.
+//! 3. rnacos with the same instances, read through the Nacos v1 OpenAPI.
+//!
+//! Environment: `BENCH_DURATION` (wrk duration, default `10s`), `BENCH_CONNECTIONS`
+//! (default 64). A missed target is printed, not failed; a failed step exits non-zero.
+
+mod nacos;
+mod report;
+mod servers;
+mod wrk;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context};
+use bytes::Bytes;
+
+use crate::report::{Results, Row};
+use crate::servers::{Server, INSTANCES, SWITCHBOARD_READ_PATH};
+use crate::wrk::Load;
+
+/// Lets connections, caches and allocators settle before the measured run.
+const WARM_UP: &str = "1s";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        None => run_bench(),
+        // Hidden: the static baseline runs as a child of the bench, pinned like the others.
+        Some("static-server") => servers::serve_static(&args[1..]),
+        Some("-h" | "--help") => {
+            println!("{}", HELP.trim());
+            Ok(())
+        }
+        Some(other) => Err(anyhow!("unknown argument {other:?}; see --help")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("switchboard-bench: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+const HELP: &str = "
+switchboard-bench: Switchboard's read and heartbeat throughput against a static axum
+server and rnacos, each pinned to core 0 and driven by wrk on core 1. Run it with
+`make bench`, which builds target/release/switchboard first.
+
+Environment:
+  BENCH_DURATION     wrk duration per measured run (default 10s)
+  BENCH_CONNECTIONS  wrk connections (default 64)
+";
+
+/// What the bench runs besides itself.
+struct Tools {
+    switchboard: PathBuf,
+    rnacos: PathBuf,
+    this_binary: PathBuf,
+}
+
+impl Tools {
+    fn find() -> anyhow::Result<Tools> {
+        let hint = "run `make bench-deps` (or `bash scripts/deps.sh bench`) to install it";
+        for tool in ["wrk", "taskset"] {
+            if find_in_path(tool).is_none() {
+                bail!("`{tool}` is not on PATH: {hint}");
+            }
+        }
+        let rnacos = nacos::find_rnacos()
+            .with_context(|| format!("`rnacos` is not on PATH nor in ~/.cargo/bin: {hint}"))?;
+        let this_binary = std::env::current_exe().context("cannot locate this binary")?;
+        let switchboard = this_binary.with_file_name("switchboard");
+        if !switchboard.is_file() {
+            bail!(
+                "{} is missing: run `make bench` (it builds it), or `make bench-deps` and \
+                 `cargo build --release --bin switchboard`",
+                switchboard.display()
+            );
+        }
+        Ok(Tools {
+            switchboard,
+            rnacos,
+            this_binary,
+        })
+    }
+}
+
+/// The first executable `name` on PATH.
+pub fn find_in_path(name: &str) -> Option<PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|dir| dir.join(name))
+        .find(|path| path.is_file())
+}
+
+fn load_from_env() -> anyhow::Result<Load> {
+    let duration = std::env::var("BENCH_DURATION").unwrap_or_else(|_| "10s".to_owned());
+    let digits = duration.trim_end_matches(['s', 'm', 'h']);
+    if digits.is_empty() || !digits.chars().all(|c| c.is_ascii_digit()) || digits == "0" {
+        bail!("BENCH_DURATION={duration:?} is not a wrk duration such as 10s or 1m");
+    }
+    let connections = match std::env::var("BENCH_CONNECTIONS") {
+        Ok(value) => value
+            .parse::<u32>()
+            .ok()
+            .filter(|&n| n > 0)
+            .with_context(|| format!("BENCH_CONNECTIONS={value:?} is not a positive number"))?,
+        Err(_) => 64,
+    };
+    Ok(Load {
+        duration,
+        connections,
+    })
+}
+
+fn run_bench() -> anyhow::Result<()> {
+    let load = load_from_env()?;
+    let tools = Tools::find()?;
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        // Dropping the bench future drops its server guards, which kill the servers.
+        tokio::select! {
+            result = bench(&load, &tools) => result,
+            signal = interrupted() => Err(anyhow!("interrupted by {signal}; servers stopped")),
+        }
+    })
+}
+
+async fn interrupted() -> &'static str {
+    let mut terminate =
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                return "Ctrl-C";
+            }
+        };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => "Ctrl-C",
+        _ = terminate.recv() => "SIGTERM",
+    }
+}
+
+async fn bench(load: &Load, tools: &Tools) -> anyhow::Result<()> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()?;
+
+    progress("starting switchboard");
+    let (switchboard, heartbeat, body) = {
+        let mut server = servers::start_switchboard(&tools.switchboard, &client).await?;
+        let ids = servers::register_switchboard(&server, &client).await?;
+        let body = server
+            .wait_for(
+                &client,
+                SWITCHBOARD_READ_PATH,
+                Duration::from_secs(10),
+                lists_all_instances,
+            )
+            .await?;
+        progress(&format!(
+            "switchboard: {INSTANCES} instances registered; the read is {} bytes",
+            body.len()
+        ));
+        let read_url = server.url(SWITCHBOARD_READ_PATH);
+        let report = measure(load, &mut server, &read_url, None).await?;
+        let switchboard = Row {
+            target: "switchboard",
+            request: "GET /api/v1/services/bench-svc/instances",
+            body_bytes: Some(body.len()),
+            report,
+        };
+        let script = server.dir().join("heartbeat.lua");
+        std::fs::write(&script, wrk::heartbeat_script(&ids)?)
+            .context("cannot write the heartbeat script")?;
+        let base_url = server.url("/");
+        let report = measure(load, &mut server, &base_url, Some(&script)).await?;
+        let heartbeat = Row {
+            target: "switchboard heartbeat",
+            request: "PUT /api/v1/instances/{id}/heartbeat",
+            body_bytes: None,
+            report,
+        };
+        (switchboard, heartbeat, body)
+    };
+
+    progress("starting the static baseline");
+    let static_baseline = {
+        let mut server = servers::start_static(&tools.this_binary, &body, &client).await?;
+        let url = server.url(SWITCHBOARD_READ_PATH);
+        Row {
+            target: "static axum",
+            request: "GET (Switchboard's bytes, Bytes clone)",
+            body_bytes: Some(body.len()),
+            report: measure(load, &mut server, &url, None).await?,
+        }
+    };
+
+    progress("starting rnacos");
+    let rnacos = {
+        let mut server = nacos::start(&tools.rnacos, &client).await?;
+        let body_bytes = nacos::register(&mut server, &client).await?;
+        progress(&format!(
+            "rnacos: {INSTANCES} instances registered; the read is {body_bytes} bytes"
+        ));
+        let url = server.url(nacos::READ_PATH);
+        Row {
+            target: "rnacos",
+            request: "GET /nacos/v1/ns/instance/list?serviceName=..",
+            body_bytes: Some(body_bytes),
+            report: measure(load, &mut server, &url, None).await?,
+        }
+    };
+
+    let results = Results {
+        switchboard,
+        heartbeat,
+        static_baseline,
+        rnacos,
+    };
+    print!("{}", report::render(&results, load));
+    Ok(())
+}
+
+/// A warm-up run, then the measured one; every response must have been a success and the
+/// server must have survived, or the numbers mean nothing.
+async fn measure(
+    load: &Load,
+    server: &mut Server,
+    url: &str,
+    script: Option<&Path>,
+) -> anyhow::Result<wrk::Report> {
+    let what = if script.is_some() {
+        "heartbeats"
+    } else {
+        "reads"
+    };
+    progress(&format!(
+        "{}: wrk {what} for {} (after {WARM_UP} warm-up)",
+        server.name(),
+        load.duration
+    ));
+    wrk::run(load, WARM_UP, url, script).await?;
+    let report = wrk::run(load, &load.duration, url, script).await?;
+    server.check_alive()?;
+    if report.non_2xx > 0 {
+        bail!(
+            "{} answered {} of {} {what} with a non-2xx status; its log ends with:\n{}",
+            server.name(),
+            report.non_2xx,
+            report.requests,
+            server.log_tail()
+        );
+    }
+    Ok(report)
+}
+
+fn lists_all_instances(body: &Bytes) -> Result<(), String> {
+    match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(serde_json::Value::Array(list)) if list.len() == INSTANCES => Ok(()),
+        Ok(serde_json::Value::Array(list)) => {
+            Err(format!("it lists {} of {INSTANCES} instances", list.len()))
+        }
+        _ => Err("the instance list is not a JSON array".to_owned()),
+    }
+}
+
+fn progress(message: &str) {
+    eprintln!("bench: {message}");
+}

@@ -34,17 +34,35 @@ use crate::registry::Registry;
 use crate::telemetry::{LatencyLabels, Metrics, RouteLabels};
 use error::ApiError;
 
-/// What every handler can reach.
+/// What every handler can reach. One pointer, so the per-request clones axum makes
+/// (middleware, extractors) cost a single reference count.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+/// The parts of [`AppState`].
+pub struct Shared {
     pub catalog: Catalog,
     pub registry: Arc<Registry>,
     pub metrics: Arc<Metrics>,
     pub config: Arc<Config>,
     /// Set once start-up has loaded the store and published the catalog.
-    pub ready: Arc<AtomicBool>,
+    pub ready: AtomicBool,
     /// Turns true when the server is shutting down; long-lived requests end then.
     pub stopping: tokio::sync::watch::Receiver<bool>,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+impl AppState {
+    pub fn new(shared: Shared) -> AppState {
+        AppState(Arc::new(shared))
+    }
 }
 
 impl AppState {

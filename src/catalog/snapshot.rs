@@ -11,6 +11,8 @@ use switchboard_connectors::{Instance, ServiceKey, Status};
 use utoipa::ToSchema;
 
 /// An instance as clients see it: the merge of every source that reports its endpoint.
+/// Optional fields without a value are left out rather than sent as `null`: lists of
+/// hundreds of instances are mostly copied bytes, and absent reads as null everywhere.
 #[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
 pub struct InstanceView {
     pub id: String,
@@ -23,22 +25,28 @@ pub struct InstanceView {
     pub host: String,
     pub port: u16,
     pub protocol: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
     pub weight: u32,
     pub status: Status,
     pub healthy: bool,
     pub metadata: BTreeMap<String, String>,
     pub tags: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub register_time: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub start_time: Option<DateTime<Utc>>,
     /// Last heartbeat as of the instance's last change. Heartbeats alone do not change the
     /// catalog (they would wake every watcher); `GET /api/v1/instances/{id}` is live.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub last_heartbeat: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub offline_time: Option<DateTime<Utc>>,
     /// Every source reporting this endpoint, highest priority first.
     pub sources: Vec<String>,
     /// True when every source reporting it is currently unreachable.
     pub stale: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub stale_since: Option<DateTime<Utc>>,
 }
 

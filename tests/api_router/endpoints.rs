@@ -42,12 +42,17 @@ async fn register_returns_201_with_location_and_replaces_with_200() -> anyhow::R
             "register_time",
             "start_time",
             "last_heartbeat",
-            "offline_time",
             "sources",
             "stale",
-            "stale_since",
         ],
     );
+    // Optional fields with no value are left out, not sent as null.
+    for absent in ["offline_time", "stale_since"] {
+        assert!(
+            created.get(absent).is_none(),
+            "{absent} should be omitted: {created}"
+        );
+    }
     assert_fields(
         &created,
         &[

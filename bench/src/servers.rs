@@ -1,0 +1,295 @@
+//! The servers under test: each runs as a child process pinned to core 0, in its own temp
+//! dir, and is killed when its [`Server`] guard drops, so an error or a panic anywhere in
+//! the bench leaves nothing running and nothing on disk.
+
+use std::ffi::OsString;
+use std::fs::File;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use bytes::Bytes;
+use tempfile::TempDir;
+
+/// The service every target registers its instances under.
+pub const SERVICE: &str = "bench-svc";
+/// How many instances every target holds.
+pub const INSTANCES: usize = 100;
+/// Switchboard's discovery read, the path the static baseline also answers.
+pub const SWITCHBOARD_READ_PATH: &str = "/api/v1/services/bench-svc/instances";
+
+const LOG_FILE: &str = "server.log";
+
+/// A running child process. Fields drop in order, so the process is dead before its
+/// temp dir (data, log) is removed.
+pub struct Server {
+    child: Child,
+    name: &'static str,
+    port: u16,
+    dir: TempDir,
+}
+
+impl Server {
+    /// Starts `program args` under `taskset -c 0` with its working directory in `dir`, so
+    /// a stray `.env` or config file in the caller's directory cannot change it.
+    pub fn spawn_pinned(
+        name: &'static str,
+        dir: TempDir,
+        port: u16,
+        program: &Path,
+        args: &[OsString],
+        envs: &[(&str, String)],
+    ) -> anyhow::Result<Server> {
+        let log = File::create(dir.path().join(LOG_FILE)).context("cannot create a log file")?;
+        let mut command = Command::new("taskset");
+        command
+            .arg("-c")
+            .arg("0")
+            .arg(program)
+            .args(args)
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        // The user's own settings (a debug log level, say) would make runs incomparable.
+        command.env_remove("RUST_LOG");
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("SWITCHBOARD_") {
+                command.env_remove(key);
+            }
+        }
+        command.envs(envs.iter().map(|(key, value)| (key, value)));
+        let child = command
+            .spawn()
+            .with_context(|| format!("cannot start {name} ({})", program.display()))?;
+        Ok(Server {
+            child,
+            name,
+            port,
+            dir,
+        })
+    }
+
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Fails, quoting the end of the server's log, if it has exited.
+    pub fn check_alive(&mut self) -> anyhow::Result<()> {
+        if let Some(status) = self.child.try_wait()? {
+            bail!(
+                "{} exited ({status}); its log ends with:\n{}",
+                self.name,
+                self.log_tail()
+            );
+        }
+        Ok(())
+    }
+
+    /// The last lines of the server's output, for error messages.
+    pub fn log_tail(&self) -> String {
+        let log = std::fs::read_to_string(self.dir.path().join(LOG_FILE)).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+
+    /// Polls `path` until it answers 200 and returns that body. `accept` may reject a
+    /// 200 whose body is not what readiness means for this server (and say why).
+    pub async fn wait_for(
+        &mut self,
+        client: &reqwest::Client,
+        path: &str,
+        timeout: Duration,
+        accept: impl Fn(&Bytes) -> Result<(), String>,
+    ) -> anyhow::Result<Bytes> {
+        let url = self.url(path);
+        let deadline = Instant::now() + timeout;
+        loop {
+            self.check_alive()?;
+            let last = match client.get(&url).send().await {
+                Ok(response) if response.status().is_success() => {
+                    let body = response.bytes().await?;
+                    match accept(&body) {
+                        Ok(()) => return Ok(body),
+                        Err(why) => why,
+                    }
+                }
+                Ok(response) => format!("status {}", response.status()),
+                Err(err) => err.to_string(),
+            };
+            if Instant::now() > deadline {
+                bail!(
+                    "{} did not get ready: GET {url} still fails after {timeout:?} ({last}); \
+                     its log ends with:\n{}",
+                    self.name,
+                    self.log_tail()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A port nothing listens on right now. Another process could take it before the server
+/// binds; on a bench machine that race is rare enough to accept.
+pub fn free_port() -> anyhow::Result<u16> {
+    let listener = TcpListener::bind("127.0.0.1:0").context("cannot find a free port")?;
+    Ok(listener.local_addr()?.port())
+}
+
+/// Whether `port` can be bound on loopback right now.
+pub fn port_is_free(port: u16) -> bool {
+    TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port))).is_ok()
+}
+
+pub fn temp_dir(name: &str) -> anyhow::Result<TempDir> {
+    tempfile::Builder::new()
+        .prefix(&format!("switchboard-bench-{name}-"))
+        .tempdir()
+        .context("cannot create a temp dir")
+}
+
+/// Starts Switchboard with an empty store and waits for `/ready`.
+pub async fn start_switchboard(binary: &Path, client: &reqwest::Client) -> anyhow::Result<Server> {
+    let dir = temp_dir("switchboard")?;
+    let port = free_port()?;
+    let args: Vec<OsString> = vec![
+        "serve".into(),
+        "--listen".into(),
+        format!("127.0.0.1:{port}").into(),
+        "--data-dir".into(),
+        dir.path().join("data").into(),
+    ];
+    let mut server = Server::spawn_pinned("switchboard", dir, port, binary, &args, &[])?;
+    server
+        .wait_for(client, "/ready", Duration::from_secs(30), |_| Ok(()))
+        .await?;
+    Ok(server)
+}
+
+/// Registers the bench instances and returns their ids, in registration order.
+pub async fn register_switchboard(
+    server: &Server,
+    client: &reqwest::Client,
+) -> anyhow::Result<Vec<String>> {
+    let url = server.url("/api/v1/instances");
+    let mut ids = Vec::with_capacity(INSTANCES);
+    for i in 0..INSTANCES {
+        let body = serde_json::json!({
+            "service": SERVICE,
+            "address": format!("10.0.{}.{}:8080", i / 256, i % 256),
+            "metadata": {"zone": "a"},
+            "ttl_seconds": 3600,
+        });
+        let response = client.post(&url).json(&body).send().await?;
+        let status = response.status();
+        let text = response.text().await?;
+        if !status.is_success() {
+            bail!("switchboard refused registration {i}: {status}: {text}");
+        }
+        let view: serde_json::Value = serde_json::from_str(&text)
+            .with_context(|| format!("registration {i} answered non-JSON: {text}"))?;
+        let id = view["id"]
+            .as_str()
+            .with_context(|| format!("registration {i} answered without an id: {text}"))?;
+        ids.push(id.to_owned());
+    }
+    Ok(ids)
+}
+
+/// Starts the static baseline (this binary's `static-server` mode) serving `body`, and
+/// checks it answers exactly those bytes.
+pub async fn start_static(
+    self_binary: &Path,
+    body: &Bytes,
+    client: &reqwest::Client,
+) -> anyhow::Result<Server> {
+    let dir = temp_dir("static")?;
+    let body_file: PathBuf = dir.path().join("body.json");
+    std::fs::write(&body_file, body).context("cannot write the static body")?;
+    let port = free_port()?;
+    let args: Vec<OsString> = vec![
+        "static-server".into(),
+        "--port".into(),
+        port.to_string().into(),
+        "--body-file".into(),
+        body_file.into(),
+    ];
+    let mut server = Server::spawn_pinned("static", dir, port, self_binary, &args, &[])?;
+    server
+        .wait_for(
+            client,
+            SWITCHBOARD_READ_PATH,
+            Duration::from_secs(10),
+            |served| {
+                if served == body {
+                    Ok(())
+                } else {
+                    Err("it serves different bytes than Switchboard".to_owned())
+                }
+            },
+        )
+        .await?;
+    Ok(server)
+}
+
+/// The `static-server` mode: answers every request with the file's bytes as JSON. Built
+/// like Switchboard's server (default multi-thread runtime, axum) so the only difference
+/// left is the work Switchboard does per request.
+pub fn serve_static(args: &[String]) -> anyhow::Result<()> {
+    let usage = "usage: switchboard-bench static-server --port PORT --body-file FILE";
+    let mut port = None;
+    let mut body_file = None;
+    let mut rest = args.iter();
+    while let Some(flag) = rest.next() {
+        let value = rest
+            .next()
+            .with_context(|| format!("{flag} needs a value; {usage}"))?;
+        match flag.as_str() {
+            "--port" => port = Some(value.parse::<u16>().context("bad --port")?),
+            "--body-file" => body_file = Some(PathBuf::from(value)),
+            _ => bail!("unknown flag {flag}; {usage}"),
+        }
+    }
+    let (Some(port), Some(body_file)) = (port, body_file) else {
+        bail!("{usage}");
+    };
+    let body = Bytes::from(
+        std::fs::read(&body_file)
+            .with_context(|| format!("cannot read {}", body_file.display()))?,
+    );
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let app = axum::Router::new().fallback(move || {
+            let body = body.clone();
+            async move {
+                (
+                    [(axum::http::header::CONTENT_TYPE, "application/json")],
+                    body,
+                )
+            }
+        });
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .with_context(|| format!("cannot listen on 127.0.0.1:{port}"))?;
+        axum::serve(listener, app).await?;
+        Ok(())
+    })
+}

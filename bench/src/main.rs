@@ -1,10 +1,11 @@
 //! `switchboard-bench` (`make bench`): Switchboard under load, printed as ratios against
 //! baselines measured in the same run, so the numbers compare across machines.
 //!
-//! Each server runs alone on core 0 while `wrk` drives it from core 1:
+//! Every server is pinned to core 0 and `wrk` drives one at a time from core 1:
 //! 1. Switchboard with 100 registered instances: the discovery read, then heartbeats.
 //! 2. A static axum server answering Switchboard's exact response bytes: the ceiling.
 //! 3. rnacos with the same instances, read through the Nacos v1 OpenAPI.
+//! The three reads run in alternating rounds and each reports its median round.
 //!
 //! Environment: `BENCH_DURATION` (wrk duration, default `10s`), `BENCH_CONNECTIONS`
 //! (default 64). A missed target is printed, not failed; a failed step exits non-zero.
@@ -148,85 +149,93 @@ async fn interrupted() -> &'static str {
     }
 }
 
+/// Measured rounds of the three read targets. Each round runs them back to back, and each
+/// target reports its median round, so a slow minute on a shared machine skews all three
+/// alike instead of one.
+const ROUNDS: usize = 3;
+
 async fn bench(load: &Load, tools: &Tools) -> anyhow::Result<()> {
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
         .build()?;
 
+    // All three servers stay up for the whole run, idle (so using no CPU) while another is
+    // measured; each is pinned to core 0.
     progress("starting switchboard");
-    let (switchboard, heartbeat, body) = {
-        let mut server = servers::start_switchboard(&tools.switchboard, &client).await?;
-        let ids = servers::register_switchboard(&server, &client).await?;
-        let body = server
-            .wait_for(
-                &client,
-                SWITCHBOARD_READ_PATH,
-                Duration::from_secs(10),
-                lists_all_instances,
-            )
-            .await?;
-        progress(&format!(
-            "switchboard: {INSTANCES} instances registered; the read is {} bytes",
-            body.len()
-        ));
-        let read_url = server.url(SWITCHBOARD_READ_PATH);
-        let report = measure(load, &mut server, &read_url, None).await?;
-        let switchboard = Row {
+    let mut switchboard = servers::start_switchboard(&tools.switchboard, &client).await?;
+    let ids = servers::register_switchboard(&switchboard, &client).await?;
+    let body = switchboard
+        .wait_for(
+            &client,
+            SWITCHBOARD_READ_PATH,
+            Duration::from_secs(10),
+            lists_all_instances,
+        )
+        .await?;
+    progress(&format!(
+        "switchboard: {INSTANCES} instances registered; the read is {} bytes",
+        body.len()
+    ));
+    progress("starting the static baseline");
+    let mut static_server = servers::start_static(&tools.this_binary, &body, &client).await?;
+    progress("starting rnacos");
+    let mut rnacos = nacos::start(&tools.rnacos, &client).await?;
+    let rnacos_bytes = nacos::register(&mut rnacos, &client).await?;
+    progress(&format!(
+        "rnacos: {INSTANCES} instances registered; the read is {rnacos_bytes} bytes"
+    ));
+
+    let switchboard_url = switchboard.url(SWITCHBOARD_READ_PATH);
+    let static_url = static_server.url(SWITCHBOARD_READ_PATH);
+    let rnacos_url = rnacos.url(nacos::READ_PATH);
+    let (mut sb_runs, mut static_runs, mut rnacos_runs) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 1..=ROUNDS {
+        progress(&format!("round {round} of {ROUNDS}"));
+        sb_runs.push(measure(load, &mut switchboard, &switchboard_url, None).await?);
+        static_runs.push(measure(load, &mut static_server, &static_url, None).await?);
+        rnacos_runs.push(measure(load, &mut rnacos, &rnacos_url, None).await?);
+    }
+
+    let script = switchboard.dir().join("heartbeat.lua");
+    std::fs::write(&script, wrk::heartbeat_script(&ids)?)
+        .context("cannot write the heartbeat script")?;
+    let base_url = switchboard.url("/");
+    let heartbeat_report = measure(load, &mut switchboard, &base_url, Some(&script)).await?;
+
+    let results = Results {
+        switchboard: Row {
             target: "switchboard",
             request: "GET /api/v1/services/bench-svc/instances",
             body_bytes: Some(body.len()),
-            report,
-        };
-        let script = server.dir().join("heartbeat.lua");
-        std::fs::write(&script, wrk::heartbeat_script(&ids)?)
-            .context("cannot write the heartbeat script")?;
-        let base_url = server.url("/");
-        let report = measure(load, &mut server, &base_url, Some(&script)).await?;
-        let heartbeat = Row {
+            report: median(sb_runs),
+        },
+        heartbeat: Row {
             target: "switchboard heartbeat",
             request: "PUT /api/v1/instances/{id}/heartbeat",
             body_bytes: None,
-            report,
-        };
-        (switchboard, heartbeat, body)
-    };
-
-    progress("starting the static baseline");
-    let static_baseline = {
-        let mut server = servers::start_static(&tools.this_binary, &body, &client).await?;
-        let url = server.url(SWITCHBOARD_READ_PATH);
-        Row {
+            report: heartbeat_report,
+        },
+        static_baseline: Row {
             target: "static axum",
             request: "GET (Switchboard's bytes, Bytes clone)",
             body_bytes: Some(body.len()),
-            report: measure(load, &mut server, &url, None).await?,
-        }
-    };
-
-    progress("starting rnacos");
-    let rnacos = {
-        let mut server = nacos::start(&tools.rnacos, &client).await?;
-        let body_bytes = nacos::register(&mut server, &client).await?;
-        progress(&format!(
-            "rnacos: {INSTANCES} instances registered; the read is {body_bytes} bytes"
-        ));
-        let url = server.url(nacos::READ_PATH);
-        Row {
+            report: median(static_runs),
+        },
+        rnacos: Row {
             target: "rnacos",
             request: "GET /nacos/v1/ns/instance/list?serviceName=..",
-            body_bytes: Some(body_bytes),
-            report: measure(load, &mut server, &url, None).await?,
-        }
+            body_bytes: Some(rnacos_bytes),
+            report: median(rnacos_runs),
+        },
     };
-
-    let results = Results {
-        switchboard,
-        heartbeat,
-        static_baseline,
-        rnacos,
-    };
-    print!("{}", report::render(&results, load));
+    print!("{}", report::render(&results, load, ROUNDS));
     Ok(())
+}
+
+/// The run with the median throughput (its p99 comes from the same run).
+fn median(mut runs: Vec<wrk::Report>) -> wrk::Report {
+    runs.sort_by(|a, b| a.requests_per_sec.total_cmp(&b.requests_per_sec));
+    runs.swap_remove(runs.len() / 2)
 }
 
 /// A warm-up run, then the measured one; every response must have been a success and the
@@ -242,13 +251,14 @@ async fn measure(
     } else {
         "reads"
     };
-    progress(&format!(
-        "{}: wrk {what} for {} (after {WARM_UP} warm-up)",
-        server.name(),
-        load.duration
-    ));
     wrk::run(load, WARM_UP, url, script).await?;
     let report = wrk::run(load, &load.duration, url, script).await?;
+    progress(&format!(
+        "{}: {what} {:.0}/s, p99 {:?}",
+        server.name(),
+        report.requests_per_sec,
+        report.p99
+    ));
     server.check_alive()?;
     if report.non_2xx > 0 {
         bail!(

@@ -30,12 +30,12 @@ pub struct Results {
     pub rnacos: Row,
 }
 
-pub fn render(results: &Results, load: &Load) -> String {
+pub fn render(results: &Results, load: &Load, rounds: usize) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
         "\nSwitchboard bench: {} instances of one service; servers pinned to core 0, \
-         `wrk -t1 -c{} -d{}` pinned to core 1\n",
+         `wrk -t1 -c{} -d{}` pinned to core 1; reads: median of {rounds} alternating rounds\n",
         crate::servers::INSTANCES,
         load.connections,
         load.duration
@@ -167,7 +167,7 @@ mod tests {
             duration: "1s".into(),
             connections: 8,
         };
-        let text = render(&results, &load);
+        let text = render(&results, &load, 3);
         let line = |name: &str| {
             text.lines()
                 .find(|l| l.starts_with(name))

@@ -436,3 +436,30 @@ async fn openapi_document_lists_the_routes() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn every_documented_route_is_labelled_in_metrics() -> anyhow::Result<()> {
+    let h = Harness::start().await?;
+    let doc = h.get_ok("/openapi.json").await?;
+    let paths = doc["paths"].as_object().expect("paths");
+    for (path, operations) in paths {
+        // Placeholders only need to route; the answers (mostly 4xx) do not matter here.
+        let uri = path
+            .replace("{name}", "metered")
+            .replace("{id}", "metered-1");
+        for method in operations.as_object().expect("operations").keys() {
+            let method = Method::from_bytes(method.to_uppercase().as_bytes())?;
+            h.send(method, &uri, None).await?;
+        }
+    }
+    let text = h.get("/metrics").await?.text();
+    for path in paths.keys() {
+        let label = format!("route=\"{path}\"");
+        assert!(text.contains(&label), "no metrics for {path}:\n{text}");
+    }
+    assert!(
+        !text.contains("route=\"other\""),
+        "a route is missing from ROUTES:\n{text}"
+    );
+    Ok(())
+}

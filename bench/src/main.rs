@@ -5,6 +5,7 @@
 //! 1. Switchboard with 100 registered instances: the discovery read, then heartbeats.
 //! 2. A static axum server answering Switchboard's exact response bytes: the ceiling.
 //! 3. rnacos with the same instances, read through the Nacos v1 OpenAPI.
+//!
 //! The three reads run in alternating rounds and each reports its median round.
 //!
 //! Environment: `BENCH_DURATION` (wrk duration, default `10s`), `BENCH_CONNECTIONS`

@@ -4,13 +4,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::support::{test_config, wait_until, TestServer, DEADLINE};
-
-const INDEX: &str = "x-switchboard-index";
-
-fn index_of(response: &reqwest::Response) -> u64 {
-    response.headers()[INDEX].to_str().unwrap().parse().unwrap()
-}
+use crate::support::{index_header, test_config, wait_until, TestServer, DEADLINE};
 
 #[tokio::test]
 async fn a_blocking_query_wakes_within_100ms_of_a_registration() {
@@ -19,13 +13,7 @@ async fn a_blocking_query_wakes_within_100ms_of_a_registration() {
     server
         .register(json!({"service": "orders", "address": "10.0.0.1:80"}))
         .await;
-    let first = server
-        .client
-        .get(server.url("/api/v1/services/orders/instances"))
-        .send()
-        .await
-        .unwrap();
-    let index = index_of(&first);
+    let index = server.index_of("orders").await;
 
     let client = server.client.clone();
     let url = server.url(&format!(
@@ -34,7 +22,7 @@ async fn a_blocking_query_wakes_within_100ms_of_a_registration() {
     let blocked = tokio::spawn(async move {
         let response = client.get(url).send().await.unwrap();
         let woke = Instant::now();
-        let new_index = index_of(&response);
+        let new_index = index_header(&response);
         let body: Value = response.json().await.unwrap();
         (woke, new_index, body)
     });
@@ -65,13 +53,7 @@ async fn a_blocking_query_with_no_change_answers_when_the_wait_ends() {
     server
         .register(json!({"service": "quiet", "address": "10.0.0.1:80"}))
         .await;
-    let first = server
-        .client
-        .get(server.url("/api/v1/services/quiet/instances"))
-        .send()
-        .await
-        .unwrap();
-    let index = index_of(&first);
+    let index = server.index_of("quiet").await;
     let response = server
         .client
         .get(server.url(&format!(
@@ -81,7 +63,7 @@ async fn a_blocking_query_with_no_change_answers_when_the_wait_ends() {
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
-    assert_eq!(index_of(&response), index);
+    assert_eq!(index_header(&response), index);
 }
 
 #[tokio::test]
@@ -110,13 +92,7 @@ async fn a_graceful_stop_ends_parked_blocking_queries() {
     server
         .register(json!({"service": "svc", "address": "10.0.0.1:80"}))
         .await;
-    let current = server
-        .client
-        .get(server.url("/api/v1/services/svc/instances"))
-        .send()
-        .await
-        .unwrap();
-    let index = index_of(&current);
+    let index = server.index_of("svc").await;
     let client = server.client.clone();
     let url = server.url(&format!(
         "/api/v1/services/svc/instances?index={index}&wait=5m"

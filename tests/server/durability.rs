@@ -21,15 +21,7 @@ async fn a_restart_with_the_same_data_dir_keeps_every_instance() {
         before.push(registered);
     }
     let id = before[0]["id"].as_str().unwrap().to_owned();
-    let beat: Value = server
-        .client
-        .put(server.url(&format!("/api/v1/instances/{id}/heartbeat")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, beat) = server.heartbeat(&id).await;
     server.stop().await;
 
     let server = TestServer::start(test_config(dir.path())).await;

@@ -30,15 +30,7 @@ async fn a_missed_ttl_marks_offline_and_a_heartbeat_revives() {
     assert_eq!(listed[0]["status"], "offline");
     assert_eq!(server.metric("switchboard_expiries_total").await, 1.0);
 
-    let reply: Value = server
-        .client
-        .put(server.url(&format!("/api/v1/instances/{id}/heartbeat")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, reply) = server.heartbeat(&id).await;
     assert_eq!(reply["revived"], true);
     // Back to the status it had before it expired.
     assert_eq!(reply["status"], "maintenance");
@@ -60,13 +52,8 @@ async fn heartbeats_keep_an_instance_alive_past_its_ttl() {
     let registered_at = std::time::Instant::now();
     // Heartbeat until three TTLs have passed; the instance must never go offline.
     while registered_at.elapsed() < std::time::Duration::from_secs(3) {
-        let response = server
-            .client
-            .put(server.url(&format!("/api/v1/instances/{id}/heartbeat")))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200);
+        let (status, _) = server.heartbeat(&id).await;
+        assert_eq!(status, 200);
         assert_eq!(status_of(&server, &id).await.unwrap()["status"], "active");
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
@@ -85,13 +72,8 @@ async fn deregister_after_deletes_long_offline_instances() {
         status_of(&server, &id).await.is_none().then_some(())
     })
     .await;
-    let response = server
-        .client
-        .put(server.url(&format!("/api/v1/instances/{id}/heartbeat")))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 404, "the client learns to re-register");
+    let (status, _) = server.heartbeat(&id).await;
+    assert_eq!(status, 404, "the client learns to re-register");
     let (_, listed) = server.get_json("/api/v1/services/gone/instances").await;
     assert_eq!(listed, json!([]));
 }
@@ -104,23 +86,8 @@ async fn an_operator_offline_is_not_undone_by_heartbeats() {
         .register(json!({"service": "manual", "address": "10.0.0.1:80"}))
         .await;
     let id = registered["id"].as_str().unwrap().to_owned();
-    let response = server
-        .client
-        .put(server.url(&format!("/api/v1/instances/{id}/status")))
-        .json(&json!({"status": "offline"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    let reply: Value = server
-        .client
-        .put(server.url(&format!("/api/v1/instances/{id}/heartbeat")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    server.set_status(&id, "offline").await;
+    let (_, reply) = server.heartbeat(&id).await;
     assert_eq!(reply["revived"], false);
     assert_eq!(reply["status"], "offline");
 }

@@ -57,13 +57,7 @@ async fn sse_delivers_the_current_state_then_each_change() {
     assert!(change["index"].as_u64().unwrap() > initial["index"].as_u64().unwrap());
 
     let id = registered["id"].as_str().unwrap();
-    server
-        .client
-        .put(server.url(&format!("/api/v1/instances/{id}/status")))
-        .json(&json!({"status": "maintenance"}))
-        .send()
-        .await
-        .unwrap();
+    server.set_status(id, "maintenance").await;
     let change = next_event(&mut stream, &mut buffer).await;
     assert_eq!(change["instances"][0]["status"], "maintenance");
 }

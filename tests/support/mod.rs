@@ -115,6 +115,29 @@ impl TestServer {
         response.json().await.unwrap()
     }
 
+    /// `PUT /api/v1/instances/{id}/heartbeat`; returns the reply.
+    pub async fn heartbeat(&self, id: &str) -> (reqwest::StatusCode, Value) {
+        let url = self.url(&format!("/api/v1/instances/{id}/heartbeat"));
+        let response = self.client.put(url).send().await.unwrap();
+        let status = response.status();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// `PUT /api/v1/instances/{id}/status`, asserting a 200.
+    pub async fn set_status(&self, id: &str, status: &str) {
+        let url = self.url(&format!("/api/v1/instances/{id}/status"));
+        let body = serde_json::json!({ "status": status });
+        let response = self.client.put(url).json(&body).send().await.unwrap();
+        assert_eq!(response.status(), 200, "set {id} {status}");
+    }
+
+    /// The `X-Switchboard-Index` of a service's instance list right now.
+    pub async fn index_of(&self, service: &str) -> u64 {
+        let url = self.url(&format!("/api/v1/services/{service}/instances"));
+        let response = self.client.get(url).send().await.unwrap();
+        index_header(&response)
+    }
+
     pub async fn get_json(&self, path: &str) -> (reqwest::StatusCode, Value) {
         let response = self.client.get(self.url(path)).send().await.unwrap();
         let status = response.status();
@@ -143,6 +166,15 @@ impl Drop for TestServer {
             task.abort();
         }
     }
+}
+
+/// The `X-Switchboard-Index` header of a discovery response.
+pub fn index_header(response: &reqwest::Response) -> u64 {
+    response.headers()["x-switchboard-index"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap()
 }
 
 /// A free TCP port on 127.0.0.1 (the listener is closed before the port is used).

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what Switchboard's build, tests and (with `bench`) benchmarks need, skipping
 # anything already present. Safe to run again.
-#   scripts/deps.sh         build + tests
+#   scripts/deps.sh         build + tests: protoc, etcd
 #   scripts/deps.sh bench   also wrk and rnacos for `make bench`
 set -euo pipefail
 
@@ -23,6 +23,20 @@ apt_install() {
 
 command -v cargo >/dev/null || { say "cargo is required (https://rustup.rs)"; exit 1; }
 rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt 2>/dev/null || true
+
+# protoc builds etcd-client's gRPC stubs; etcd (Debian 3.4) is the real server the tests start.
+if ! command -v protoc >/dev/null; then
+    say "installing protobuf-compiler (protoc)"
+    apt_install protobuf-compiler
+fi
+if ! command -v etcd >/dev/null || ! command -v etcdctl >/dev/null; then
+    say "installing etcd-server and etcd-client (Debian packages)"
+    apt_install etcd-server etcd-client
+fi
+# The Debian package starts a system etcd on 2379; the tests start their own on free ports.
+if command -v systemctl >/dev/null && systemctl is-active --quiet etcd 2>/dev/null; then
+    systemctl stop etcd 2>/dev/null || true
+fi
 
 if $want_bench; then
     if ! command -v wrk >/dev/null; then

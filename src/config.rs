@@ -10,8 +10,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use switchboard_connectors::SourceConfig;
 
 use crate::duration::serde_text;
+use crate::registry::NATIVE_SOURCE;
 
 /// Prefix of environment overrides. `__` separates nested keys:
 /// `SWITCHBOARD_REGISTRY__DEFAULT_TTL=10s` sets `registry.default_ttl`.
@@ -21,7 +23,7 @@ const ENV_NOT_KEYS: &[&str] = &["SWITCHBOARD_CONFIG"];
 /// Top-level config keys. A `SWITCHBOARD_*` variable naming none of them (a client's
 /// `SWITCHBOARD_URL`, say) is not meant for the server and is ignored with a warning;
 /// one naming a key under a known section is checked like the file.
-const TOP_LEVEL_KEYS: &[&str] = &["listen", "data_dir", "log", "registry", "api"];
+const TOP_LEVEL_KEYS: &[&str] = &["listen", "data_dir", "log", "registry", "api", "sources"];
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -34,6 +36,9 @@ pub struct Config {
     pub log: String,
     pub registry: RegistryConfig,
     pub api: ApiConfig,
+    /// External registries to federate (`[[sources]]`), each with a unique `id`.
+    #[serde(skip_serializing)]
+    pub sources: Vec<SourceConfig>,
     /// `SWITCHBOARD_*` variables that name no config key (reported at start-up).
     #[serde(skip)]
     pub ignored_env: Vec<String>,
@@ -82,6 +87,7 @@ impl Default for Config {
             log: "info".to_owned(),
             registry: RegistryConfig::default(),
             api: ApiConfig::default(),
+            sources: Vec::new(),
             ignored_env: Vec::new(),
         }
     }
@@ -210,6 +216,19 @@ impl Config {
         }
         if self.api.max_wait > Duration::from_secs(600) {
             return fail("api.max_wait", "must not exceed 10m");
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (i, source) in self.sources.iter().enumerate() {
+            let key = format!("sources[{i}].id");
+            if source.id() == NATIVE_SOURCE {
+                return fail(
+                    &key,
+                    "`native` is the built-in registry's id; choose another",
+                );
+            }
+            if !seen.insert(source.id()) {
+                return fail(&key, &format!("duplicate source id `{}`", source.id()));
+            }
         }
         Ok(())
     }

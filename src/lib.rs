@@ -21,9 +21,12 @@
 pub mod api;
 pub mod catalog;
 pub mod config;
-pub mod duration;
+pub mod federation;
 pub mod registry;
 pub mod telemetry;
+
+/// Go-style durations, shared with the connectors crate.
+pub use switchboard_connectors::duration;
 
 use std::future::Future;
 use std::sync::atomic::AtomicBool;
@@ -35,6 +38,7 @@ use tokio::sync::watch;
 use crate::api::{AppState, Shared};
 use crate::catalog::Catalog;
 use crate::config::Config;
+use crate::federation::Federation;
 use crate::registry::{RedbStore, Registry, Store};
 use crate::telemetry::Metrics;
 
@@ -73,7 +77,9 @@ impl App {
         let (stop, stopped) = watch::channel(false);
         let background = registry::spawn_background(registry.clone(), stopped);
         let (stopping, stopping_rx) = watch::channel(false);
+        let federation = Federation::start(&config.sources, &catalog, &metrics, &stopping_rx)?;
         let state = AppState::new(Shared {
+            federation,
             catalog,
             registry,
             metrics,

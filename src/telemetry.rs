@@ -40,6 +40,12 @@ pub struct SourceLabels {
     pub source: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceStateLabels {
+    pub source: String,
+    pub state: &'static str,
+}
+
 /// All metrics of one server instance (tests run several servers in one process, so this
 /// is owned, not global).
 pub struct Metrics {
@@ -56,6 +62,11 @@ pub struct Metrics {
     pub revivals: Counter,
     pub auto_deregistrations: Counter,
     pub blocking_queries: ParkedGauge,
+    /// 1 for a source's current state, 0 for the others.
+    pub source_state: Family<SourceStateLabels, Gauge>,
+    pub source_errors: Family<SourceLabels, Counter>,
+    pub source_skipped: Family<SourceLabels, Counter>,
+    pub source_last_sync: Family<SourceLabels, Gauge<f64, AtomicU64>>,
 }
 
 /// Counts requests currently parked in a blocking wait.
@@ -105,7 +116,7 @@ impl Metrics {
         );
         let catalog_instances = Family::<SourceLabels, Gauge>::default();
         registry.register(
-            "catalog_instances",
+            "source_instances",
             "Instances each source contributes to the catalog",
             catalog_instances.clone(),
         );
@@ -152,6 +163,30 @@ impl Metrics {
             "auto_deregistrations",
             "Native instances deleted after deregister_after offline",
         );
+        let source_state = Family::<SourceStateLabels, Gauge>::default();
+        registry.register(
+            "source_state",
+            "1 for each source's current state (connecting, syncing, ready, degraded, down, disconnected)",
+            source_state.clone(),
+        );
+        let source_errors = Family::<SourceLabels, Counter>::default();
+        registry.register(
+            "source_errors",
+            "Connection and stream failures per source",
+            source_errors.clone(),
+        );
+        let source_skipped = Family::<SourceLabels, Counter>::default();
+        registry.register(
+            "source_skipped",
+            "Values a source holds that could not be used and were skipped",
+            source_skipped.clone(),
+        );
+        let source_last_sync = Family::<SourceLabels, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "source_last_sync_timestamp_seconds",
+            "When each source last delivered a change or a full view",
+            source_last_sync.clone(),
+        );
         let blocking_queries = ParkedGauge::default();
         registry.register(
             "blocking_queries_waiting",
@@ -159,6 +194,10 @@ impl Metrics {
             blocking_queries.0.clone(),
         );
         Self {
+            source_state,
+            source_errors,
+            source_skipped,
+            source_last_sync,
             blocking_queries,
             registry,
             http_requests,

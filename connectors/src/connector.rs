@@ -16,6 +16,10 @@ pub enum Update {
     Upsert(Vec<Instance>),
     /// Instances removed.
     Remove(Vec<InstanceKey>),
+    /// Not a change: the source holds something unusable (e.g. a value that does not
+    /// parse), which was skipped. The rest of the source keeps working; the supervisor
+    /// counts it and shows it as the source's last error.
+    Skipped { key: String, reason: String },
 }
 
 /// The stream a [`Connector::watch`] returns.
@@ -30,6 +34,12 @@ pub trait Connector: Send + Sync + 'static {
 
     /// Writable sources (sync-back targets) return `Some`.
     fn writer(&self) -> Option<&dyn RegistryWriter> {
+        None
+    }
+
+    /// The endpoint currently in use (for the source's status), when known. Never
+    /// includes credentials.
+    fn endpoint(&self) -> Option<String> {
         None
     }
 }

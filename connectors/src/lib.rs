@@ -9,9 +9,17 @@
 //! (backoff, staleness, guards against wipe-outs) belongs to the server's supervisor.
 
 mod connector;
+pub mod duration;
 mod error;
 mod model;
+mod source;
+
+#[cfg(feature = "etcd")]
+pub mod etcd;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 
 pub use connector::{BoxUpdateStream, Connector, RegistryWriter, Update};
 pub use error::ConnectorError;
 pub use model::{Instance, InstanceKey, ServiceKey, Status, DEFAULT_GROUP, DEFAULT_NAMESPACE};
+pub use source::{build, AdapterConfig, SourceCommon, SourceConfig, ADAPTER_TYPES};

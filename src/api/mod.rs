@@ -11,6 +11,7 @@ pub mod instances;
 pub mod openapi;
 pub mod query;
 pub mod services;
+pub mod sources;
 pub mod stats;
 pub mod system;
 pub mod watch;
@@ -30,6 +31,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::catalog::Catalog;
 use crate::config::Config;
+use crate::federation::Federation;
 use crate::registry::Registry;
 use crate::telemetry::{LatencyLabels, Metrics, RouteLabels};
 use error::ApiError;
@@ -42,6 +44,7 @@ pub struct AppState(Arc<Shared>);
 /// The parts of [`AppState`].
 pub struct Shared {
     pub catalog: Catalog,
+    pub federation: Federation,
     pub registry: Arc<Registry>,
     pub metrics: Arc<Metrics>,
     pub config: Arc<Config>,
@@ -87,6 +90,8 @@ const ROUTES: &[&str] = &[
     "/api/v1/stats",
     "/api/v1/admin/all",
     "/api/v1/admin/services/{name}",
+    "/api/v1/sources",
+    "/api/v1/sources/{id}",
     "/health",
     "/ready",
     "/metrics",
@@ -120,6 +125,8 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/admin/services/{name}",
             delete(admin::remove_service),
         )
+        .route("/api/v1/sources", get(sources::list))
+        .route("/api/v1/sources/{id}", get(sources::get))
         .route("/health", get(system::health))
         .route("/ready", get(system::ready))
         .route("/metrics", get(system::metrics))

@@ -7,7 +7,7 @@ use axum::response::IntoResponse;
 use bytes::Bytes;
 use utoipa::OpenApi;
 
-use super::{admin, instances, services, stats, system, watch};
+use super::{admin, instances, services, sources, stats, system, watch};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -21,6 +21,7 @@ use super::{admin, instances, services, stats, system, watch};
         instances::deregister, instances::health,
         stats::catalog, stats::service,
         admin::all, admin::remove_service,
+        sources::list, sources::get,
         system::health, system::ready, system::metrics, openapi,
     ),
     tags(
@@ -28,6 +29,7 @@ use super::{admin, instances, services, stats, system, watch};
         (name = "registry", description = "The native registry"),
         (name = "stats", description = "Totals"),
         (name = "admin", description = "Operator endpoints"),
+        (name = "sources", description = "External registries and their status"),
         (name = "system", description = "Health, readiness, metrics, this document"),
     )
 )]

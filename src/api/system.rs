@@ -16,13 +16,14 @@ pub async fn health() -> impl IntoResponse {
     Json(json!({ "status": "ok" }))
 }
 
-/// Readiness: 200 once the store is loaded and the catalog published; 503 before.
+/// Readiness: 200 once the store is loaded, the catalog published, and every source has
+/// delivered its first full view or failed its first connection attempt; 503 before.
 #[utoipa::path(
     get, path = "/ready", tag = "system",
     responses((status = 200, description = "Ready"), (status = 503, description = "Starting"))
 )]
 pub async fn ready(State(state): State<AppState>) -> impl IntoResponse {
-    if state.ready.load(Ordering::SeqCst) {
+    if state.ready.load(Ordering::SeqCst) && state.federation.is_ready() {
         (StatusCode::OK, Json(json!({ "status": "ready" })))
     } else {
         (

@@ -91,10 +91,12 @@ mod tests {
         let low = SourceMeta {
             priority: 1,
             stale_since: None,
+            ..SourceMeta::default()
         };
         let high = SourceMeta {
             priority: 9,
             stale_since: None,
+            ..SourceMeta::default()
         };
         let mut a = instance("a-id", "10.0.0.1", 80);
         a.weight = 5;
@@ -131,10 +133,12 @@ mod tests {
         let stale = SourceMeta {
             priority: 5,
             stale_since: Some(since),
+            ..SourceMeta::default()
         };
         let fresh = SourceMeta {
             priority: 1,
             stale_since: None,
+            ..SourceMeta::default()
         };
         let a = instance("a", "10.0.0.1", 80);
         let b = instance("b", "10.0.0.1", 80);

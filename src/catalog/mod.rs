@@ -8,6 +8,7 @@
 
 mod merge;
 mod notify;
+mod partition;
 mod snapshot;
 mod writer;
 
@@ -18,7 +19,7 @@ use switchboard_connectors::{ServiceKey, Update};
 use tokio::sync::{mpsc, oneshot, watch};
 
 pub use notify::Notifier;
-pub use snapshot::{InstanceView, ServiceSummary, ServiceView, Snapshot};
+pub use snapshot::{InstanceView, ServiceSummary, ServiceView, Snapshot, SourceCounts};
 
 use crate::telemetry::Metrics;
 
@@ -29,12 +30,24 @@ pub struct SourceMeta {
     pub priority: i32,
     /// Set while the source is unreachable: its data is served but flagged stale.
     pub stale_since: Option<chrono::DateTime<chrono::Utc>>,
+    /// Hold updates that would empty a served service this long (the wipe-out guard).
+    /// `None`: apply them at once (the native registry's own deletions).
+    pub empty_confirm: Option<std::time::Duration>,
 }
 
 pub(crate) enum Command {
     Apply {
         source: Arc<str>,
         update: Update,
+        /// Set before the update, in the same batch (a reconnect's reset turns fresh
+        /// atomically with its data).
+        meta: Option<SourceMeta>,
+        done: Option<oneshot::Sender<u64>>,
+    },
+    /// Removes a source's partition outright (no guard): `max_stale` ran out, or an
+    /// operator disconnected the source.
+    Drop {
+        source: Arc<str>,
         done: Option<oneshot::Sender<u64>>,
     },
     Source {
@@ -85,6 +98,34 @@ impl Catalog {
         let command = Command::Apply {
             source: source.clone(),
             update,
+            meta: None,
+            done: Some(done),
+        };
+        self.send_and_wait(command, wait).await
+    }
+
+    /// [`Catalog::apply`], setting the source's meta first in the same batch.
+    pub async fn apply_with_meta(
+        &self,
+        source: &Arc<str>,
+        update: Update,
+        meta: SourceMeta,
+    ) -> u64 {
+        let (done, wait) = oneshot::channel();
+        let command = Command::Apply {
+            source: source.clone(),
+            update,
+            meta: Some(meta),
+            done: Some(done),
+        };
+        self.send_and_wait(command, wait).await
+    }
+
+    /// Removes everything `source` contributed, bypassing the wipe-out guard.
+    pub async fn drop_source(&self, source: &Arc<str>) -> u64 {
+        let (done, wait) = oneshot::channel();
+        let command = Command::Drop {
+            source: source.clone(),
             done: Some(done),
         };
         self.send_and_wait(command, wait).await

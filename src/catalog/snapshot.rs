@@ -133,6 +133,15 @@ pub struct ServiceSummary {
     pub index: u64,
 }
 
+/// What one source contributes, as of a snapshot.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SourceCounts {
+    pub instances: usize,
+    pub services: usize,
+    /// Emptyings the wipe-out guard has held so far.
+    pub guard_holds: u64,
+}
+
 /// Every service sharing one name (different namespaces or groups).
 pub type ViewsOfName = Arc<[Arc<ServiceView>]>;
 
@@ -146,6 +155,8 @@ pub struct Snapshot {
     by_name: HashMap<Arc<str>, ViewsOfName>,
     /// The unfiltered service listing, encoded on first use.
     listing: OnceLock<Bytes>,
+    /// Per-source counts, by source id.
+    sources: HashMap<String, SourceCounts>,
 }
 
 impl Snapshot {
@@ -155,15 +166,25 @@ impl Snapshot {
 
     /// An empty catalog whose index is `index`.
     pub fn empty_at(index: u64) -> Snapshot {
-        Snapshot::new(index, HashMap::new())
+        Snapshot::new(index, HashMap::new(), HashMap::new())
     }
 
-    pub(crate) fn new(index: u64, by_name: HashMap<Arc<str>, ViewsOfName>) -> Snapshot {
+    pub(crate) fn new(
+        index: u64,
+        by_name: HashMap<Arc<str>, ViewsOfName>,
+        sources: HashMap<String, SourceCounts>,
+    ) -> Snapshot {
         Snapshot {
             index,
             by_name,
             listing: OnceLock::new(),
+            sources,
         }
+    }
+
+    /// What each source contributes.
+    pub fn sources(&self) -> &HashMap<String, SourceCounts> {
+        &self.sources
     }
 
     /// One service, including a removed one's empty view.

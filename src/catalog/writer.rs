@@ -2,80 +2,24 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use switchboard_connectors::{Instance, ServiceKey, Update};
+use switchboard_connectors::ServiceKey;
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
 
 use super::merge::{self, Reported};
 use super::notify::Notifier;
-use super::snapshot::{ServiceView, Snapshot, ViewsOfName};
-use super::{Command, SourceMeta};
+use super::partition::Partition;
+use super::snapshot::{ServiceView, Snapshot, SourceCounts, ViewsOfName};
+use super::Command;
 use crate::telemetry::{Metrics, SourceLabels};
 
 /// Most commands folded into one published snapshot.
 const MAX_BATCH: usize = 1024;
 /// How often channels with no listeners are dropped.
 const PRUNE_EVERY: Duration = Duration::from_secs(30);
-
-/// What one source currently reports, by service then by the source's instance id.
-#[derive(Default)]
-struct Partition {
-    meta: SourceMeta,
-    services: HashMap<ServiceKey, HashMap<String, Instance>>,
-}
-
-impl Partition {
-    fn instance_count(&self) -> usize {
-        self.services.values().map(HashMap::len).sum()
-    }
-
-    /// Applies `update` and records every service it touched.
-    fn apply(&mut self, update: Update, touched: &mut HashSet<ServiceKey>) {
-        match update {
-            Update::Reset(instances) => {
-                touched.extend(self.services.keys().cloned());
-                self.services.clear();
-                for instance in instances {
-                    touched.insert(instance.service.clone());
-                    self.insert(instance);
-                }
-            }
-            Update::Service(key, instances) => {
-                touched.insert(key.clone());
-                self.services.remove(&key);
-                for instance in instances.into_iter().filter(|i| i.service == key) {
-                    self.insert(instance);
-                }
-            }
-            Update::Upsert(instances) => {
-                for instance in instances {
-                    touched.insert(instance.service.clone());
-                    self.insert(instance);
-                }
-            }
-            Update::Remove(keys) => {
-                for key in keys {
-                    if let Some(service) = self.services.get_mut(&key.service) {
-                        service.remove(&key.id);
-                        if service.is_empty() {
-                            self.services.remove(&key.service);
-                        }
-                    }
-                    touched.insert(key.service);
-                }
-            }
-        }
-    }
-
-    fn insert(&mut self, instance: Instance) {
-        self.services
-            .entry(instance.service.clone())
-            .or_default()
-            .insert(instance.id.clone(), instance);
-    }
-}
 
 pub(crate) struct Writer {
     current: Arc<ArcSwap<Snapshot>>,
@@ -108,12 +52,29 @@ impl Writer {
 
     pub async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
         let mut batch = Vec::with_capacity(MAX_BATCH);
-        while commands.recv_many(&mut batch, MAX_BATCH).await > 0 {
-            self.process(std::mem::take(&mut batch));
+        loop {
+            let due = self
+                .partitions
+                .values()
+                .filter_map(Partition::next_due)
+                .min();
+            tokio::select! {
+                received = commands.recv_many(&mut batch, MAX_BATCH) => {
+                    if received == 0 {
+                        return;
+                    }
+                    self.process(std::mem::take(&mut batch));
+                }
+                // A held emptying is due: an empty batch applies it.
+                _ = tokio::time::sleep_until(due.unwrap_or_else(Instant::now)), if due.is_some() => {
+                    self.process(Vec::new());
+                }
+            }
         }
     }
 
     fn process(&mut self, batch: Vec<Command>) {
+        let now = Instant::now();
         let mut touched = HashSet::new();
         let mut acks: Vec<oneshot::Sender<u64>> = Vec::new();
         for command in batch {
@@ -121,12 +82,15 @@ impl Writer {
                 Command::Apply {
                     source,
                     update,
+                    meta,
                     done,
                 } => {
-                    self.partitions
-                        .entry(source)
-                        .or_default()
-                        .apply(update, &mut touched);
+                    let partition = self.partitions.entry(source).or_default();
+                    if let Some(meta) = meta {
+                        partition.meta = meta;
+                        touched.extend(partition.services.keys().cloned());
+                    }
+                    partition.apply(update, now, &mut touched);
                     acks.extend(done);
                 }
                 Command::Source { source, meta, done } => {
@@ -135,13 +99,25 @@ impl Writer {
                     touched.extend(partition.services.keys().cloned());
                     acks.extend(done);
                 }
+                Command::Drop { source, done } => {
+                    if let Some(partition) = self.partitions.remove(&source) {
+                        touched.extend(partition.services.into_keys());
+                    }
+                    self.metrics.catalog_instances.remove(&SourceLabels {
+                        source: source.to_string(),
+                    });
+                    acks.extend(done);
+                }
             }
+        }
+        for partition in self.partitions.values_mut() {
+            partition.expire_holds(now, &mut touched);
         }
         let changed: Vec<(ServiceKey, u64)> = touched
             .into_iter()
             .filter_map(|key| self.recompute(key))
             .collect();
-        if !changed.is_empty() {
+        if !changed.is_empty() || self.counts_changed() {
             self.publish();
             for (key, index) in &changed {
                 self.notifier.notify(key, *index);
@@ -194,8 +170,28 @@ impl Writer {
         Some((key, self.index))
     }
 
+    fn source_counts(&self) -> HashMap<String, SourceCounts> {
+        self.partitions
+            .iter()
+            .map(|(source, partition)| {
+                let counts = SourceCounts {
+                    instances: partition.instance_count(),
+                    services: partition.services.len(),
+                    guard_holds: partition.holds,
+                };
+                (source.to_string(), counts)
+            })
+            .collect()
+    }
+
+    /// Whether per-source counts moved without any service view changing (a source that
+    /// came or went empty, a guard hold), which still needs a new snapshot.
+    fn counts_changed(&self) -> bool {
+        *self.current.load().sources() != self.source_counts()
+    }
+
     fn publish(&self) {
-        let snapshot = Snapshot::new(self.index, self.by_name.clone());
+        let snapshot = Snapshot::new(self.index, self.by_name.clone(), self.source_counts());
         self.current.store(Arc::new(snapshot));
     }
 
@@ -221,7 +217,7 @@ impl Writer {
 
 #[cfg(test)]
 mod tests {
-    use switchboard_connectors::InstanceKey;
+    use switchboard_connectors::{Instance, InstanceKey, Update};
 
     use super::super::Catalog;
     use super::*;

@@ -111,6 +111,7 @@ impl Registry {
         let meta = SourceMeta {
             priority: registry.config.priority,
             stale_since: None,
+            ..SourceMeta::default()
         };
         registry.catalog.set_source(&registry.source, meta).await;
         registry

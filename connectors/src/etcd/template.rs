@@ -1,0 +1,112 @@
+//! `key_template`: the layout of a key below the prefix, parsed once and matched against
+//! every key to learn its service, version and id.
+
+/// One `/`-separated piece of a key below the prefix.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) enum Segment {
+    Literal(String),
+    Service,
+    Version,
+    Id,
+}
+
+/// A parsed `key_template`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct KeyTemplate {
+    segments: Vec<Segment>,
+}
+
+/// What a key says about its instance.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(super) struct KeyParts {
+    pub service: Option<String>,
+    pub version: Option<String>,
+    pub id: Option<String>,
+}
+
+impl KeyTemplate {
+    pub(super) fn parse(template: &str) -> Result<Self, String> {
+        let trimmed = template.trim_matches('/');
+        if trimmed.is_empty() {
+            return Err("must not be empty".to_owned());
+        }
+        let mut segments = Vec::new();
+        for piece in trimmed.split('/') {
+            let segment = match piece {
+                "" => return Err(format!("`{template}` has an empty segment (`//`)")),
+                "{service}" => Segment::Service,
+                "{version}" => Segment::Version,
+                "{id}" => Segment::Id,
+                other if other.contains(['{', '}']) => {
+                    return Err(format!(
+                        "`{template}`: `{other}` is not a placeholder; use whole segments \
+                         {{service}}, {{version}} or {{id}}"
+                    ))
+                }
+                other => Segment::Literal(other.to_owned()),
+            };
+            if !matches!(segment, Segment::Literal(_)) && segments.contains(&segment) {
+                return Err(format!("`{template}` repeats `{piece}`"));
+            }
+            segments.push(segment);
+        }
+        Ok(KeyTemplate { segments })
+    }
+
+    pub(super) fn has(&self, segment: Segment) -> bool {
+        self.segments.contains(&segment)
+    }
+
+    /// Matches the part of a key below the prefix; `None` when the shapes differ.
+    pub(super) fn matches(&self, rest: &str) -> Option<KeyParts> {
+        let pieces: Vec<&str> = rest.trim_start_matches('/').split('/').collect();
+        if pieces.len() != self.segments.len() {
+            return None;
+        }
+        let mut parts = KeyParts::default();
+        for (segment, piece) in self.segments.iter().zip(pieces) {
+            if piece.is_empty() {
+                return None;
+            }
+            match segment {
+                Segment::Literal(literal) if literal != piece => return None,
+                Segment::Literal(_) => {}
+                Segment::Service => parts.service = Some(piece.to_owned()),
+                Segment::Version => parts.version = Some(piece.to_owned()),
+                Segment::Id => parts.id = Some(piece.to_owned()),
+            }
+        }
+        Some(parts)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn templates_match_keys() {
+        let template = KeyTemplate::parse("{service}/{version}/{id}").unwrap();
+        assert_eq!(
+            template.matches("user/1.0.0/abc"),
+            Some(KeyParts {
+                service: Some("user".into()),
+                version: Some("1.0.0".into()),
+                id: Some("abc".into()),
+            })
+        );
+        assert_eq!(template.matches("user/abc"), None);
+        assert_eq!(template.matches("user//abc"), None);
+        let literal = KeyTemplate::parse("/{service}/instances/{id}/").unwrap();
+        assert!(literal.matches("a/instances/b").is_some());
+        assert!(literal.matches("a/nodes/b").is_none());
+        let bare = KeyTemplate::parse("{service}").unwrap();
+        assert_eq!(
+            bare.matches("notification-server")
+                .unwrap()
+                .service
+                .as_deref(),
+            Some("notification-server")
+        );
+    }
+}

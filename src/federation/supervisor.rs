@@ -1,0 +1,256 @@
+//! One task per source: connect, apply what the connector streams, recover.
+//!
+//! Everything about recovery lives here, so a connector only connects, lists and streams:
+//! exponential backoff with jitter (reset after a healthy minute); fail static (a source
+//! that goes down keeps its last view in the catalog, flagged stale, until it comes back
+//! or `max_stale` runs out); and the first item after every (re)connect is a full view
+//! that replaces the partition atomically and turns it fresh in the same batch.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use futures::StreamExt;
+use switchboard_connectors::{Connector, ConnectorError, SourceConfig, Update};
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tracing::Instrument;
+
+use super::backoff::Backoff;
+use super::status::{LastError, SourceState, StatusCell};
+use super::Readiness;
+use crate::catalog::{Catalog, SourceMeta};
+use crate::telemetry::{Metrics, SourceLabels, SourceStateLabels};
+
+/// A connection that lasted this long resets the backoff.
+const HEALTHY_RESET: Duration = Duration::from_secs(60);
+const BACKOFF_BASE: Duration = Duration::from_millis(200);
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+/// Everything one supervisor task needs.
+pub struct Supervisor {
+    pub config: SourceConfig,
+    pub source: Arc<str>,
+    pub connector: Arc<dyn Connector>,
+    pub catalog: Catalog,
+    pub status: Arc<StatusCell>,
+    pub metrics: Arc<Metrics>,
+    pub readiness: Arc<Readiness>,
+}
+
+/// Why a connection ended.
+enum Ended {
+    Failed(ConnectorError),
+    Stopped,
+}
+
+impl Supervisor {
+    pub async fn run(self, stop: watch::Receiver<bool>) {
+        let span = tracing::info_span!(
+            "source",
+            source.id = %self.source,
+            source.type = self.config.type_name()
+        );
+        self.supervise(stop).instrument(span).await
+    }
+
+    fn meta(&self, stale_since: Option<chrono::DateTime<Utc>>) -> SourceMeta {
+        SourceMeta {
+            priority: self.config.common.priority,
+            stale_since,
+            empty_confirm: Some(self.config.common.empty_confirm),
+        }
+    }
+
+    async fn supervise(self, mut stop: watch::Receiver<bool>) {
+        self.catalog.set_source(&self.source, self.meta(None)).await;
+        let mut backoff = Backoff::new(BACKOFF_BASE, BACKOFF_MAX);
+        let mut attempts: u64 = 0;
+        loop {
+            if attempts > 0 {
+                self.status.update(|s| s.reconnects += 1);
+            }
+            attempts += 1;
+            self.set_state(SourceState::Connecting);
+            let connected_at = Instant::now();
+            let ended = tokio::select! {
+                ended = self.connection() => ended,
+                _ = stop.wait_for(|stop| *stop) => Ended::Stopped,
+            };
+            let error = match ended {
+                Ended::Stopped => return,
+                Ended::Failed(error) => error,
+            };
+            if connected_at.elapsed() >= HEALTHY_RESET {
+                backoff.reset();
+            }
+            self.fail(&error).await;
+            // A source that never answered counts as settled for readiness: it is `down`
+            // and Switchboard serves without it.
+            self.readiness.settle(&self.source);
+            let delay = backoff.next_delay();
+            tracing::info!(retry_in = ?delay, "Reconnecting after backoff");
+            if self.wait_out(delay, &mut stop).await {
+                return;
+            }
+        }
+    }
+
+    /// One connection: open the watch, take the full view, then apply deltas until the
+    /// stream fails.
+    async fn connection(&self) -> Ended {
+        let mut stream = match self.connector.watch().await {
+            Ok(stream) => stream,
+            Err(error) => return Ended::Failed(error),
+        };
+        self.status
+            .update(|s| s.endpoint = self.connector.endpoint());
+        self.set_state(SourceState::Syncing);
+        loop {
+            let update = match stream.next().await {
+                Some(Ok(update)) => update,
+                Some(Err(error)) => return Ended::Failed(error),
+                None => {
+                    return Ended::Failed(ConnectorError::Connection(
+                        "the source closed its stream".to_owned(),
+                    ))
+                }
+            };
+            let state = self.status.get().state;
+            match update {
+                Update::Reset(instances) => {
+                    let count = instances.len();
+                    self.catalog
+                        .apply_with_meta(&self.source, Update::Reset(instances), self.meta(None))
+                        .await;
+                    self.synced();
+                    self.status.update(|s| s.stale_since = None);
+                    self.set_state(SourceState::Ready);
+                    self.readiness.settle(&self.source);
+                    tracing::info!(instances = count, "Full view applied");
+                }
+                Update::Skipped { key, reason } => {
+                    tracing::warn!(key = %key, reason = %reason, "Skipped a value the source holds");
+                    self.metrics
+                        .source_skipped
+                        .get_or_create(&self.labels())
+                        .inc();
+                    self.status.update(|s| {
+                        s.skipped += 1;
+                        s.last_error = Some(LastError {
+                            message: format!("skipped `{key}`: {reason}"),
+                            time: Utc::now(),
+                        });
+                    });
+                    if state == SourceState::Ready {
+                        self.set_state(SourceState::Degraded);
+                    }
+                }
+                delta => {
+                    if state == SourceState::Syncing {
+                        return Ended::Failed(ConnectorError::Protocol(
+                            "the first update after connecting was not a full view".to_owned(),
+                        ));
+                    }
+                    self.catalog.apply(&self.source, delta).await;
+                    self.synced();
+                }
+            }
+        }
+    }
+
+    fn synced(&self) {
+        let now = Utc::now();
+        self.status.update(|s| s.last_sync = Some(now));
+        self.metrics
+            .source_last_sync
+            .get_or_create(&self.labels())
+            .set(now.timestamp_millis() as f64 / 1000.0);
+    }
+
+    /// Records a failure and keeps the source's data, flagged stale.
+    async fn fail(&self, error: &ConnectorError) {
+        tracing::warn!(error = %error, "Source failed; serving its last view as stale");
+        self.metrics
+            .source_errors
+            .get_or_create(&self.labels())
+            .inc();
+        let now = Utc::now();
+        let newly_stale = self.status.update(|s| {
+            s.last_error = Some(LastError {
+                message: error.to_string(),
+                time: now,
+            });
+            s.endpoint = None;
+            let newly = s.stale_since.is_none();
+            if newly {
+                s.stale_since = Some(now);
+            }
+            newly
+        });
+        if newly_stale {
+            self.catalog
+                .set_source(&self.source, self.meta(Some(now)))
+                .await;
+        }
+        self.set_state(SourceState::Down);
+    }
+
+    /// Sleeps `delay`, dropping the source's data if `max_stale` runs out meanwhile.
+    /// Returns true when asked to stop.
+    async fn wait_out(&self, delay: Duration, stop: &mut watch::Receiver<bool>) -> bool {
+        let wake = Instant::now() + delay;
+        loop {
+            let drop_at = self.drop_deadline();
+            let until = drop_at.map_or(wake, |at| at.min(wake));
+            tokio::select! {
+                _ = tokio::time::sleep_until(until) => {}
+                _ = stop.wait_for(|stop| *stop) => return true,
+            }
+            if drop_at.is_some_and(|at| at <= Instant::now()) {
+                tracing::warn!("Source stale longer than max_stale; dropping its instances");
+                self.catalog.drop_source(&self.source).await;
+                self.status.update(|s| s.stale_since = None);
+            }
+            if Instant::now() >= wake {
+                return false;
+            }
+        }
+    }
+
+    /// When this source's stale data must go, if it has a `max_stale` and is stale.
+    fn drop_deadline(&self) -> Option<Instant> {
+        let max_stale = self.config.common.max_stale?;
+        let since = self.status.get().stale_since?;
+        let stale_for = (Utc::now() - since).to_std().unwrap_or_default();
+        Some(Instant::now() + max_stale.saturating_sub(stale_for))
+    }
+
+    fn labels(&self) -> SourceLabels {
+        SourceLabels {
+            source: self.source.to_string(),
+        }
+    }
+
+    fn set_state(&self, state: SourceState) {
+        let previous = self
+            .status
+            .update(|s| std::mem::replace(&mut s.state, state));
+        if previous != state {
+            tracing::info!(
+                from = previous.as_str(),
+                to = state.as_str(),
+                "Source state changed"
+            );
+        }
+        for each in SourceState::ALL {
+            self.metrics
+                .source_state
+                .get_or_create(&SourceStateLabels {
+                    source: self.source.to_string(),
+                    state: each.as_str(),
+                })
+                .set(i64::from(each == state));
+        }
+    }
+}

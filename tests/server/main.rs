@@ -1,5 +1,6 @@
 //! Whole-server tests: Switchboard on a free port (in-process, or the real binary), driven
-//! through real HTTP.
+//! through real HTTP; `etcd` runs them against a real etcd. One test binary, so the shared
+//! support code is compiled (and linked) once.
 
 #[path = "../support/mod.rs"]
 mod support;
@@ -7,5 +8,6 @@ mod support;
 mod blocking;
 mod cli;
 mod durability;
+mod etcd;
 mod expiry;
 mod watch;

@@ -2,6 +2,8 @@
 //! real binary as a child process (killed when the test ends, even on failure), and
 //! waiting for a condition with a deadline.
 
+pub mod etcd;
+
 use std::future::Future;
 use std::net::TcpListener as StdListener;
 use std::path::Path;

@@ -8,10 +8,19 @@
 //!
 //! The three reads run in alternating rounds and each reports its median round.
 //!
+//! Then Switchboard federating an etcd (both on core 0, the bench's clients on core 1):
+//! 4. Propagation: a write to etcd until a parked blocking query returns it, against a
+//!    direct etcd watch on the same writes (the floor).
+//! 5. Memory: resident bytes per instance with 100 000 instances cached from etcd.
+//!
 //! Environment: `BENCH_DURATION` (wrk duration, default `10s`), `BENCH_CONNECTIONS`
-//! (default 64). A missed target is printed, not failed; a failed step exits non-zero.
+//! (default 64), `BENCH_ONLY` (`reads` or `etcd`: run one part). A missed target is
+//! printed, not failed; a failed step exits non-zero.
 
+mod etcd;
+mod memory;
 mod nacos;
+mod propagation;
 mod report;
 mod servers;
 mod wrk;
@@ -53,31 +62,77 @@ fn main() -> ExitCode {
 
 const HELP: &str = "
 switchboard-bench: Switchboard's read and heartbeat throughput against a static axum
-server and rnacos, each pinned to core 0 and driven by wrk on core 1. Run it with
-`make bench`, which builds target/release/switchboard first.
+server and rnacos, each pinned to core 0 and driven by wrk on core 1; then, with an etcd
+source, the latency from an etcd write to a blocking query's answer (against a direct
+etcd watch) and the memory per cached instance. Run it with `make bench`, which builds
+target/release/switchboard first.
 
 Environment:
   BENCH_DURATION     wrk duration per measured run (default 10s)
   BENCH_CONNECTIONS  wrk connections (default 64)
+  BENCH_ONLY         run one part: `reads` (reads, heartbeats) or `etcd` (default: both)
 ";
 
-/// What the bench runs besides itself.
+/// Which parts of the bench run (`BENCH_ONLY`).
+#[derive(Clone, Copy, Debug)]
+struct Parts {
+    reads: bool,
+    etcd: bool,
+}
+
+impl Parts {
+    fn from_env() -> anyhow::Result<Parts> {
+        match std::env::var("BENCH_ONLY").unwrap_or_default().as_str() {
+            "" => Ok(Parts {
+                reads: true,
+                etcd: true,
+            }),
+            "reads" => Ok(Parts {
+                reads: true,
+                etcd: false,
+            }),
+            "etcd" => Ok(Parts {
+                reads: false,
+                etcd: true,
+            }),
+            other => bail!("BENCH_ONLY={other:?} is not `reads` or `etcd`"),
+        }
+    }
+}
+
+/// What the bench runs besides itself; only what the chosen parts need is looked for.
 struct Tools {
     switchboard: PathBuf,
-    rnacos: PathBuf,
+    rnacos: Option<PathBuf>,
+    etcd: Option<PathBuf>,
     this_binary: PathBuf,
 }
 
 impl Tools {
-    fn find() -> anyhow::Result<Tools> {
+    fn find(parts: Parts) -> anyhow::Result<Tools> {
         let hint = "run `make bench-deps` (or `bash scripts/deps.sh bench`) to install it";
-        for tool in ["wrk", "taskset"] {
+        let needed: &[&str] = if parts.reads {
+            &["wrk", "taskset"]
+        } else {
+            &["taskset"]
+        };
+        for tool in needed {
             if find_in_path(tool).is_none() {
                 bail!("`{tool}` is not on PATH: {hint}");
             }
         }
-        let rnacos = nacos::find_rnacos()
-            .with_context(|| format!("`rnacos` is not on PATH nor in ~/.cargo/bin: {hint}"))?;
+        let rnacos = if parts.reads {
+            let missing = || format!("`rnacos` is not on PATH nor in ~/.cargo/bin: {hint}");
+            Some(nacos::find_rnacos().with_context(missing)?)
+        } else {
+            None
+        };
+        let etcd = if parts.etcd {
+            let hint = "run `make deps` (Debian packages etcd-server, etcd-client)";
+            Some(etcd::find_etcd().with_context(|| format!("`etcd` is not on PATH: {hint}"))?)
+        } else {
+            None
+        };
         let this_binary = std::env::current_exe().context("cannot locate this binary")?;
         let switchboard = this_binary.with_file_name("switchboard");
         if !switchboard.is_file() {
@@ -90,6 +145,7 @@ impl Tools {
         Ok(Tools {
             switchboard,
             rnacos,
+            etcd,
             this_binary,
         })
     }
@@ -123,13 +179,23 @@ fn load_from_env() -> anyhow::Result<Load> {
 }
 
 fn run_bench() -> anyhow::Result<()> {
+    let parts = Parts::from_env()?;
     let load = load_from_env()?;
-    let tools = Tools::find()?;
+    let tools = Tools::find(parts)?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async {
+        let all = async {
+            if parts.reads {
+                bench(&load, &tools).await?;
+            }
+            if parts.etcd {
+                bench_etcd(&tools).await?;
+            }
+            Ok(())
+        };
         // Dropping the bench future drops its server guards, which kill the servers.
         tokio::select! {
-            result = bench(&load, &tools) => result,
+            result = all => result,
             signal = interrupted() => Err(anyhow!("interrupted by {signal}; servers stopped")),
         }
     })
@@ -163,7 +229,7 @@ async fn bench(load: &Load, tools: &Tools) -> anyhow::Result<()> {
     // All three servers stay up for the whole run, idle (so using no CPU) while another is
     // measured; each is pinned to core 0.
     progress("starting switchboard");
-    let mut switchboard = servers::start_switchboard(&tools.switchboard, &client).await?;
+    let mut switchboard = servers::start_switchboard(&tools.switchboard, &client, None).await?;
     let ids = servers::register_switchboard(&switchboard, &client).await?;
     let body = switchboard
         .wait_for(
@@ -180,7 +246,11 @@ async fn bench(load: &Load, tools: &Tools) -> anyhow::Result<()> {
     progress("starting the static baseline");
     let mut static_server = servers::start_static(&tools.this_binary, &body, &client).await?;
     progress("starting rnacos");
-    let mut rnacos = nacos::start(&tools.rnacos, &client).await?;
+    let rnacos_binary = tools
+        .rnacos
+        .as_deref()
+        .context("rnacos was not looked for")?;
+    let mut rnacos = nacos::start(rnacos_binary, &client).await?;
     let rnacos_bytes = nacos::register(&mut rnacos, &client).await?;
     progress(&format!(
         "rnacos: {INSTANCES} instances registered; the read is {rnacos_bytes} bytes"
@@ -233,6 +303,63 @@ async fn bench(load: &Load, tools: &Tools) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The etcd part: propagation latency, then memory, each with its own Switchboard on the
+/// same etcd, so the memory reading starts from a process that never held anything.
+async fn bench_etcd(tools: &Tools) -> anyhow::Result<()> {
+    let etcd_binary = tools.etcd.as_deref().context("etcd was not looked for")?;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()?;
+    pin_self_to_core_1().await;
+
+    progress("starting etcd");
+    let mut etcd = etcd::start(etcd_binary, &client).await?;
+    let config = etcd::switchboard_config(&etcd);
+    progress("starting switchboard with etcd as a source");
+    let mut switchboard =
+        servers::start_switchboard(&tools.switchboard, &client, Some(&config)).await?;
+    progress(&format!(
+        "propagation: {} writes, each timed through switchboard and a direct watch",
+        propagation::SAMPLES
+    ));
+    let latencies =
+        propagation::measure(&etcd, &mut switchboard, &client, propagation::SAMPLES).await?;
+    progress(&format!(
+        "propagation p99: switchboard {:?}, direct watch {:?}",
+        propagation::percentile(&latencies.switchboard, 99.0),
+        propagation::percentile(&latencies.watch, 99.0)
+    ));
+    drop(switchboard);
+
+    let mut writer = etcd::connect(&etcd).await?;
+    etcd::clear(&mut writer, etcd::PREFIX).await?;
+    progress("memory: starting a fresh switchboard on the emptied prefix");
+    let mut switchboard =
+        servers::start_switchboard(&tools.switchboard, &client, Some(&config)).await?;
+    let memory = memory::measure(&etcd, &mut switchboard, &client).await?;
+    etcd.check_alive()?;
+
+    let results = report::EtcdResults { latencies, memory };
+    print!("{}", report::render_etcd(&results));
+    Ok(())
+}
+
+/// Moves every thread of this process to core 1, where wrk runs in the read part, so the
+/// etcd part's clients do not take CPU from the servers on core 0. Best effort: on
+/// failure the clients float, and the bench says so.
+async fn pin_self_to_core_1() {
+    let pinned = tokio::process::Command::new("taskset")
+        .args(["-a", "-p", "-c", "1"])
+        .arg(std::process::id().to_string())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .await;
+    if !matches!(pinned, Ok(status) if status.success()) {
+        progress("warning: cannot pin the bench's clients to core 1; they may share core 0");
+    }
+}
+
 /// The run with the median throughput (its p99 comes from the same run).
 fn median(mut runs: Vec<wrk::Report>) -> wrk::Report {
     runs.sort_by(|a, b| a.requests_per_sec.total_cmp(&b.requests_per_sec));
@@ -283,6 +410,6 @@ fn lists_all_instances(body: &Bytes) -> Result<(), String> {
     }
 }
 
-fn progress(message: &str) {
+pub fn progress(message: &str) {
     eprintln!("bench: {message}");
 }

@@ -1,10 +1,13 @@
-//! The printed result: one row per wrk run, then each target ratio marked PASS or MISS.
+//! The printed result: one row per wrk run, then each target ratio marked PASS or MISS;
+//! for the etcd part, both observers' latencies and the memory readings, likewise checked.
 //! Missing a target is reported, not failed: machines differ, and the numbers are what
 //! the reader needs.
 
 use std::fmt::Write;
 use std::time::Duration;
 
+use crate::memory::{mib, Memory};
+use crate::propagation::{percentile, Latencies};
 use crate::wrk::{Load, Report};
 
 /// Switchboard's reads should keep this share of a server doing no work at all.
@@ -13,6 +16,10 @@ pub const STATIC_RATIO_TARGET: f64 = 0.8;
 pub const RNACOS_RATIO_TARGET: f64 = 5.0;
 /// Heartbeats per second one core should absorb.
 pub const HEARTBEAT_TARGET: f64 = 20_000.0;
+/// How much later than a direct etcd watch (p99 against p99) a blocking query may return.
+pub const PROPAGATION_TARGET: Duration = Duration::from_millis(5);
+/// Resident bytes per instance cached from a source.
+pub const BYTES_PER_INSTANCE_TARGET: f64 = 1024.0;
 
 /// One measured run.
 pub struct Row {
@@ -105,6 +112,168 @@ pub fn render(results: &Results, load: &Load, rounds: usize) -> String {
     out
 }
 
+/// The etcd part: propagation latencies against the direct watch, then memory.
+pub struct EtcdResults {
+    pub latencies: Latencies,
+    pub memory: Memory,
+}
+
+pub fn render_etcd(results: &EtcdResults) -> String {
+    let mut out = String::new();
+    let lat = &results.latencies;
+    let _ = writeln!(
+        out,
+        "\nSwitchboard with an etcd source: etcd and Switchboard pinned to core 0, the bench's \
+         clients to core 1\n\nPropagation: {} writes (put, delete alternating) under {}{}/, \
+         timed from just before the write until seen\n",
+        lat.switchboard.len(),
+        crate::etcd::PREFIX,
+        crate::propagation::SERVICE
+    );
+    let _ = writeln!(
+        out,
+        "{:<44} {:>10} {:>10} {:>10}",
+        "observer", "p50", "p99", "max"
+    );
+    let added: Vec<Duration> = lat
+        .switchboard
+        .iter()
+        .zip(&lat.watch)
+        .map(|(sb, watch)| sb.saturating_sub(*watch))
+        .collect();
+    let rows: [(&str, &[Duration]); 3] = [
+        ("direct etcd watch (the floor)", &lat.watch),
+        ("switchboard blocking query", &lat.switchboard),
+        ("added by switchboard (per write)", &added),
+    ];
+    for (name, samples) in rows {
+        let _ = writeln!(
+            out,
+            "{name:<44} {:>10} {:>10} {:>10}",
+            format_latency(percentile(samples, 50.0)),
+            format_latency(percentile(samples, 99.0)),
+            format_latency(percentile(samples, 100.0)),
+        );
+    }
+    let difference = |p: f64| {
+        signed_latency(
+            percentile(&lat.switchboard, p).as_secs_f64() - percentile(&lat.watch, p).as_secs_f64(),
+        )
+    };
+    let _ = writeln!(
+        out,
+        "{:<44} {:>10} {:>10}",
+        "difference (switchboard - watch)",
+        difference(50.0),
+        difference(99.0)
+    );
+
+    let mem = &results.memory;
+    let _ = writeln!(
+        out,
+        "\nMemory: {} instances ({} services x {}) from etcd; etcd load {:.2?}, all served \
+         by switchboard after {:.2?}\n",
+        mem.instances,
+        crate::memory::SERVICES,
+        crate::memory::PER_SERVICE,
+        mem.load,
+        mem.visible
+    );
+    let _ = writeln!(
+        out,
+        "{:<44} {:>10} {:>10} {:>13}",
+        "process", "RSS before", "RSS after", "per instance"
+    );
+    let per = |before: u64, after: u64| {
+        format!(
+            "{:.0} B",
+            after.saturating_sub(before) as f64 / mem.instances as f64
+        )
+    };
+    let _ = writeln!(
+        out,
+        "{:<44} {:>10} {:>10} {:>13}",
+        "switchboard (VmRSS)",
+        mib(mem.rss_before),
+        mib(mem.rss_after),
+        per(mem.rss_before, mem.rss_after)
+    );
+    let _ = writeln!(
+        out,
+        "{:<44} {:>10} {:>10} {:>13}",
+        "switchboard peak (VmHWM, over the whole run)",
+        mib(mem.rss_before),
+        mib(mem.peak),
+        per(mem.rss_before, mem.peak)
+    );
+    let _ = writeln!(
+        out,
+        "{:<44} {:>10} {:>10} {:>13}",
+        "etcd, same keys (for scale)",
+        mib(mem.etcd_before),
+        mib(mem.etcd_after),
+        per(mem.etcd_before, mem.etcd_after)
+    );
+
+    let _ = writeln!(
+        out,
+        "\n{:<36} {:>10} {:>10}  result",
+        "check", "value", "target"
+    );
+    let over = percentile(&lat.switchboard, 99.0).as_secs_f64()
+        - percentile(&lat.watch, 99.0).as_secs_f64();
+    check_below(
+        &mut out,
+        "propagation: p99 - watch p99",
+        over,
+        Bound::AtMost(PROPAGATION_TARGET.as_secs_f64()),
+        signed_latency,
+    );
+    check_below(
+        &mut out,
+        "memory: RSS per cached instance",
+        mem.per_instance(),
+        Bound::Under(BYTES_PER_INSTANCE_TARGET),
+        |bytes| format!("{bytes:.0} B"),
+    );
+    out
+}
+
+/// The target of a lower-is-better check.
+enum Bound {
+    AtMost(f64),
+    Under(f64),
+}
+
+fn check_below(
+    out: &mut String,
+    name: &str,
+    value: f64,
+    bound: Bound,
+    show: impl Fn(f64) -> String,
+) {
+    let (passed, target, shown) = match bound {
+        Bound::AtMost(target) => (value <= target, target, format!("<= {}", show(target))),
+        Bound::Under(target) => (value < target, target, format!("< {}", show(target))),
+    };
+    let verdict = if passed {
+        "PASS".to_owned()
+    } else {
+        format!("MISS ({:.0}% over)", (value / target - 1.0) * 100.0)
+    };
+    let _ = writeln!(out, "{name:<36} {:>10} {shown:>10}  {verdict}", show(value));
+}
+
+/// Seconds as [`format_latency`] shows them, with a minus sign when negative.
+fn signed_latency(seconds: f64) -> String {
+    let shown = format_latency(Duration::from_secs_f64(seconds.abs()));
+    if seconds < 0.0 {
+        format!("-{shown}")
+    } else {
+        shown
+    }
+}
+
 fn ratio(numerator: f64, denominator: f64) -> f64 {
     if denominator > 0.0 {
         numerator / denominator
@@ -179,6 +348,44 @@ mod tests {
         assert!(line("reads: switchboard / rnacos").contains("MISS (40% short)"));
         assert!(line("heartbeats").ends_with("PASS"));
         assert!(text.contains("1.50ms"));
+    }
+
+    #[test]
+    fn marks_the_etcd_targets() {
+        let ms = |n: &[u64]| {
+            n.iter()
+                .map(|&m| Duration::from_millis(m))
+                .collect::<Vec<_>>()
+        };
+        let results = EtcdResults {
+            latencies: Latencies {
+                switchboard: ms(&[3, 4, 12]),
+                watch: ms(&[1, 2, 3]),
+            },
+            memory: Memory {
+                instances: 1000,
+                rss_before: 1_000_000,
+                rss_after: 3_000_000,
+                peak: 4_000_000,
+                etcd_before: 0,
+                etcd_after: 0,
+                load: Duration::from_secs(1),
+                visible: Duration::from_secs(2),
+            },
+        };
+        let text = render_etcd(&results);
+        let line = |name: &str| {
+            text.lines()
+                .find(|l| l.starts_with(name))
+                .unwrap()
+                .to_owned()
+        };
+        assert!(line("propagation").contains("9.00ms"));
+        assert!(line("propagation").ends_with("MISS (80% over)"));
+        assert!(line("memory").contains("2000 B"));
+        assert!(line("memory").ends_with("MISS (95% over)"));
+        assert!(line("difference").contains("2.00ms"));
+        assert!(line("added by switchboard").contains("9.00ms"));
     }
 
     #[test]

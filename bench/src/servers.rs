@@ -84,6 +84,11 @@ impl Server {
         self.dir.path()
     }
 
+    /// The server's process id. `taskset` execs the program, so this is the server itself.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Fails, quoting the end of the server's log, if it has exited.
     pub fn check_alive(&mut self) -> anyhow::Result<()> {
         if let Some(status) = self.child.try_wait()? {
@@ -166,17 +171,27 @@ pub fn temp_dir(name: &str) -> anyhow::Result<TempDir> {
         .context("cannot create a temp dir")
 }
 
-/// Starts Switchboard with an empty store and waits for `/ready`.
-pub async fn start_switchboard(binary: &Path, client: &reqwest::Client) -> anyhow::Result<Server> {
+/// Starts Switchboard with an empty store and waits for `/ready`. `config` is the text of
+/// a TOML config file (`[[sources]]`, say) passed with `--config`.
+pub async fn start_switchboard(
+    binary: &Path,
+    client: &reqwest::Client,
+    config: Option<&str>,
+) -> anyhow::Result<Server> {
     let dir = temp_dir("switchboard")?;
     let port = free_port()?;
-    let args: Vec<OsString> = vec![
+    let mut args: Vec<OsString> = vec![
         "serve".into(),
         "--listen".into(),
         format!("127.0.0.1:{port}").into(),
         "--data-dir".into(),
         dir.path().join("data").into(),
     ];
+    if let Some(config) = config {
+        let file = dir.path().join("switchboard.toml");
+        std::fs::write(&file, config).context("cannot write Switchboard's config file")?;
+        args.extend(["--config".into(), file.into()]);
+    }
     let mut server = Server::spawn_pinned("switchboard", dir, port, binary, &args, &[])?;
     server
         .wait_for(client, "/ready", Duration::from_secs(30), |_| Ok(()))

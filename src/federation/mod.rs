@@ -74,21 +74,7 @@ impl Federation {
         for config in configs {
             let connector = switchboard_connectors::build(config)
                 .map_err(|err| anyhow::anyhow!("source `{}`: {err}", config.id()))?;
-            let status = Arc::new(StatusCell::new(SourceStatus {
-                id: config.id().to_owned(),
-                kind: config.type_name().to_owned(),
-                state: SourceState::Connecting,
-                endpoint: None,
-                priority: config.common.priority,
-                instances: 0,
-                services: 0,
-                last_error: None,
-                last_sync: None,
-                reconnects: 0,
-                skipped: 0,
-                stale_since: None,
-                guard_holds: 0,
-            }));
+            let status = Arc::new(StatusCell::new(SourceStatus::initial(config)));
             readiness
                 .pending
                 .lock()

@@ -79,6 +79,27 @@ pub struct SourceStatus {
     pub guard_holds: u64,
 }
 
+impl SourceStatus {
+    /// A source's status before its supervisor's first attempt.
+    pub fn initial(config: &switchboard_connectors::SourceConfig) -> SourceStatus {
+        SourceStatus {
+            id: config.id().to_owned(),
+            kind: config.type_name().to_owned(),
+            state: SourceState::Connecting,
+            endpoint: None,
+            priority: config.common.priority,
+            instances: 0,
+            services: 0,
+            last_error: None,
+            last_sync: None,
+            reconnects: 0,
+            skipped: 0,
+            stale_since: None,
+            guard_holds: 0,
+        }
+    }
+}
+
 /// The supervisor's record of its source; the API reads copies.
 pub struct StatusCell(Mutex<SourceStatus>);
 

@@ -70,21 +70,7 @@ fn start(config: SourceConfig) -> Harness {
     let metrics = Arc::new(Metrics::new());
     let catalog = Catalog::start(metrics.clone());
     let connector = Arc::new(Scripted::default());
-    let status = Arc::new(StatusCell::new(SourceStatus {
-        id: "fake".into(),
-        kind: "etcd".into(),
-        state: SourceState::Connecting,
-        endpoint: None,
-        priority: 0,
-        instances: 0,
-        services: 0,
-        last_error: None,
-        last_sync: None,
-        reconnects: 0,
-        skipped: 0,
-        stale_since: None,
-        guard_holds: 0,
-    }));
+    let status = Arc::new(StatusCell::new(SourceStatus::initial(&config)));
     let readiness = Arc::new(Readiness::default());
     readiness.pending.lock().unwrap().insert("fake".into());
     let (stop, stopped) = watch::channel(false);

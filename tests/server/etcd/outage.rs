@@ -12,7 +12,7 @@ use crate::etcd::harness::{
 };
 use crate::etcd::proxy::{Mode, Proxy};
 use crate::support::etcd::EtcdServer;
-use crate::support::wait_until;
+use crate::support::{wait_until, TestServer};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_etcd_is_down_and_its_instances_are_served_stale() {
@@ -107,11 +107,7 @@ async fn change_everything(etcd: &EtcdServer) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_restart_switchboard_converges_to_exactly_etcds_content() {
     let mut etcd = EtcdServer::start().await;
-    let proxy = Proxy::start(etcd.client_port(), Mode::Forward).await;
-    seed(&etcd).await;
-    let extra = "empty_confirm = \"1s\"";
-    let (server, _dir) = start_server(&etcd_source(&[proxy.endpoint()], "/services/", extra)).await;
-    wait_converged(&server, &etcd, "/services/").await;
+    let (proxy, server, _dir) = seeded_behind_proxy(&etcd).await;
 
     etcd.kill_9();
     wait_state(&server, "down").await;
@@ -146,11 +142,7 @@ async fn changes_racing_the_reconnect_converge_too() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn history_compacted_during_a_partition_is_recovered_by_a_full_relist() {
     let etcd = EtcdServer::start().await;
-    let proxy = Proxy::start(etcd.client_port(), Mode::Forward).await;
-    seed(&etcd).await;
-    let extra = "empty_confirm = \"1s\"";
-    let (server, _dir) = start_server(&etcd_source(&[proxy.endpoint()], "/services/", extra)).await;
-    wait_converged(&server, &etcd, "/services/").await;
+    let (proxy, server, _dir) = seeded_behind_proxy(&etcd).await;
     let before = wait_state(&server, "ready").await;
 
     // etcd stays up; only Switchboard's connection is cut.
@@ -211,11 +203,7 @@ async fn a_long_outage_keeps_serving_until_max_stale() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_partition_is_noticed_and_healed() {
     let etcd = EtcdServer::start().await;
-    let proxy = Proxy::start(etcd.client_port(), Mode::Forward).await;
-    seed(&etcd).await;
-    let extra = "empty_confirm = \"1s\"";
-    let (server, _dir) = start_server(&etcd_source(&[proxy.endpoint()], "/services/", extra)).await;
-    wait_converged(&server, &etcd, "/services/").await;
+    let (proxy, server, _dir) = seeded_behind_proxy(&etcd).await;
     wait_state(&server, "ready").await;
 
     // No RST, no FIN: packets just stop, as when a firewall drops them. Only keepalives
@@ -243,4 +231,15 @@ async fn a_silent_partition_is_noticed_and_healed() {
     proxy.set(Mode::Forward);
     let took = wait_converged(&server, &etcd, "/services/").await;
     println!("converged {took:?} after the silent partition healed");
+}
+
+/// Seeds etcd and starts Switchboard reaching it through a proxy the test can cut, with a
+/// short `empty_confirm`; returns once Switchboard shows exactly etcd's content.
+async fn seeded_behind_proxy(etcd: &EtcdServer) -> (Proxy, TestServer, tempfile::TempDir) {
+    let proxy = Proxy::start(etcd.client_port(), Mode::Forward).await;
+    seed(etcd).await;
+    let extra = "empty_confirm = \"1s\"";
+    let (server, dir) = start_server(&etcd_source(&[proxy.endpoint()], "/services/", extra)).await;
+    wait_converged(&server, etcd, "/services/").await;
+    (proxy, server, dir)
 }

@@ -50,10 +50,7 @@ impl Filter {
                 .as_ref()
                 .is_none_or(|p| instance.protocol == *p)
             && self.tags.iter().all(|t| instance.tags.contains(t))
-            && self
-                .source
-                .as_ref()
-                .is_none_or(|s| instance.sources.contains(s))
+            && self.source.as_ref().is_none_or(|s| instance.reported_by(s))
             && self
                 .meta
                 .iter()

@@ -80,7 +80,7 @@ pub async fn catalog(State(state): State<AppState>) -> Json<CatalogStats> {
     let mut sources = BTreeMap::new();
     for instance in all() {
         for source in &instance.sources {
-            *sources.entry(source.clone()).or_default() += 1;
+            *sources.entry(source.to_string()).or_default() += 1;
         }
     }
     let (protocols, statuses) = tally(all());

@@ -3,6 +3,7 @@
 
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use switchboard_connectors::{Instance, Status};
 
@@ -11,9 +12,9 @@ use super::SourceMeta;
 
 /// One source's report of an instance, as input to the merge.
 pub struct Reported<'a> {
-    pub source: &'a str,
+    pub source: &'a Arc<str>,
     pub meta: &'a SourceMeta,
-    pub instance: &'a Instance,
+    pub instance: &'a Arc<Instance>,
 }
 
 /// Merges every report of one service into the list clients see, sorted by endpoint.
@@ -57,22 +58,26 @@ fn preference(a: &Reported<'_>, b: &Reported<'_>) -> Ordering {
 
 fn merge_endpoint(reports: &[Reported<'_>]) -> InstanceView {
     let winner = &reports[0];
-    let mut view = InstanceView::from_source(winner.instance, winner.source);
-    view.sources.clear();
+    let mut sources: Vec<Arc<str>> = Vec::with_capacity(reports.len());
     for report in reports {
-        if !view.sources.iter().any(|s| s == report.source) {
-            view.sources.push(report.source.to_owned());
+        if !sources.iter().any(|s| s == report.source) {
+            sources.push(report.source.clone());
         }
     }
     // An endpoint is stale only when no fresh source vouches for it.
-    let all_stale = reports.iter().all(|r| r.meta.stale_since.is_some());
-    view.stale = all_stale;
-    view.stale_since = if all_stale {
+    let stale = reports.iter().all(|r| r.meta.stale_since.is_some());
+    let stale_since = if stale {
         reports.iter().filter_map(|r| r.meta.stale_since).min()
     } else {
         None
     };
-    view
+    InstanceView {
+        // Shared with the partition: a view costs a pointer, not a copy.
+        instance: winner.instance.clone(),
+        sources,
+        stale,
+        stale_since,
+    }
 }
 
 #[cfg(test)]
@@ -84,6 +89,10 @@ mod tests {
 
     fn instance(id: &str, host: &str, port: u16) -> Instance {
         Instance::new(id, ServiceKey::named("svc"), host, port)
+    }
+
+    fn names(view: &InstanceView) -> Vec<&str> {
+        view.sources.iter().map(|s| &**s).collect()
     }
 
     #[test]
@@ -105,26 +114,26 @@ mod tests {
         let c = instance("c-id", "10.0.0.2", 80);
         let merged = union(vec![
             Reported {
-                source: "low",
+                source: &Arc::from("low"),
                 meta: &low,
-                instance: &a,
+                instance: &Arc::new(a.clone()),
             },
             Reported {
-                source: "high",
+                source: &Arc::from("high"),
                 meta: &high,
-                instance: &b,
+                instance: &Arc::new(b.clone()),
             },
             Reported {
-                source: "low",
+                source: &Arc::from("low"),
                 meta: &low,
-                instance: &c,
+                instance: &Arc::new(c.clone()),
             },
         ]);
         assert_eq!(merged.len(), 2);
         assert_eq!(merged[0].id, "b-id");
         assert_eq!(merged[0].weight, 50);
-        assert_eq!(merged[0].sources, vec!["high", "low"]);
-        assert_eq!(merged[1].sources, vec!["low"]);
+        assert_eq!(names(&merged[0]), vec!["high", "low"]);
+        assert_eq!(names(&merged[1]), vec!["low"]);
     }
 
     #[test]
@@ -145,19 +154,19 @@ mod tests {
         let c = instance("c", "10.0.0.3", 80);
         let merged = union(vec![
             Reported {
-                source: "down",
+                source: &Arc::from("down"),
                 meta: &stale,
-                instance: &a,
+                instance: &Arc::new(a.clone()),
             },
             Reported {
-                source: "up",
+                source: &Arc::from("up"),
                 meta: &fresh,
-                instance: &b,
+                instance: &Arc::new(b.clone()),
             },
             Reported {
-                source: "down",
+                source: &Arc::from("down"),
                 meta: &stale,
-                instance: &c,
+                instance: &Arc::new(c.clone()),
             },
         ]);
         assert!(!merged[0].stale);
@@ -174,18 +183,18 @@ mod tests {
         let new = instance("new", "10.0.0.1", 80);
         let merged = union(vec![
             Reported {
-                source: "native",
+                source: &Arc::from("native"),
                 meta: &meta,
-                instance: &old,
+                instance: &Arc::new(old.clone()),
             },
             Reported {
-                source: "native",
+                source: &Arc::from("native"),
                 meta: &meta,
-                instance: &new,
+                instance: &Arc::new(new.clone()),
             },
         ]);
         assert_eq!(merged.len(), 1);
         assert_eq!(merged[0].id, "new");
-        assert_eq!(merged[0].sources, vec!["native"]);
+        assert_eq!(names(&merged[0]), vec!["native"]);
     }
 }

@@ -10,6 +10,7 @@ mod merge;
 mod notify;
 mod partition;
 mod snapshot;
+mod view;
 mod writer;
 
 use std::sync::Arc;

@@ -7,6 +7,7 @@
 //! meanwhile, those replace the old ones and the hold ends.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use switchboard_connectors::{Instance, InstanceKey, ServiceKey, Update};
 use tokio::time::Instant;
@@ -17,14 +18,14 @@ use super::SourceMeta;
 struct Held {
     until: Instant,
     /// What the source says now (empty, or it would not be held).
-    desired: HashMap<String, Instance>,
+    desired: HashMap<String, Arc<Instance>>,
 }
 
 /// What one source currently reports, by service then by the source's instance id.
 #[derive(Default)]
 pub(super) struct Partition {
     pub meta: SourceMeta,
-    pub services: HashMap<ServiceKey, HashMap<String, Instance>>,
+    pub services: HashMap<ServiceKey, HashMap<String, Arc<Instance>>>,
     held: HashMap<ServiceKey, Held>,
     /// Emptyings held so far (for metrics).
     pub holds: u64,
@@ -39,11 +40,11 @@ impl Partition {
     pub fn apply(&mut self, update: Update, now: Instant, touched: &mut HashSet<ServiceKey>) {
         match update {
             Update::Reset(instances) => {
-                let mut next: HashMap<ServiceKey, HashMap<String, Instance>> = HashMap::new();
+                let mut next: HashMap<ServiceKey, HashMap<String, Arc<Instance>>> = HashMap::new();
                 for instance in instances {
                     next.entry(instance.service.clone())
                         .or_default()
-                        .insert(instance.id.clone(), instance);
+                        .insert(instance.id.clone(), Arc::new(instance));
                 }
                 let gone: Vec<ServiceKey> = self
                     .services
@@ -65,7 +66,7 @@ impl Partition {
                 let instances = instances
                     .into_iter()
                     .filter(|i| i.service == key)
-                    .map(|i| (i.id.clone(), i))
+                    .map(|i| (i.id.clone(), Arc::new(i)))
                     .collect();
                 self.set_service(key.clone(), instances, now);
                 touched.insert(key);
@@ -87,7 +88,12 @@ impl Partition {
     }
 
     /// Replaces a service's instances, holding an emptying when the guard applies.
-    fn set_service(&mut self, key: ServiceKey, desired: HashMap<String, Instance>, now: Instant) {
+    fn set_service(
+        &mut self,
+        key: ServiceKey,
+        desired: HashMap<String, Arc<Instance>>,
+        now: Instant,
+    ) {
         if !desired.is_empty() {
             self.held.remove(&key);
             self.services.insert(key, desired);
@@ -122,6 +128,7 @@ impl Partition {
 
     fn upsert(&mut self, instance: Instance) {
         let key = instance.service.clone();
+        let instance = Arc::new(instance);
         if let Some(mut held) = self.held.remove(&key) {
             // The service is back: what the source says now replaces the held instances.
             held.desired.insert(instance.id.clone(), instance);

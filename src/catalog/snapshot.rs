@@ -1,83 +1,15 @@
 //! Immutable, published views of the catalog. Readers hold an `Arc<Snapshot>`; nothing in
 //! here is ever mutated after publication, so no read takes a lock.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
-use chrono::{DateTime, Utc};
 use serde::Serialize;
-use switchboard_connectors::{Instance, ServiceKey, Status};
+use switchboard_connectors::ServiceKey;
 use utoipa::ToSchema;
 
-/// An instance as clients see it: the merge of every source that reports its endpoint.
-/// Optional fields without a value are left out rather than sent as `null`: lists of
-/// hundreds of instances are mostly copied bytes, and absent reads as null everywhere.
-#[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
-pub struct InstanceView {
-    pub id: String,
-    /// Service name.
-    pub service: String,
-    pub namespace: String,
-    pub group: String,
-    /// `host:port` (IPv6 hosts in brackets).
-    pub address: String,
-    pub host: String,
-    pub port: u16,
-    pub protocol: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub version: Option<String>,
-    pub weight: u32,
-    pub status: Status,
-    pub healthy: bool,
-    pub metadata: BTreeMap<String, String>,
-    pub tags: Vec<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub register_time: Option<DateTime<Utc>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub start_time: Option<DateTime<Utc>>,
-    /// Last heartbeat as of the instance's last change. Heartbeats alone do not change the
-    /// catalog (they would wake every watcher); `GET /api/v1/instances/{id}` is live.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub last_heartbeat: Option<DateTime<Utc>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub offline_time: Option<DateTime<Utc>>,
-    /// Every source reporting this endpoint, highest priority first.
-    pub sources: Vec<String>,
-    /// True when every source reporting it is currently unreachable.
-    pub stale: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub stale_since: Option<DateTime<Utc>>,
-}
-
-impl InstanceView {
-    /// The view of one source's instance, before merging.
-    pub fn from_source(instance: &Instance, source: &str) -> InstanceView {
-        InstanceView {
-            id: instance.id.clone(),
-            service: instance.service.name.clone(),
-            namespace: instance.service.namespace.clone(),
-            group: instance.service.group.clone(),
-            address: instance.address(),
-            host: instance.host.clone(),
-            port: instance.port,
-            protocol: instance.protocol.clone(),
-            version: instance.version.clone(),
-            weight: instance.weight,
-            status: instance.status,
-            healthy: instance.healthy,
-            metadata: instance.metadata.clone(),
-            tags: instance.tags.clone(),
-            register_time: instance.register_time,
-            start_time: instance.start_time,
-            last_heartbeat: instance.last_heartbeat,
-            offline_time: instance.offline_time,
-            sources: vec![source.to_owned()],
-            stale: false,
-            stale_since: None,
-        }
-    }
-}
+pub use super::view::InstanceView;
 
 /// One service in a snapshot, with its response body encoded once at publication.
 #[derive(Debug)]
@@ -95,11 +27,14 @@ pub struct ServiceView {
 
 impl ServiceView {
     pub fn new(key: ServiceKey, index: u64, instances: Vec<InstanceView>) -> ServiceView {
-        let encoded = Bytes::from(serde_json::to_vec(&instances).expect("instances serialize"));
+        let mut json = serde_json::to_vec(&instances).expect("instances serialize");
+        // Kept for the service's lifetime: give back the growth slack.
+        json.shrink_to_fit();
+        let encoded = Bytes::from(json);
         let healthy_count = instances.iter().filter(|i| i.healthy).count();
         let mut sources: Vec<String> = instances
             .iter()
-            .flat_map(|i| i.sources.iter().cloned())
+            .flat_map(|i| i.sources.iter().map(|s| s.to_string()))
             .collect();
         sources.sort();
         sources.dedup();

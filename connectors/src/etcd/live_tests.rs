@@ -377,3 +377,49 @@ async fn lists_in_pages_at_one_revision() {
         matches!(next(&mut stream).await.unwrap(), Update::Upsert(list) if list[0].id == "new")
     );
 }
+
+#[tokio::test]
+async fn falls_back_to_a_key_whose_instance_was_not_kept_by_reading_it_again() {
+    use etcd_client::{Txn, TxnOp};
+    let etcd = Etcd::start().await;
+    let mut kv = etcd.client().await;
+    let mut stream = connector(EtcdConfig::new([etcd.endpoint()]))
+        .watch()
+        .await
+        .unwrap();
+    assert!(matches!(next(&mut stream).await.unwrap(), Update::Reset(list) if list.is_empty()));
+    async fn address(stream: &mut BoxUpdateStream) -> String {
+        match next(stream).await.unwrap() {
+            Update::Upsert(list) if list.len() == 1 => list[0].address(),
+            other => panic!("expected one Upsert: {other:?}"),
+        }
+    }
+    // Two keys for one instance; the first held it alone, so only the second is kept.
+    let same = |address: &str| format!(r#"{{"id":"x","address":"{address}"}}"#);
+    kv.put("/services/a/k1", same("10.0.0.1:80"), None)
+        .await
+        .unwrap();
+    assert_eq!(address(&mut stream).await, "10.0.0.1:80");
+    kv.put("/services/a/k2", same("10.0.0.2:80"), None)
+        .await
+        .unwrap();
+    assert_eq!(address(&mut stream).await, "10.0.0.2:80");
+    kv.delete("/services/a/k2", None).await.unwrap();
+    assert_eq!(address(&mut stream).await, "10.0.0.1:80", "k1 read again");
+
+    // The same in one transaction that deletes k1 too: k1 is read just before it.
+    kv.put("/services/a/k2", same("10.0.0.2:80"), None)
+        .await
+        .unwrap();
+    assert_eq!(address(&mut stream).await, "10.0.0.2:80");
+    let deletes = [
+        TxnOp::delete("/services/a/k2", None),
+        TxnOp::delete("/services/a/k1", None),
+    ];
+    kv.txn(Txn::new().and_then(deletes)).await.unwrap();
+    assert_eq!(address(&mut stream).await, "10.0.0.1:80");
+    assert_eq!(
+        next(&mut stream).await.unwrap(),
+        Update::Remove(vec![ikey("a", "x")])
+    );
+}

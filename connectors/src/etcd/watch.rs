@@ -22,7 +22,7 @@ use futures::StreamExt;
 use tracing::{debug, info, warn};
 
 use super::config::{EtcdConfig, TlsConfig};
-use super::state::{coalesce, Entry, Tracker};
+use super::state::{coalesce, Entry, Step, Tracker};
 use crate::{BoxUpdateStream, ConnectorError, Update};
 
 /// Keys fetched per listing request; big registries are read in pages at one revision.
@@ -365,7 +365,7 @@ impl Session {
                     Err(err) => err.to_string(),
                 },
                 Some((stream, _)) => match stream.message().await {
-                    Ok(Some(response)) => match self.on_response(response) {
+                    Ok(Some(response)) => match self.on_response(response).await {
                         Ok(()) => continue,
                         Err(reason) => reason,
                     },
@@ -401,7 +401,7 @@ impl Session {
     }
 
     /// Applies one watch response; `Err` says why the watch is no longer usable.
-    fn on_response(&mut self, response: WatchResponse) -> Result<(), String> {
+    async fn on_response(&mut self, response: WatchResponse) -> Result<(), String> {
         if response.compact_revision() > 0 {
             return Err(format!(
                 "revision {} was compacted (oldest kept: {})",
@@ -421,13 +421,27 @@ impl Session {
         for event in response.events() {
             let Some(kv) = event.kv() else { continue };
             let key = String::from_utf8_lossy(kv.key()).into_owned();
-            match event.event_type() {
-                EventType::Put => updates.extend(self.tracker.put(Entry {
+            let steps = match event.event_type() {
+                EventType::Put => self.tracker.put(Entry {
                     key,
                     value: kv.value().to_vec(),
                     mod_revision: kv.mod_revision(),
-                })),
-                EventType::Delete => updates.extend(self.tracker.delete(&key)),
+                }),
+                EventType::Delete => self.tracker.delete(&key, kv.mod_revision()),
+            };
+            for step in steps {
+                match step {
+                    Step::Send(update) => updates.push(update),
+                    // Rare: the fallback of an instance several keys held lands on the
+                    // key whose instance the tracker did not keep.
+                    Step::Fetch(fetch) => {
+                        let read = self
+                            .read(&fetch.key, fetch.at)
+                            .await
+                            .map_err(|err| format!("cannot read `{}` again: {err}", fetch.key))?;
+                        updates.push(self.tracker.fetched(fetch, read)?);
+                    }
+                }
             }
         }
         if !updates.is_empty() {
@@ -435,6 +449,30 @@ impl Session {
         }
         self.queue.extend(coalesce(updates).into_iter().map(Ok));
         Ok(())
+    }
+
+    /// One key as it was at `revision`.
+    async fn read(&self, key: &str, revision: i64) -> Result<Option<Entry>, ConnectorError> {
+        let mut kv = self
+            .client
+            .kv_client()
+            .max_decoding_message_size(MAX_MESSAGE_BYTES);
+        let options = GetOptions::new().with_revision(revision);
+        let mut response = within(
+            self.config.timeout,
+            "reading a key",
+            kv.get(key, Some(options)),
+        )
+        .await?;
+        Ok(response.take_kvs().into_iter().next().map(|kv| {
+            let mod_revision = kv.mod_revision();
+            let (key, value) = kv.into_key_value();
+            Entry {
+                key: String::from_utf8_lossy(&key).into_owned(),
+                value,
+                mod_revision,
+            }
+        }))
     }
 
     /// The watch broke: re-list and send a fresh `Reset`, or end the stream with the error.

@@ -6,7 +6,9 @@
 //! emptying until the delay ends; if the source reports instances for the service again
 //! meanwhile, those replace the old ones and the hold ends.
 
+use std::borrow::Borrow;
 use std::collections::{HashMap, HashSet};
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use switchboard_connectors::{Instance, InstanceKey, ServiceKey, Update};
@@ -14,18 +16,47 @@ use tokio::time::Instant;
 
 use super::SourceMeta;
 
+/// An instance in a partition, found by its own id: keying by the id inside the instance
+/// instead of a copy of it saves a string per cached instance.
+#[derive(Clone, Debug)]
+pub(super) struct ById(pub Arc<Instance>);
+
+impl PartialEq for ById {
+    fn eq(&self, other: &ById) -> bool {
+        self.0.id == other.0.id
+    }
+}
+
+impl Eq for ById {}
+
+impl Hash for ById {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        // Must hash like `str`, since lookups go through `Borrow<str>`.
+        self.0.id.as_str().hash(state);
+    }
+}
+
+impl Borrow<str> for ById {
+    fn borrow(&self) -> &str {
+        &self.0.id
+    }
+}
+
+/// One service's instances in one partition.
+pub(super) type Instances = HashSet<ById>;
+
 /// A service whose emptying waits for confirmation.
 struct Held {
     until: Instant,
     /// What the source says now (empty, or it would not be held).
-    desired: HashMap<String, Arc<Instance>>,
+    desired: Instances,
 }
 
 /// What one source currently reports, by service then by the source's instance id.
 #[derive(Default)]
 pub(super) struct Partition {
     pub meta: SourceMeta,
-    pub services: HashMap<ServiceKey, HashMap<String, Arc<Instance>>>,
+    pub services: HashMap<ServiceKey, Instances>,
     held: HashMap<ServiceKey, Held>,
     /// Emptyings held so far (for metrics).
     pub holds: u64,
@@ -33,18 +64,18 @@ pub(super) struct Partition {
 
 impl Partition {
     pub fn instance_count(&self) -> usize {
-        self.services.values().map(HashMap::len).sum()
+        self.services.values().map(HashSet::len).sum()
     }
 
     /// Applies `update` as of `now`, recording every service it touched.
     pub fn apply(&mut self, update: Update, now: Instant, touched: &mut HashSet<ServiceKey>) {
         match update {
             Update::Reset(instances) => {
-                let mut next: HashMap<ServiceKey, HashMap<String, Arc<Instance>>> = HashMap::new();
+                let mut next: HashMap<ServiceKey, Instances> = HashMap::new();
                 for instance in instances {
                     next.entry(instance.service.clone())
                         .or_default()
-                        .insert(instance.id.clone(), Arc::new(instance));
+                        .replace(ById(Arc::new(instance)));
                 }
                 let gone: Vec<ServiceKey> = self
                     .services
@@ -54,7 +85,7 @@ impl Partition {
                     .cloned()
                     .collect();
                 for key in gone {
-                    self.set_service(key.clone(), HashMap::new(), now);
+                    self.set_service(key.clone(), Instances::new(), now);
                     touched.insert(key);
                 }
                 for (key, instances) in next {
@@ -66,7 +97,7 @@ impl Partition {
                 let instances = instances
                     .into_iter()
                     .filter(|i| i.service == key)
-                    .map(|i| (i.id.clone(), Arc::new(i)))
+                    .map(|i| ById(Arc::new(i)))
                     .collect();
                 self.set_service(key.clone(), instances, now);
                 touched.insert(key);
@@ -88,12 +119,7 @@ impl Partition {
     }
 
     /// Replaces a service's instances, holding an emptying when the guard applies.
-    fn set_service(
-        &mut self,
-        key: ServiceKey,
-        desired: HashMap<String, Arc<Instance>>,
-        now: Instant,
-    ) {
+    fn set_service(&mut self, key: ServiceKey, desired: Instances, now: Instant) {
         if !desired.is_empty() {
             self.held.remove(&key);
             self.services.insert(key, desired);
@@ -131,28 +157,28 @@ impl Partition {
         let instance = Arc::new(instance);
         if let Some(mut held) = self.held.remove(&key) {
             // The service is back: what the source says now replaces the held instances.
-            held.desired.insert(instance.id.clone(), instance);
+            held.desired.replace(ById(instance));
             self.services.insert(key, held.desired);
             return;
         }
         self.services
             .entry(key)
             .or_default()
-            .insert(instance.id.clone(), instance);
+            .replace(ById(instance));
     }
 
     fn remove(&mut self, key: &InstanceKey, now: Instant) {
         if let Some(held) = self.held.get_mut(&key.service) {
-            held.desired.remove(&key.id);
+            held.desired.remove(key.id.as_str());
             return;
         }
         let Some(service) = self.services.get_mut(&key.service) else {
             return;
         };
-        if service.len() == 1 && service.contains_key(&key.id) {
-            self.set_service(key.service.clone(), HashMap::new(), now);
+        if service.len() == 1 && service.contains(key.id.as_str()) {
+            self.set_service(key.service.clone(), Instances::new(), now);
         } else {
-            service.remove(&key.id);
+            service.remove(key.id.as_str());
         }
     }
 
@@ -202,7 +228,7 @@ mod tests {
         let mut ids: Vec<String> = partition
             .services
             .get(&ServiceKey::named(service))
-            .map(|s| s.keys().cloned().collect())
+            .map(|s| s.iter().map(|i| i.0.id.clone()).collect())
             .unwrap_or_default();
         ids.sort();
         ids

@@ -140,10 +140,10 @@ impl Writer {
             .iter()
             .filter_map(|(source, partition)| {
                 let instances = partition.services.get(&key)?;
-                Some(instances.values().map(move |instance| Reported {
+                Some(instances.iter().map(move |by_id| Reported {
                     source,
                     meta: &partition.meta,
-                    instance,
+                    instance: &by_id.0,
                 }))
             })
             .flatten()

@@ -190,30 +190,28 @@ pub fn render_etcd(results: &EtcdResults) -> String {
             after.saturating_sub(before) as f64 / mem.instances as f64
         )
     };
-    let _ = writeln!(
-        out,
-        "{:<44} {:>10} {:>10} {:>13}",
-        "switchboard (VmRSS)",
-        mib(mem.rss_before),
-        mib(mem.rss_after),
-        per(mem.rss_before, mem.rss_after)
-    );
-    let _ = writeln!(
-        out,
-        "{:<44} {:>10} {:>10} {:>13}",
-        "switchboard peak (VmHWM, over the whole run)",
-        mib(mem.rss_before),
-        mib(mem.peak),
-        per(mem.rss_before, mem.peak)
-    );
-    let _ = writeln!(
-        out,
-        "{:<44} {:>10} {:>10} {:>13}",
-        "etcd, same keys (for scale)",
-        mib(mem.etcd_before),
-        mib(mem.etcd_after),
-        per(mem.etcd_before, mem.etcd_after)
-    );
+    for (process, before, after) in [
+        ("switchboard (VmRSS)", mem.rss_before, mem.rss_after),
+        (
+            "switchboard peak (VmHWM, over the whole run)",
+            mem.rss_before,
+            mem.peak,
+        ),
+        (
+            "etcd, same keys (for scale)",
+            mem.etcd_before,
+            mem.etcd_after,
+        ),
+    ] {
+        let _ = writeln!(
+            out,
+            "{:<44} {:>10} {:>10} {:>13}",
+            process,
+            mib(before),
+            mib(after),
+            per(before, after)
+        );
+    }
 
     let _ = writeln!(
         out,

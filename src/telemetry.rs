@@ -52,7 +52,7 @@ pub struct Metrics {
     registry: Registry,
     pub http_requests: Family<RouteLabels, Counter>,
     pub http_latency: Family<LatencyLabels, Histogram>,
-    pub catalog_instances: Family<SourceLabels, Gauge>,
+    pub source_instances: Family<SourceLabels, Gauge>,
     pub catalog_services: Gauge,
     pub catalog_index: Gauge<u64, AtomicU64>,
     pub registrations: Counter,
@@ -114,11 +114,11 @@ impl Metrics {
             "HTTP request latency, by route (blocking queries include their wait)",
             http_latency.clone(),
         );
-        let catalog_instances = Family::<SourceLabels, Gauge>::default();
+        let source_instances = Family::<SourceLabels, Gauge>::default();
         registry.register(
             "source_instances",
             "Instances each source contributes to the catalog",
-            catalog_instances.clone(),
+            source_instances.clone(),
         );
         let catalog_services = Gauge::default();
         registry.register(
@@ -202,7 +202,7 @@ impl Metrics {
             registry,
             http_requests,
             http_latency,
-            catalog_instances,
+            source_instances,
             catalog_services,
             catalog_index,
             registrations,

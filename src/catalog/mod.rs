@@ -51,11 +51,6 @@ pub(crate) enum Command {
         source: Arc<str>,
         done: Option<oneshot::Sender<u64>>,
     },
-    Source {
-        source: Arc<str>,
-        meta: SourceMeta,
-        done: Option<oneshot::Sender<u64>>,
-    },
 }
 
 /// A cheap, cloneable handle: send updates to the writer, read snapshots, subscribe.
@@ -95,14 +90,13 @@ impl Catalog {
     /// Applies an update from `source` and returns once it is visible to readers, with the
     /// catalog index at that moment.
     pub async fn apply(&self, source: &Arc<str>, update: Update) -> u64 {
-        let (done, wait) = oneshot::channel();
-        let command = Command::Apply {
+        self.request(|done| Command::Apply {
             source: source.clone(),
             update,
             meta: None,
-            done: Some(done),
-        };
-        self.send_and_wait(command, wait).await
+            done,
+        })
+        .await
     }
 
     /// [`Catalog::apply`], setting the source's meta first in the same batch.
@@ -112,41 +106,37 @@ impl Catalog {
         update: Update,
         meta: SourceMeta,
     ) -> u64 {
-        let (done, wait) = oneshot::channel();
-        let command = Command::Apply {
+        self.request(|done| Command::Apply {
             source: source.clone(),
             update,
             meta: Some(meta),
-            done: Some(done),
-        };
-        self.send_and_wait(command, wait).await
-    }
-
-    /// Removes everything `source` contributed, bypassing the wipe-out guard.
-    pub async fn drop_source(&self, source: &Arc<str>) -> u64 {
-        let (done, wait) = oneshot::channel();
-        let command = Command::Drop {
-            source: source.clone(),
-            done: Some(done),
-        };
-        self.send_and_wait(command, wait).await
+            done,
+        })
+        .await
     }
 
     /// Sets a source's priority and staleness; its services are re-merged.
     pub async fn set_source(&self, source: &Arc<str>, meta: SourceMeta) -> u64 {
-        let (done, wait) = oneshot::channel();
-        let command = Command::Source {
-            source: source.clone(),
-            meta,
-            done: Some(done),
-        };
-        self.send_and_wait(command, wait).await
+        // An empty upsert changes no instance: only the meta applies.
+        self.apply_with_meta(source, Update::Upsert(Vec::new()), meta)
+            .await
     }
 
-    async fn send_and_wait(&self, command: Command, wait: oneshot::Receiver<u64>) -> u64 {
+    /// Removes everything `source` contributed, bypassing the wipe-out guard.
+    pub async fn drop_source(&self, source: &Arc<str>) -> u64 {
+        self.request(|done| Command::Drop {
+            source: source.clone(),
+            done,
+        })
+        .await
+    }
+
+    /// Sends a command and waits until the writer has published it.
+    async fn request(&self, command: impl FnOnce(Option<oneshot::Sender<u64>>) -> Command) -> u64 {
+        let (done, wait) = oneshot::channel();
         // The writer lives as long as any handle does; a closed channel means the runtime is
         // shutting down, and the last published index is the honest answer.
-        if self.commands.send(command).await.is_err() {
+        if self.commands.send(command(Some(done))).await.is_err() {
             return self.snapshot().index;
         }
         wait.await.unwrap_or_else(|_| self.snapshot().index)

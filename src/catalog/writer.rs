@@ -29,6 +29,8 @@ pub(crate) struct Writer {
     /// Latest view of every service ever seen (removed ones stay as empty views).
     by_name: HashMap<Arc<str>, ViewsOfName>,
     index: u64,
+    /// Services with at least one instance (kept as views change, not recounted).
+    live_services: usize,
     last_prune: Instant,
 }
 
@@ -46,6 +48,7 @@ impl Writer {
             partitions: HashMap::new(),
             by_name: HashMap::new(),
             index: base,
+            live_services: 0,
             last_prune: Instant::now(),
         }
     }
@@ -93,17 +96,11 @@ impl Writer {
                     partition.apply(update, now, &mut touched);
                     acks.extend(done);
                 }
-                Command::Source { source, meta, done } => {
-                    let partition = self.partitions.entry(source).or_default();
-                    partition.meta = meta;
-                    touched.extend(partition.services.keys().cloned());
-                    acks.extend(done);
-                }
                 Command::Drop { source, done } => {
                     if let Some(partition) = self.partitions.remove(&source) {
                         touched.extend(partition.services.into_keys());
                     }
-                    self.metrics.catalog_instances.remove(&SourceLabels {
+                    self.metrics.source_instances.remove(&SourceLabels {
                         source: source.to_string(),
                     });
                     acks.extend(done);
@@ -117,13 +114,16 @@ impl Writer {
             .into_iter()
             .filter_map(|key| self.recompute(key))
             .collect();
-        if !changed.is_empty() || self.counts_changed() {
-            self.publish();
+        let counts = self.source_counts();
+        self.record_metrics(&counts);
+        // Counts can move without any view changing (a guard hold, an empty source), and
+        // the status API reads them from the snapshot.
+        if !changed.is_empty() || *self.current.load().sources() != counts {
+            self.publish(counts);
             for (key, index) in &changed {
                 self.notifier.notify(key, *index);
             }
         }
-        self.record_metrics();
         for ack in acks {
             let _ = ack.send(self.index);
         }
@@ -158,6 +158,12 @@ impl Writer {
         if unchanged {
             return None;
         }
+        let was_live = slot.is_some_and(|i| !views[i].is_empty());
+        match (was_live, merged.is_empty()) {
+            (false, false) => self.live_services += 1,
+            (true, true) => self.live_services -= 1,
+            _ => {}
+        }
         self.index += 1;
         let view = Arc::new(ServiceView::new(key.clone(), self.index, merged));
         let mut updated: Vec<Arc<ServiceView>> = views.to_vec();
@@ -184,33 +190,21 @@ impl Writer {
             .collect()
     }
 
-    /// Whether per-source counts moved without any service view changing (a source that
-    /// came or went empty, a guard hold), which still needs a new snapshot.
-    fn counts_changed(&self) -> bool {
-        *self.current.load().sources() != self.source_counts()
-    }
-
-    fn publish(&self) {
-        let snapshot = Snapshot::new(self.index, self.by_name.clone(), self.source_counts());
+    fn publish(&self, counts: HashMap<String, SourceCounts>) {
+        let snapshot = Snapshot::new(self.index, self.by_name.clone(), counts);
         self.current.store(Arc::new(snapshot));
     }
 
-    fn record_metrics(&self) {
-        for (source, partition) in &self.partitions {
+    fn record_metrics(&self, counts: &HashMap<String, SourceCounts>) {
+        for (source, counts) in counts {
             self.metrics
-                .catalog_instances
+                .source_instances
                 .get_or_create(&SourceLabels {
-                    source: source.to_string(),
+                    source: source.clone(),
                 })
-                .set(partition.instance_count() as i64);
+                .set(counts.instances as i64);
         }
-        let live = self
-            .by_name
-            .values()
-            .flat_map(|views| views.iter())
-            .filter(|view| !view.is_empty())
-            .count();
-        self.metrics.catalog_services.set(live as i64);
+        self.metrics.catalog_services.set(self.live_services as i64);
         self.metrics.catalog_index.set(self.index);
     }
 }
@@ -266,11 +260,13 @@ mod tests {
 
     #[tokio::test]
     async fn removing_the_last_instance_leaves_an_empty_view_with_a_new_index() {
-        let catalog = Catalog::start(Arc::new(Metrics::new()));
+        let metrics = Arc::new(Metrics::new());
+        let catalog = Catalog::start(metrics.clone());
         let native: Arc<str> = Arc::from("native");
         let added = catalog
             .apply(&native, Update::Upsert(vec![instance("a", "a1", 1)]))
             .await;
+        assert_eq!(metrics.catalog_services.get(), 1);
         let key = InstanceKey {
             service: ServiceKey::named("a"),
             id: "a1".into(),
@@ -282,6 +278,7 @@ mod tests {
         assert!(view.is_empty());
         assert_eq!(view.index, removed);
         assert!(snap.services().is_empty());
+        assert_eq!(metrics.catalog_services.get(), 0, "no live service left");
         assert_eq!(&snap.listing(None, None)[..], b"[]");
     }
 

@@ -47,15 +47,10 @@ impl Readiness {
     }
 }
 
-/// One source as the federation keeps it.
-struct Source {
-    kind: &'static str,
-    status: Arc<StatusCell>,
-}
-
 /// Every external source and its supervisor.
 pub struct Federation {
-    sources: BTreeMap<String, Source>,
+    /// Each source's status, as its supervisor keeps it.
+    sources: BTreeMap<String, Arc<StatusCell>>,
     readiness: Arc<Readiness>,
 }
 
@@ -80,22 +75,15 @@ impl Federation {
                 .lock()
                 .expect("fresh lock")
                 .insert(config.id().to_owned());
-            sources.insert(
-                config.id().to_owned(),
-                Source {
-                    kind: config.type_name(),
-                    status: status.clone(),
-                },
-            );
-            supervisors.push(Supervisor {
-                config: config.clone(),
-                source: Arc::from(config.id()),
+            sources.insert(config.id().to_owned(), status.clone());
+            supervisors.push(Supervisor::new(
+                config.clone(),
                 connector,
-                catalog: catalog.clone(),
+                catalog.clone(),
                 status,
-                metrics: metrics.clone(),
-                readiness: readiness.clone(),
-            });
+                metrics,
+                readiness.clone(),
+            ));
         }
         for supervisor in supervisors {
             tokio::spawn(supervisor.run(stop.clone()));
@@ -118,9 +106,7 @@ impl Federation {
 
     /// One source's status, with counts from `snapshot`.
     pub fn status(&self, id: &str, snapshot: &Snapshot) -> Option<SourceStatus> {
-        let source = self.sources.get(id)?;
-        let mut status = source.status.get();
-        debug_assert_eq!(status.kind, source.kind);
+        let mut status = self.sources.get(id)?.get();
         if let Some(counts) = snapshot.sources().get(id) {
             status.instances = counts.instances;
             status.services = counts.services;

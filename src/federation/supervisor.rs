@@ -6,11 +6,14 @@
 //! or `max_stale` runs out); and the first item after every (re)connect is a full view
 //! that replaces the partition atomically and turns it fresh in the same batch.
 
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
 use futures::StreamExt;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
 use switchboard_connectors::{Connector, ConnectorError, SourceConfig, Update};
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -29,13 +32,45 @@ const BACKOFF_MAX: Duration = Duration::from_secs(30);
 
 /// Everything one supervisor task needs.
 pub struct Supervisor {
-    pub config: SourceConfig,
-    pub source: Arc<str>,
-    pub connector: Arc<dyn Connector>,
-    pub catalog: Catalog,
-    pub status: Arc<StatusCell>,
-    pub metrics: Arc<Metrics>,
-    pub readiness: Arc<Readiness>,
+    config: SourceConfig,
+    source: Arc<str>,
+    connector: Arc<dyn Connector>,
+    catalog: Catalog,
+    status: Arc<StatusCell>,
+    metrics: SourceMetrics,
+    readiness: Arc<Readiness>,
+}
+
+/// This source's metric handles, looked up once rather than on every update.
+struct SourceMetrics {
+    errors: Counter,
+    skipped: Counter,
+    last_sync: Gauge<f64, AtomicU64>,
+    /// One gauge per state, in [`SourceState::ALL`] order.
+    states: Vec<(SourceState, Gauge)>,
+}
+
+impl SourceMetrics {
+    fn new(metrics: &Metrics, source: &str) -> SourceMetrics {
+        let labels = SourceLabels {
+            source: source.to_owned(),
+        };
+        SourceMetrics {
+            errors: metrics.source_errors.get_or_create(&labels).clone(),
+            skipped: metrics.source_skipped.get_or_create(&labels).clone(),
+            last_sync: metrics.source_last_sync.get_or_create(&labels).clone(),
+            states: SourceState::ALL
+                .into_iter()
+                .map(|state| {
+                    let labels = SourceStateLabels {
+                        source: source.to_owned(),
+                        state: state.as_str(),
+                    };
+                    (state, metrics.source_state.get_or_create(&labels).clone())
+                })
+                .collect(),
+        }
+    }
 }
 
 /// Why a connection ended.
@@ -45,6 +80,26 @@ enum Ended {
 }
 
 impl Supervisor {
+    pub fn new(
+        config: SourceConfig,
+        connector: Arc<dyn Connector>,
+        catalog: Catalog,
+        status: Arc<StatusCell>,
+        metrics: &Metrics,
+        readiness: Arc<Readiness>,
+    ) -> Supervisor {
+        let source: Arc<str> = Arc::from(config.id());
+        Supervisor {
+            metrics: SourceMetrics::new(metrics, &source),
+            config,
+            source,
+            connector,
+            catalog,
+            status,
+            readiness,
+        }
+    }
+
     pub async fn run(self, stop: watch::Receiver<bool>) {
         let span = tracing::info_span!(
             "source",
@@ -105,7 +160,9 @@ impl Supervisor {
         };
         self.status
             .update(|s| s.endpoint = self.connector.endpoint());
-        self.set_state(SourceState::Syncing);
+        // This connection's state, kept here so that each update does not read it back.
+        let mut state = SourceState::Syncing;
+        self.set_state(state);
         loop {
             let update = match stream.next().await {
                 Some(Ok(update)) => update,
@@ -116,7 +173,6 @@ impl Supervisor {
                     ))
                 }
             };
-            let state = self.status.get().state;
             match update {
                 Update::Reset(instances) => {
                     let count = instances.len();
@@ -125,16 +181,14 @@ impl Supervisor {
                         .await;
                     self.synced();
                     self.status.update(|s| s.stale_since = None);
-                    self.set_state(SourceState::Ready);
+                    state = SourceState::Ready;
+                    self.set_state(state);
                     self.readiness.settle(&self.source);
                     tracing::info!(instances = count, "Full view applied");
                 }
                 Update::Skipped { key, reason } => {
                     tracing::warn!(key = %key, reason = %reason, "Skipped a value the source holds");
-                    self.metrics
-                        .source_skipped
-                        .get_or_create(&self.labels())
-                        .inc();
+                    self.metrics.skipped.inc();
                     self.status.update(|s| {
                         s.skipped += 1;
                         s.last_error = Some(LastError {
@@ -143,7 +197,8 @@ impl Supervisor {
                         });
                     });
                     if state == SourceState::Ready {
-                        self.set_state(SourceState::Degraded);
+                        state = SourceState::Degraded;
+                        self.set_state(state);
                     }
                 }
                 delta => {
@@ -163,18 +218,14 @@ impl Supervisor {
         let now = Utc::now();
         self.status.update(|s| s.last_sync = Some(now));
         self.metrics
-            .source_last_sync
-            .get_or_create(&self.labels())
+            .last_sync
             .set(now.timestamp_millis() as f64 / 1000.0);
     }
 
     /// Records a failure and keeps the source's data, flagged stale.
     async fn fail(&self, error: &ConnectorError) {
         tracing::warn!(error = %error, "Source failed; serving its last view as stale");
-        self.metrics
-            .source_errors
-            .get_or_create(&self.labels())
-            .inc();
+        self.metrics.errors.inc();
         let now = Utc::now();
         let newly_stale = self.status.update(|s| {
             s.last_error = Some(LastError {
@@ -226,12 +277,6 @@ impl Supervisor {
         Some(Instant::now() + max_stale.saturating_sub(stale_for))
     }
 
-    fn labels(&self) -> SourceLabels {
-        SourceLabels {
-            source: self.source.to_string(),
-        }
-    }
-
     fn set_state(&self, state: SourceState) {
         let previous = self
             .status
@@ -243,14 +288,8 @@ impl Supervisor {
                 "Source state changed"
             );
         }
-        for each in SourceState::ALL {
-            self.metrics
-                .source_state
-                .get_or_create(&SourceStateLabels {
-                    source: self.source.to_string(),
-                    state: each.as_str(),
-                })
-                .set(i64::from(each == state));
+        for (each, gauge) in &self.metrics.states {
+            gauge.set(i64::from(*each == state));
         }
     }
 }

@@ -74,15 +74,14 @@ fn start(config: SourceConfig) -> Harness {
     let readiness = Arc::new(Readiness::default());
     readiness.pending.lock().unwrap().insert("fake".into());
     let (stop, stopped) = watch::channel(false);
-    let supervisor = Supervisor {
+    let supervisor = Supervisor::new(
         config,
-        source: Arc::from("fake"),
-        connector: connector.clone(),
-        catalog: catalog.clone(),
-        status: status.clone(),
-        metrics,
-        readiness: readiness.clone(),
-    };
+        connector.clone(),
+        catalog.clone(),
+        status.clone(),
+        &metrics,
+        readiness.clone(),
+    );
     tokio::spawn(supervisor.run(stopped));
     Harness {
         catalog,

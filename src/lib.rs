@@ -29,7 +29,6 @@ pub mod telemetry;
 pub use switchboard_connectors::duration;
 
 use std::future::Future;
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
@@ -84,7 +83,6 @@ impl App {
             registry,
             metrics,
             config: Arc::new(config),
-            ready: AtomicBool::new(true),
             stopping: stopping_rx,
         });
         Ok(App {

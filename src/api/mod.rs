@@ -17,7 +17,6 @@ pub mod system;
 pub mod watch;
 
 use std::any::Any;
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -48,8 +47,6 @@ pub struct Shared {
     pub registry: Arc<Registry>,
     pub metrics: Arc<Metrics>,
     pub config: Arc<Config>,
-    /// Set once start-up has loaded the store and published the catalog.
-    pub ready: AtomicBool,
     /// Turns true when the server is shutting down; long-lived requests end then.
     pub stopping: tokio::sync::watch::Receiver<bool>,
 }

@@ -1,7 +1,5 @@
 //! Liveness, readiness and Prometheus metrics.
 
-use std::sync::atomic::Ordering;
-
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
@@ -23,7 +21,9 @@ pub async fn health() -> impl IntoResponse {
     responses((status = 200, description = "Ready"), (status = 503, description = "Starting"))
 )]
 pub async fn ready(State(state): State<AppState>) -> impl IntoResponse {
-    if state.ready.load(Ordering::SeqCst) && state.federation.is_ready() {
+    // The router only exists once the store is loaded and the catalog published, so the
+    // sources are all that can still be pending.
+    if state.federation.is_ready() {
         (StatusCode::OK, Json(json!({ "status": "ready" })))
     } else {
         (

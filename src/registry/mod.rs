@@ -113,10 +113,9 @@ impl Registry {
             stale_since: None,
             ..SourceMeta::default()
         };
-        registry.catalog.set_source(&registry.source, meta).await;
         registry
             .catalog
-            .apply(&registry.source, Update::Reset(instances))
+            .apply_with_meta(&registry.source, Update::Reset(instances), meta)
             .await;
         Ok(Arc::new(registry))
     }

@@ -229,6 +229,9 @@ impl Config {
             if !seen.insert(source.id()) {
                 return fail(&key, &format!("duplicate source id `{}`", source.id()));
             }
+            if let Err(err) = source.validate() {
+                return fail(&format!("sources[{i}]"), &err.to_string());
+            }
         }
         Ok(())
     }

@@ -24,4 +24,14 @@ impl ConnectorError {
     pub fn is_retryable(&self) -> bool {
         !matches!(self, ConnectorError::Config(_))
     }
+
+    /// A stable, machine-readable name of the variant (shown in a source's status).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ConnectorError::Connection(_) => "connection",
+            ConnectorError::Auth(_) => "auth",
+            ConnectorError::Protocol(_) => "protocol",
+            ConnectorError::Config(_) => "config",
+        }
+    }
 }

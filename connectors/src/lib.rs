@@ -10,16 +10,22 @@
 
 mod connector;
 pub mod duration;
+#[cfg(any(feature = "etcd", feature = "consul"))]
+mod endpoint;
 mod error;
 mod model;
 mod source;
 
+#[cfg(feature = "consul")]
+pub mod consul;
 #[cfg(feature = "etcd")]
 pub mod etcd;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
 pub use connector::{BoxUpdateStream, Connector, RegistryWriter, Update};
+#[cfg(any(feature = "etcd", feature = "consul"))]
+pub use endpoint::{Secret, TlsConfig};
 pub use error::ConnectorError;
 pub use model::{Instance, InstanceKey, ServiceKey, Status, DEFAULT_GROUP, DEFAULT_NAMESPACE};
 pub use source::{build, AdapterConfig, SourceCommon, SourceConfig, ADAPTER_TYPES};

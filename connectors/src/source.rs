@@ -10,7 +10,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
 use crate::duration::serde_text;
-use crate::{Connector, ConnectorError};
+use crate::{Connector, ConnectorError, DEFAULT_GROUP, DEFAULT_NAMESPACE};
 
 /// Every adapter type Switchboard knows, built in or not.
 pub const ADAPTER_TYPES: &[&str] = &["etcd", "consul", "nacos"];
@@ -51,6 +51,18 @@ pub struct SourceCommon {
     pub empty_confirm: Duration,
 }
 
+impl SourceCommon {
+    /// The namespace this source's services are placed in.
+    pub fn placed_namespace(&self) -> &str {
+        self.namespace.as_deref().unwrap_or(DEFAULT_NAMESPACE)
+    }
+
+    /// The group this source's services are placed in.
+    pub fn placed_group(&self) -> &str {
+        self.group.as_deref().unwrap_or(DEFAULT_GROUP)
+    }
+}
+
 fn default_empty_confirm() -> Duration {
     Duration::from_secs(10)
 }
@@ -59,6 +71,8 @@ fn default_empty_confirm() -> Duration {
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub enum AdapterConfig {
+    #[cfg(feature = "consul")]
+    Consul(crate::consul::ConsulConfig),
     #[cfg(feature = "etcd")]
     Etcd(crate::etcd::EtcdConfig),
 }
@@ -66,6 +80,8 @@ pub enum AdapterConfig {
 impl AdapterConfig {
     pub fn type_name(&self) -> &'static str {
         match *self {
+            #[cfg(feature = "consul")]
+            AdapterConfig::Consul(_) => "consul",
             #[cfg(feature = "etcd")]
             AdapterConfig::Etcd(_) => "etcd",
         }
@@ -86,6 +102,16 @@ impl SourceConfig {
 
     pub fn type_name(&self) -> &'static str {
         self.adapter.type_name()
+    }
+
+    /// Checks the adapter's fields without connecting; the error names the field.
+    pub fn validate(&self) -> Result<(), ConnectorError> {
+        match self.adapter {
+            #[cfg(feature = "consul")]
+            AdapterConfig::Consul(ref consul) => consul.validate(),
+            #[cfg(feature = "etcd")]
+            AdapterConfig::Etcd(ref etcd) => etcd.validate(),
+        }
     }
 }
 
@@ -108,6 +134,10 @@ impl<'de> Deserialize<'de> for SourceConfig {
         validate_id(&common.id).map_err(D::Error::custom)?;
         let rest = Value::Object(fields);
         let adapter = match kind.as_str() {
+            #[cfg(feature = "consul")]
+            "consul" => {
+                AdapterConfig::Consul(serde_json::from_value(rest).map_err(D::Error::custom)?)
+            }
             #[cfg(feature = "etcd")]
             "etcd" => AdapterConfig::Etcd(serde_json::from_value(rest).map_err(D::Error::custom)?),
             other if ADAPTER_TYPES.contains(&other) => {
@@ -140,6 +170,11 @@ fn validate_id(id: &str) -> Result<(), String> {
 /// Builds the connector for a source.
 pub fn build(config: &SourceConfig) -> Result<Arc<dyn Connector>, ConnectorError> {
     match config.adapter {
+        #[cfg(feature = "consul")]
+        AdapterConfig::Consul(ref consul) => Ok(Arc::new(crate::consul::ConsulConnector::new(
+            config.common.clone(),
+            consul.clone(),
+        )?)),
         #[cfg(feature = "etcd")]
         AdapterConfig::Etcd(ref etcd) => Ok(Arc::new(crate::etcd::EtcdConnector::new(
             config.common.clone(),

@@ -49,6 +49,9 @@ impl SourceState {
 /// The latest failure or skipped value.
 #[derive(Clone, Debug, Serialize, ToSchema)]
 pub struct LastError {
+    /// `connection`, `auth`, `protocol`, `config`, or `skipped` (a value the source
+    /// holds could not be used).
+    pub kind: &'static str,
     pub message: String,
     pub time: DateTime<Utc>,
 }

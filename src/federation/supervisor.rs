@@ -192,6 +192,7 @@ impl Supervisor {
                     self.status.update(|s| {
                         s.skipped += 1;
                         s.last_error = Some(LastError {
+                            kind: "skipped",
                             message: format!("skipped `{key}`: {reason}"),
                             time: Utc::now(),
                         });
@@ -229,6 +230,7 @@ impl Supervisor {
         let now = Utc::now();
         let newly_stale = self.status.update(|s| {
             s.last_error = Some(LastError {
+                kind: error.kind(),
                 message: error.to_string(),
                 time: now,
             });

@@ -2,14 +2,14 @@
 //! checks `EtcdConnector::new` runs before anything connects. Secrets never reach `Debug`
 //! output, serialized config or error messages.
 
-use std::fmt;
-use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 
 use super::template::{KeyTemplate, Segment};
 use crate::duration::serde_text;
+use crate::endpoint::check_endpoints;
+pub use crate::endpoint::{Secret, TlsConfig};
 use crate::ConnectorError;
 
 /// The fields of an `[[sources]]` table with `type = "etcd"` besides the common ones
@@ -82,23 +82,7 @@ impl EtcdConfig {
     }
 
     fn check(&self) -> Result<(), String> {
-        if self.endpoints.is_empty() {
-            return Err("`endpoints` must list at least one URL".to_owned());
-        }
-        for (i, url) in self.endpoints.iter().enumerate() {
-            check_endpoint(url).map_err(|why| format!("`endpoints[{i}]` {why}"))?;
-            let https = url.starts_with("https://");
-            if https && self.tls.is_none() {
-                return Err(format!(
-                    "`endpoints[{i}]` is https but there is no `tls` table (set `tls.ca`)"
-                ));
-            }
-            if !https && self.tls.is_some() {
-                return Err(format!(
-                    "`endpoints[{i}]` must be an https:// URL when `tls` is set"
-                ));
-            }
-        }
+        check_endpoints(&self.endpoints, self.tls.as_ref())?;
         match (&self.username, &self.password) {
             (Some(user), Some(_)) if user.is_empty() => {
                 return Err("`username` must not be empty".to_owned())
@@ -106,9 +90,6 @@ impl EtcdConfig {
             (Some(_), None) => return Err("`username` needs `password`".to_owned()),
             (None, Some(_)) => return Err("`password` needs `username`".to_owned()),
             _ => {}
-        }
-        if let Some(tls) = &self.tls {
-            tls.check()?;
         }
         if self.timeout.is_zero() {
             return Err("`timeout` must be more than zero".to_owned());
@@ -133,70 +114,6 @@ impl EtcdConfig {
     }
 }
 
-/// Checks `scheme://host:port[/]`; the reason never repeats the URL, which might hold
-/// credentials.
-fn check_endpoint(url: &str) -> Result<(), String> {
-    let rest = url
-        .strip_prefix("http://")
-        .or_else(|| url.strip_prefix("https://"))
-        .ok_or("must start with http:// or https://")?;
-    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
-    if authority.contains('@') {
-        return Err("must not contain credentials; use `username` and `password`".to_owned());
-    }
-    if !path.is_empty() {
-        return Err("must not have a path (expected scheme://host:port)".to_owned());
-    }
-    let (host, port) = if let Some(bracketed) = authority.strip_prefix('[') {
-        let (host, port) = bracketed
-            .split_once("]:")
-            .ok_or("must be scheme://[ipv6]:port")?;
-        (host, port)
-    } else {
-        authority
-            .rsplit_once(':')
-            .ok_or("must include a port (e.g. http://127.0.0.1:2379)")?
-    };
-    let host_ok = !host.is_empty()
-        && host
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || ".-_:".contains(c));
-    if !host_ok {
-        return Err("has an invalid host".to_owned());
-    }
-    match port.parse::<u16>() {
-        Ok(port) if port > 0 => Ok(()),
-        _ => Err("has an invalid port".to_owned()),
-    }
-}
-
-/// Client TLS: the CA that signed the servers' certificates, and optionally a client
-/// certificate and key for etcd's `--client-cert-auth`.
-#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct TlsConfig {
-    /// PEM file of the CA to trust.
-    pub ca: PathBuf,
-    /// PEM client certificate; needs `key`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cert: Option<PathBuf>,
-    /// PEM private key of `cert`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub key: Option<PathBuf>,
-}
-
-impl TlsConfig {
-    /// The files are read when connecting (so renewed certificates are picked up on
-    /// reconnect); an unreadable one is then a configuration error naming the field.
-    fn check(&self) -> Result<(), String> {
-        match (&self.cert, &self.key) {
-            (Some(_), None) => Err("`tls.cert` needs `tls.key`".to_owned()),
-            (None, Some(_)) => Err("`tls.key` needs `tls.cert`".to_owned()),
-            _ => Ok(()),
-        }
-    }
-}
-
 /// How a value is read.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -208,45 +125,6 @@ pub enum ValueFormat {
     Json,
     /// Always `host:port` (the key names service and id).
     Plain,
-}
-
-/// A secret string: compared normally, but printed and serialized as `***`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(secret: impl Into<String>) -> Self {
-        Secret(secret.into())
-    }
-
-    /// The secret itself, for handing to the client library only.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl From<&str> for Secret {
-    fn from(secret: &str) -> Self {
-        Secret::new(secret)
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
-
-impl Serialize for Secret {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str("***")
-    }
-}
-
-impl<'de> Deserialize<'de> for Secret {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d).map(Secret)
-    }
 }
 
 #[cfg(test)]

@@ -10,9 +10,7 @@ use super::fields::{
     host_and_port, metadata, parse_address, status, tags, time, weight, Fields, DEFAULT_WEIGHT,
 };
 use super::template::{KeyParts, KeyTemplate};
-use crate::{
-    ConnectorError, Instance, ServiceKey, SourceCommon, Status, DEFAULT_GROUP, DEFAULT_NAMESPACE,
-};
+use crate::{ConnectorError, Instance, ServiceKey, SourceCommon, Status};
 
 /// Converts the key-values of one source.
 #[derive(Clone, Debug)]
@@ -30,14 +28,8 @@ impl Converter {
         let template = KeyTemplate::parse(&config.key_template)
             .map_err(|why| ConnectorError::Config(format!("`key_template` {why}")))?;
         Ok(Converter {
-            namespace: common
-                .namespace
-                .clone()
-                .unwrap_or_else(|| DEFAULT_NAMESPACE.to_owned()),
-            group: common
-                .group
-                .clone()
-                .unwrap_or_else(|| DEFAULT_GROUP.to_owned()),
+            namespace: common.placed_namespace().to_owned(),
+            group: common.placed_group().to_owned(),
             prefix: config.effective_prefix(),
             format: config.format,
             template,

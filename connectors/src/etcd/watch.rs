@@ -21,8 +21,9 @@ use etcd_client::{
 use futures::StreamExt;
 use tracing::{debug, info, warn};
 
-use super::config::{EtcdConfig, TlsConfig};
+use super::config::EtcdConfig;
 use super::state::{coalesce, Entry, Step, Tracker};
+use crate::endpoint::TlsConfig;
 use crate::{BoxUpdateStream, ConnectorError, Update};
 
 /// Keys fetched per listing request; big registries are read in pages at one revision.
@@ -117,19 +118,10 @@ async fn connect(config: &EtcdConfig, endpoint: &str) -> Result<Client, Connecto
 }
 
 async fn tls_options(tls: &TlsConfig) -> Result<TlsOptions, ConnectorError> {
-    async fn read(field: &str, path: &std::path::Path) -> Result<Vec<u8>, ConnectorError> {
-        tokio::fs::read(path).await.map_err(|err| {
-            ConnectorError::Config(format!(
-                "`tls.{field}`: cannot read {}: {err}",
-                path.display()
-            ))
-        })
-    }
-    let mut options =
-        TlsOptions::new().ca_certificate(Certificate::from_pem(read("ca", &tls.ca).await?));
-    if let (Some(cert), Some(key)) = (&tls.cert, &tls.key) {
-        let identity = Identity::from_pem(read("cert", cert).await?, read("key", key).await?);
-        options = options.identity(identity);
+    let files = tls.read().await?;
+    let mut options = TlsOptions::new().ca_certificate(Certificate::from_pem(files.ca));
+    if let Some((cert, key)) = files.identity {
+        options = options.identity(Identity::from_pem(cert, key));
     }
     Ok(options)
 }

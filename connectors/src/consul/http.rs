@@ -1,0 +1,182 @@
+//! Requests to one Consul agent: URLs with `dc`, the ACL token header, deadlines, the
+//! `X-Consul-Index` of blocking answers, and Consul's HTTP errors mapped onto
+//! [`ConnectorError`] (401/403 are auth errors, 5xx and broken connections are
+//! connection errors, anything unreadable is a protocol error).
+
+use std::time::Duration;
+
+use reqwest::header::HeaderValue;
+use reqwest::{Certificate, Identity, Method, StatusCode, Url};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use super::config::ConsulConfig;
+use crate::ConnectorError;
+
+/// What a blocking endpoint answered: its body and the index to block on next.
+pub(super) struct Answer<T> {
+    pub body: T,
+    pub index: u64,
+}
+
+/// A client for the agents of one source, with its TLS files read and token set.
+#[derive(Clone)]
+pub(super) struct Http {
+    client: reqwest::Client,
+    token: Option<HeaderValue>,
+    datacenter: Option<String>,
+    wait: String,
+    timeout: Duration,
+    blocking_deadline: Duration,
+}
+
+impl Http {
+    /// Builds the client; reads the TLS files now, so renewed ones are used next time.
+    pub async fn new(config: &ConsulConfig) -> Result<Http, ConnectorError> {
+        let mut builder = reqwest::Client::builder()
+            .connect_timeout(config.timeout)
+            .tcp_nodelay(true)
+            // Blocking queries hold a connection for minutes; keepalive finds dead peers.
+            .tcp_keepalive(Duration::from_secs(30))
+            .pool_idle_timeout(Duration::from_secs(90));
+        if let Some(tls) = &config.tls {
+            let files = tls.read().await?;
+            let ca = Certificate::from_pem(&files.ca)
+                .map_err(|err| ConnectorError::Config(format!("`tls.ca`: {err}")))?;
+            builder = builder.add_root_certificate(ca);
+            if let Some((mut cert, key)) = files.identity {
+                cert.push(b'\n');
+                cert.extend_from_slice(&key);
+                let identity = Identity::from_pem(&cert).map_err(|err| {
+                    ConnectorError::Config(format!("`tls.cert`/`tls.key`: {err}"))
+                })?;
+                builder = builder.identity(identity);
+            }
+        }
+        let client = builder
+            .build()
+            .map_err(|err| ConnectorError::Config(format!("HTTP client: {err}")))?;
+        let token = match &config.token {
+            Some(token) => {
+                let mut value = HeaderValue::from_str(token.expose())
+                    .map_err(|_| ConnectorError::Config("`token` is not a valid header".into()))?;
+                value.set_sensitive(true);
+                Some(value)
+            }
+            None => None,
+        };
+        Ok(Http {
+            client,
+            token,
+            datacenter: config.datacenter.clone(),
+            wait: crate::duration::format(config.wait),
+            timeout: config.timeout,
+            blocking_deadline: config.blocking_deadline(),
+        })
+    }
+
+    /// `base` + the path segments (each percent-encoded), with `dc` when configured.
+    pub fn url(&self, base: &str, segments: &[&str]) -> Result<Url, ConnectorError> {
+        let mut url = Url::parse(base)
+            .map_err(|err| ConnectorError::Config(format!("endpoint URL: {err}")))?;
+        url.path_segments_mut()
+            .map_err(|()| ConnectorError::Config("endpoint URL cannot have a path".into()))?
+            .pop_if_empty()
+            .extend(segments);
+        if let Some(dc) = &self.datacenter {
+            url.query_pairs_mut().append_pair("dc", dc);
+        }
+        Ok(url)
+    }
+
+    /// A read that answers at once (`index` 0) or blocks until the result's index passes
+    /// `index` or the configured `wait` ends.
+    pub async fn get<T: DeserializeOwned>(
+        &self,
+        url: &Url,
+        index: u64,
+    ) -> Result<Answer<T>, ConnectorError> {
+        let mut url = url.clone();
+        let deadline = if index == 0 {
+            self.timeout
+        } else {
+            url.query_pairs_mut()
+                .append_pair("index", &index.to_string())
+                .append_pair("wait", &self.wait);
+            self.blocking_deadline
+        };
+        let response = self.send(Method::GET, url, None, deadline).await?;
+        if !response.status().is_success() {
+            return Err(status_error(response.status(), response).await);
+        }
+        let index = response
+            .headers()
+            .get("X-Consul-Index")
+            .and_then(|value| value.to_str().ok())
+            .and_then(|text| text.parse::<u64>().ok())
+            .ok_or_else(|| {
+                ConnectorError::Protocol("answer without a valid X-Consul-Index header".into())
+            })?;
+        let bytes = response.bytes().await.map_err(transport_error)?;
+        let body = serde_json::from_slice(&bytes).map_err(|err| {
+            ConnectorError::Protocol(format!("unreadable JSON from Consul: {err}"))
+        })?;
+        Ok(Answer { body, index })
+    }
+
+    /// A `PUT` (agent writes). A 404 is `Ok(false)`: the agent does not know that
+    /// service or check, which the caller decides about.
+    pub async fn put(&self, url: Url, body: Option<&Value>) -> Result<bool, ConnectorError> {
+        let response = self.send(Method::PUT, url, body, self.timeout).await?;
+        match response.status() {
+            status if status.is_success() => Ok(true),
+            StatusCode::NOT_FOUND => Ok(false),
+            status => Err(status_error(status, response).await),
+        }
+    }
+
+    /// Sends one request; any HTTP status is `Ok`, only transport failures are errors.
+    async fn send(
+        &self,
+        method: Method,
+        url: Url,
+        body: Option<&Value>,
+        deadline: Duration,
+    ) -> Result<reqwest::Response, ConnectorError> {
+        let mut request = self.client.request(method, url).timeout(deadline);
+        if let Some(token) = &self.token {
+            request = request.header("X-Consul-Token", token.clone());
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        request.send().await.map_err(transport_error)
+    }
+}
+
+/// A failed request, without the URL (its query could hold a token on other clients).
+fn transport_error(err: reqwest::Error) -> ConnectorError {
+    let what = if err.is_timeout() {
+        "no answer from Consul in time"
+    } else if err.is_connect() {
+        "cannot connect to Consul"
+    } else {
+        "request to Consul failed"
+    };
+    let cause = std::error::Error::source(&err)
+        .map(|source| format!(": {source}"))
+        .unwrap_or_default();
+    ConnectorError::Connection(format!("{what}{cause}"))
+}
+
+/// An HTTP error status as the source's error, with the start of Consul's message.
+async fn status_error(status: StatusCode, response: reqwest::Response) -> ConnectorError {
+    let text = response.text().await.unwrap_or_default();
+    let text: String = text.trim().chars().take(200).collect();
+    let message = format!("Consul answered {status}: {text}");
+    match status {
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => ConnectorError::Auth(message),
+        status if status.is_server_error() => ConnectorError::Connection(message),
+        _ => ConnectorError::Protocol(message),
+    }
+}

@@ -1,13 +1,15 @@
 //! Whole-server tests: Switchboard on a free port (in-process, or the real binary), driven
-//! through real HTTP; `etcd` runs them against a real etcd. One test binary, so the shared
-//! support code is compiled (and linked) once.
+//! through real HTTP; `etcd` runs them against a real etcd, `consul` against the Consul
+//! double. One test binary, so the shared support code is compiled (and linked) once.
 
 #[path = "../support/mod.rs"]
 mod support;
 
 mod blocking;
 mod cli;
+mod consul;
 mod durability;
 mod etcd;
 mod expiry;
+mod sources;
 mod watch;

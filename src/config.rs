@@ -387,6 +387,36 @@ mod tests {
     }
 
     #[test]
+    fn bad_sources_are_config_errors_naming_the_source_and_field() {
+        let cases = [
+            (
+                "type = \"consul\"\nendpoints = [\"http://a:1\"]\nwait = \"11m\"",
+                "`wait`",
+            ),
+            ("type = \"consul\"\nendpoints = []", "`endpoints`"),
+            (
+                "type = \"consul\"\nendpoints = [\"http://a:1\"]\ntokn = \"x\"",
+                "tokn",
+            ),
+            ("type = \"etcd\"\nendpoints = [\"a:1\"]", "`endpoints[0]`"),
+            (
+                "type = \"zookeeper\"\nendpoints = [\"http://a:1\"]",
+                "zookeeper",
+            ),
+        ];
+        for (table, expected) in cases {
+            let file = write(&format!("[[sources]]\nid = \"s\"\n{table}\n"));
+            let err = Config::load_from(Some(file.path()), env(&[]), &Overrides::default())
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("sources") && err.contains(expected),
+                "{table}: {err}"
+            );
+        }
+    }
+
+    #[test]
     fn syntax_errors_name_the_file() {
         let file = write("listen = \n");
         let err = Config::load_from(Some(file.path()), env(&[]), &Overrides::default())

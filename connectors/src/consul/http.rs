@@ -180,3 +180,112 @@ async fn status_error(status: StatusCode, response: reqwest::Response) -> Connec
         _ => ConnectorError::Protocol(message),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    /// A server that answers every request with `response`, verbatim.
+    async fn canned(response: &'static str) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let mut request = [0u8; 4096];
+                let _ = socket.read(&mut request).await;
+                let _ = socket.write_all(response.as_bytes()).await;
+            }
+        });
+        base
+    }
+
+    async fn read(response: &'static str) -> Result<Answer<Value>, ConnectorError> {
+        let base = canned(response).await;
+        let mut config = ConsulConfig::new([base.clone()]);
+        config.timeout = Duration::from_secs(2);
+        let http = Http::new(&config).await.unwrap();
+        let url = http.url(&base, &["v1", "catalog", "services"]).unwrap();
+        http.get(&url, 0).await
+    }
+
+    fn response(status: &str, headers: &str, body: &str) -> &'static str {
+        let text = format!(
+            "HTTP/1.1 {status}\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        Box::leak(text.into_boxed_str())
+    }
+
+    #[tokio::test]
+    async fn a_good_answer_carries_its_index() {
+        let answer = read(response("200 OK", "X-Consul-Index: 42\r\n", "{\"web\":[]}"))
+            .await
+            .unwrap();
+        assert_eq!(answer.index, 42);
+        assert_eq!(answer.body["web"], serde_json::json!([]));
+    }
+
+    #[tokio::test]
+    async fn consul_errors_map_onto_connector_errors() {
+        let cases = [
+            (
+                response("403 Forbidden", "", "ACL not found"),
+                "auth",
+                "ACL not found",
+            ),
+            (response("401 Unauthorized", "", "no"), "auth", "401"),
+            (
+                response("500 Internal Server Error", "", "No cluster leader"),
+                "connection",
+                "No cluster leader",
+            ),
+            (
+                response("400 Bad Request", "", "Invalid wait time"),
+                "protocol",
+                "wait",
+            ),
+            (response("200 OK", "", "{}"), "protocol", "X-Consul-Index"),
+            (
+                response("200 OK", "X-Consul-Index: 7\r\n", "{not json"),
+                "protocol",
+                "JSON",
+            ),
+        ];
+        for (canned, kind, text) in cases {
+            let err = read(canned).await.err().expect("an error");
+            assert_eq!(err.kind(), kind, "{canned}: {err}");
+            assert!(err.to_string().contains(text), "{canned}: {err}");
+        }
+    }
+
+    #[tokio::test]
+    async fn nobody_listening_is_a_connection_error() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        drop(listener);
+        let http = Http::new(&ConsulConfig::new([base.clone()])).await.unwrap();
+        let url = http.url(&base, &["v1", "catalog", "services"]).unwrap();
+        let err = http.get::<Value>(&url, 0).await.err().unwrap();
+        assert_eq!(err.kind(), "connection", "{err}");
+    }
+
+    #[tokio::test]
+    async fn urls_encode_names_and_carry_the_datacenter() {
+        let mut config = ConsulConfig::new(["http://127.0.0.1:8500/"]);
+        config.datacenter = Some("eu-west".into());
+        let http = Http::new(&config).await.unwrap();
+        let url = http
+            .url(
+                "http://127.0.0.1:8500/",
+                &["v1", "health", "service", "a b/c"],
+            )
+            .unwrap();
+        assert_eq!(
+            url.as_str(),
+            "http://127.0.0.1:8500/v1/health/service/a%20b%2Fc?dc=eu-west"
+        );
+    }
+}

@@ -7,6 +7,7 @@
 //! - `idle`: an idle Consul sees blocking queries, not polling.
 //! - `outage`: index going backwards, the agent down and back, 500s, failover between
 //!   endpoints, a bad token.
+//! - `writer`: the source as a sync-back target (registrations with a kept TTL check).
 //!
 //! Every double and Switchboard a test starts is stopped when the test ends, also when it
 //! fails.
@@ -16,3 +17,4 @@ mod harness;
 mod idle;
 mod outage;
 mod propagation;
+mod writer;

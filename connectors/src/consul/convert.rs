@@ -18,8 +18,16 @@ use crate::{Instance, ServiceKey, SourceCommon, Status};
 
 /// Consul registers itself as this service (its servers, port 8300): not an application.
 const CONSUL_ITSELF: &str = "consul";
-/// Switchboard's weights are 0..=10000; Consul's go to 65535.
+/// Consul's weights are relative integers with a default of 1; Switchboard's default is
+/// 100 (Nacos's 1.0 becomes 100 too), so a Consul weight is scaled by this to merge
+/// fairly with other sources' instances.
+pub(super) const WEIGHT_SCALE: u32 = 100;
+/// Switchboard's weights are 0..=10000.
 const MAX_WEIGHT: u32 = 10_000;
+
+fn scaled(consul_weight: u32) -> u32 {
+    consul_weight.saturating_mul(WEIGHT_SCALE).min(MAX_WEIGHT)
+}
 
 /// One element of `/v1/health/service/{name}`; only the fields Switchboard reads.
 #[derive(Debug, Deserialize)]
@@ -204,12 +212,12 @@ impl Converter {
         }
         metadata.insert("consul.node".to_owned(), node.node);
         let mut instance = Instance::new(id, self.service_key(name), host, port);
-        instance.weight = weights.passing.min(MAX_WEIGHT);
+        instance.weight = scaled(weights.passing);
         match health {
             Health::Passing => {}
             Health::Warning => {
                 metadata.insert("consul.health".to_owned(), "warning".to_owned());
-                instance.weight = weights.warning.min(MAX_WEIGHT);
+                instance.weight = scaled(weights.warning);
             }
             Health::Critical => instance.healthy = false,
             Health::Maintenance => {
@@ -306,7 +314,10 @@ mod tests {
         assert_eq!(instance.service, ServiceKey::new("prod", "DEFAULT", "web"));
         assert_eq!(instance.address(), "10.0.0.5:80");
         assert_eq!(instance.tags, ["v1", "blue"]);
-        assert_eq!(instance.weight, 10);
+        assert_eq!(
+            instance.weight, 1000,
+            "Consul's 10, scaled to Switchboard's"
+        );
         assert!(instance.healthy);
         assert_eq!(instance.status, Status::Active);
         assert_eq!(instance.version.as_deref(), Some("1.2.0"));
@@ -325,10 +336,10 @@ mod tests {
     #[test]
     fn health_follows_the_worst_check() {
         let cases: [(&[&str], bool, Option<&str>, u32); 4] = [
-            (&["passing", "passing"], true, None, 10),
-            (&["passing", "warning"], true, Some("warning"), 1),
-            (&["warning", "critical"], false, None, 10),
-            (&["mystery"], false, None, 10),
+            (&["passing", "passing"], true, None, 1000),
+            (&["passing", "warning"], true, Some("warning"), 100),
+            (&["warning", "critical"], false, None, 1000),
+            (&["mystery"], false, None, 1000),
         ];
         for (statuses, healthy, flag, weight) in cases {
             let converted = convert(&converter(&[]), vec![entry("w", "n1", "h", 1, statuses)]);

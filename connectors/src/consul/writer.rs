@@ -16,6 +16,7 @@ use serde_json::{json, Map, Value};
 use tokio::sync::OnceCell;
 
 use super::config::ConsulConfig;
+use super::convert::WEIGHT_SCALE;
 use super::http::Http;
 use super::Task;
 use crate::{ConnectorError, Instance, InstanceKey, RegistryWriter};
@@ -135,9 +136,15 @@ fn registration_body(instance: &Instance, config: &ConsulConfig) -> Value {
         "Port": instance.port,
         "Tags": instance.tags,
         "Meta": consul_meta(instance),
-        "Weights": { "Passing": instance.weight.max(1), "Warning": 1 },
+        "Weights": { "Passing": consul_weight(instance.weight), "Warning": 1 },
         "Check": check,
     })
+}
+
+/// Switchboard's weight in Consul's scale (see `convert::WEIGHT_SCALE`); Consul wants at
+/// least 1.
+fn consul_weight(weight: u32) -> u32 {
+    weight.div_ceil(WEIGHT_SCALE).max(1)
 }
 
 /// Metadata Consul accepts: keys of `[A-Za-z0-9_-]` (others become `_`), none of the

@@ -126,7 +126,7 @@ async fn consul_fields_map_onto_instances() {
     assert_eq!(instance["address"], "127.0.0.1:8080", "{instance}");
     assert_eq!(instance["id"], "web-1");
     assert_eq!(instance["tags"], json!(["v1", "blue"]));
-    assert_eq!(instance["weight"], 25);
+    assert_eq!(instance["weight"], 2500, "Weights.Passing 25, x100");
     assert_eq!(instance["version"], "1.4.2");
     assert_eq!(instance["healthy"], true);
     assert_eq!(instance["sources"], json!([SOURCE]));
@@ -139,7 +139,7 @@ async fn consul_fields_map_onto_instances() {
     consul.check("warn", "service:web-1").await;
     wait_until("web-1 weighted for warning", SLOW, || async {
         let (_, list) = server.get_json(path).await;
-        let warned = list[0]["weight"] == 3 && list[0]["metadata"]["consul.health"] == "warning";
+        let warned = list[0]["weight"] == 300 && list[0]["metadata"]["consul.health"] == "warning";
         (warned && list[0]["healthy"] == true).then_some(())
     })
     .await;

@@ -66,6 +66,8 @@ async fn written_instances_are_kept_alive_restored_and_removed() {
     assert_eq!(written["Service"]["Address"], "10.0.0.1");
     assert_eq!(written["Service"]["Port"], 8080);
     assert_eq!(written["Service"]["Tags"], json!(["v2"]));
+    // Switchboard's default weight 100 is Consul's default 1.
+    assert_eq!(written["Service"]["Weights"]["Passing"], 1);
     // Consul's metadata keys allow no dots; Switchboard's own `consul.*` keys stay home.
     assert_eq!(
         written["Service"]["Meta"],

@@ -59,6 +59,8 @@ pub struct Options {
     pub node_address: String,
     /// The ACL token every request must present; `None`: no ACLs.
     pub token: Option<String>,
+    /// Port on 127.0.0.1 to listen on; 0 (the default) picks a free one.
+    pub port: u16,
 }
 
 impl Default for Options {
@@ -68,6 +70,7 @@ impl Default for Options {
             node: "node1".to_owned(),
             node_address: "127.0.0.1".to_owned(),
             token: None,
+            port: 0,
         }
     }
 }
@@ -90,7 +93,7 @@ impl ConsulDouble {
         ConsulDouble::start_with(Options::default()).await
     }
 
-    /// Starts a double on a free port of `127.0.0.1`.
+    /// Starts a double on `127.0.0.1`, on `options.port` or a free port.
     pub async fn start_with(options: Options) -> ConsulDouble {
         let node = NodeInfo {
             datacenter: options.datacenter,
@@ -100,8 +103,10 @@ impl ConsulDouble {
         };
         let shared = Arc::new(Shared::new(node, options.token));
         let router = routes::router(shared.clone());
-        let listener = server::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
-            .expect("binding the Consul double to 127.0.0.1:0");
+        let listener = server::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, options.port)))
+            .unwrap_or_else(|err| {
+                panic!("binding the Consul double to port {}: {err}", options.port)
+            });
         let addr = listener.local_addr().expect("the listener's address");
         let running = Running::spawn(listener, router.clone());
         let timers = tokio::spawn(timers::run(shared.clone()));

@@ -4,6 +4,7 @@
 //! and converges to exactly Consul's content once it can.
 
 use consul_double::{ConsulDouble, Options};
+use tempfile::TempDir;
 
 use crate::consul::harness::{consul_source, service, wait_state, SOURCE};
 use crate::sources::{
@@ -43,13 +44,19 @@ async fn wait_served(server: &TestServer, expected: &[(&str, &str)]) {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_index_going_backwards_resyncs_without_duplicates() {
+/// A double with `web` at 10.0.0.1:80 and 10.0.0.2:80, and a Switchboard serving both.
+async fn serving_two() -> (ConsulDouble, TestServer, TempDir) {
     let consul = ConsulDouble::start().await;
     consul.register(service("web", "a", "10.0.0.1", 80)).await;
     consul.register(service("web", "b", "10.0.0.2", 80)).await;
-    let (server, _dir) = start_server(&consul_source(&[consul.url()], "")).await;
+    let (server, dir) = start_server(&consul_source(&[consul.url()], "")).await;
     wait_served(&server, &[("web", "10.0.0.1:80"), ("web", "10.0.0.2:80")]).await;
+    (consul, server, dir)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_index_going_backwards_resyncs_without_duplicates() {
+    let (consul, server, _dir) = serving_two().await;
 
     // Every parked query wakes with an index far below the one it blocked on.
     let high = consul.index();
@@ -75,11 +82,7 @@ async fn an_index_going_backwards_resyncs_without_duplicates() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn consul_down_serves_stale_and_converges_when_back() {
-    let consul = ConsulDouble::start().await;
-    consul.register(service("web", "a", "10.0.0.1", 80)).await;
-    consul.register(service("web", "b", "10.0.0.2", 80)).await;
-    let (server, _dir) = start_server(&consul_source(&[consul.url()], "")).await;
-    wait_served(&server, &[("web", "10.0.0.1:80"), ("web", "10.0.0.2:80")]).await;
+    let (consul, server, _dir) = serving_two().await;
 
     consul.stop().await;
     let down = wait_state(&server, "down").await;

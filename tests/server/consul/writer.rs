@@ -41,6 +41,14 @@ async fn check_status(consul: &ConsulDouble, name: &str, id: &str) -> Option<Str
     check["Status"].as_str().map(str::to_owned)
 }
 
+/// Asserts the status of Switchboard's check on each `(instance, status)` of `pay`.
+async fn assert_checks(consul: &ConsulDouble, expected: &[(&str, &str)]) {
+    for (id, status) in expected {
+        let found = check_status(consul, "pay", id).await;
+        assert_eq!(found.as_deref(), Some(*status), "the check of {id}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn written_instances_are_kept_alive_restored_and_removed() {
     let consul = ConsulDouble::start().await;
@@ -73,14 +81,7 @@ async fn written_instances_are_kept_alive_restored_and_removed() {
         written["Service"]["Meta"],
         json!({ "switchboard_origin": "etcd-main" })
     );
-    assert_eq!(
-        check_status(&consul, "pay", "pay-1").await.as_deref(),
-        Some("passing")
-    );
-    assert_eq!(
-        check_status(&consul, "pay", "pay-2").await.as_deref(),
-        Some("critical")
-    );
+    assert_checks(&consul, &[("pay-1", "passing"), ("pay-2", "critical")]).await;
 
     // Several TTLs later the checks still say what the instances are: the keeper runs.
     let refreshed = consul.requests_to("/v1/agent/check/");
@@ -90,14 +91,7 @@ async fn written_instances_are_kept_alive_restored_and_removed() {
         || async { (consul.requests_to("/v1/agent/check/") >= refreshed + 12).then_some(()) },
     )
     .await;
-    assert_eq!(
-        check_status(&consul, "pay", "pay-1").await.as_deref(),
-        Some("passing")
-    );
-    assert_eq!(
-        check_status(&consul, "pay", "pay-2").await.as_deref(),
-        Some("critical")
-    );
+    assert_checks(&consul, &[("pay-1", "passing"), ("pay-2", "critical")]).await;
 
     // The agent loses a registration (restarted without state): it comes back.
     consul.deregister("pay-1").await;

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::common::{arrived, get, health, spawn_get, wait_until};
+use crate::common::{get, health, park, spawn_get, wait_until};
 use consul_double::ConsulDouble;
 use serde_json::json;
 
@@ -18,8 +18,7 @@ async fn a_parked_query_returns_when_its_service_changes() {
         .await;
     let (index, _) = health(&double, "web", "").await;
 
-    let parked = spawn_get(&double, &format!("{HEALTH}web?index={index}&wait=5s"));
-    arrived(&double, HEALTH, 2).await;
+    let parked = park(&double, &format!("{HEALTH}web"), index, "5s", HEALTH, 2).await;
     double.check("pass", "service:web").await;
     let (answer, took) = parked.await.unwrap().unwrap();
     assert!(took < Duration::from_secs(3), "woke after {took:?}");
@@ -59,8 +58,7 @@ async fn a_write_to_another_service_does_not_wake_a_parked_query() {
     let double = ConsulDouble::start().await;
     double.register(json!({"Name": "web"})).await;
     let (index, _) = health(&double, "web", "").await;
-    let parked = spawn_get(&double, &format!("{HEALTH}web?index={index}&wait=400ms"));
-    arrived(&double, HEALTH, 2).await;
+    let parked = park(&double, &format!("{HEALTH}web"), index, "400ms", HEALTH, 2).await;
     double.register(json!({"Name": "db"})).await;
     double.deregister("db").await;
     let (answer, took) = parked.await.unwrap().unwrap();
@@ -72,11 +70,15 @@ async fn a_write_to_another_service_does_not_wake_a_parked_query() {
 async fn the_catalog_wakes_on_register_and_deregister() {
     let double = ConsulDouble::start().await;
     let index = get(&double, "/v1/catalog/services").await.index();
-    let parked = spawn_get(
+    let parked = park(
         &double,
-        &format!("/v1/catalog/services?index={index}&wait=5s"),
-    );
-    arrived(&double, "/v1/catalog/services", 2).await;
+        &format!("/v1/catalog/services"),
+        index,
+        "5s",
+        "/v1/catalog/services",
+        2,
+    )
+    .await;
     double
         .register(json!({"Name": "web", "Tags": ["v1"]}))
         .await;
@@ -85,11 +87,15 @@ async fn the_catalog_wakes_on_register_and_deregister() {
     assert_eq!(answer.json(), json!({"consul": [], "web": ["v1"]}));
 
     let index = answer.index();
-    let parked = spawn_get(
+    let parked = park(
         &double,
-        &format!("/v1/catalog/services?index={index}&wait=5s"),
-    );
-    arrived(&double, "/v1/catalog/services", 3).await;
+        &format!("/v1/catalog/services"),
+        index,
+        "5s",
+        "/v1/catalog/services",
+        3,
+    )
+    .await;
     double.deregister("web").await;
     let (answer, _) = parked.await.unwrap().unwrap();
     assert!(answer.index() > index);
@@ -102,8 +108,7 @@ async fn deregistering_the_last_instance_wakes_its_watchers_with_nothing() {
     double.register(json!({"Name": "web", "ID": "web-1"})).await;
     let (index, entries) = health(&double, "web", "").await;
     assert_eq!(entries.len(), 1);
-    let parked = spawn_get(&double, &format!("{HEALTH}web?index={index}&wait=5s"));
-    arrived(&double, HEALTH, 2).await;
+    let parked = park(&double, &format!("{HEALTH}web"), index, "5s", HEALTH, 2).await;
     double.deregister("web-1").await;
     let (answer, _) = parked.await.unwrap().unwrap();
     assert_eq!(answer.json(), json!([]));

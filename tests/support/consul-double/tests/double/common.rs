@@ -103,12 +103,27 @@ where
 
 /// Waits until the double has received `count` requests on paths starting with `prefix`
 /// (a spawned request has arrived and is being answered or is parked).
-pub async fn arrived(double: &ConsulDouble, prefix: &str, count: u64) {
+async fn arrived(double: &ConsulDouble, prefix: &str, count: u64) {
     let what = format!("{count} requests to {prefix}");
     wait_until(&what, || async {
         (double.requests_to(prefix) >= count).then_some(())
     })
     .await;
+}
+
+/// Parks a blocking `GET {path}?index={index}&wait={wait}` in a task, and returns once the
+/// double has received it (its `arrivals`-th request to paths starting with `prefix`).
+pub async fn park(
+    double: &ConsulDouble,
+    path: &str,
+    index: u64,
+    wait: &str,
+    prefix: &str,
+    arrivals: u64,
+) -> tokio::task::JoinHandle<Result<(Answer, Duration), reqwest::Error>> {
+    let parked = spawn_get(double, &format!("{path}?index={index}&wait={wait}"));
+    arrived(double, prefix, arrivals).await;
+    parked
 }
 
 /// Starts `GET path_and_query` in a task; it yields the answer (or the transport error) and

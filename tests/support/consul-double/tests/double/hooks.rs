@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::common::{arrived, get, health, spawn_get, Answer};
+use crate::common::{get, health, park, Answer};
 use consul_double::{ConsulDouble, Options};
 use serde_json::json;
 
@@ -90,8 +90,7 @@ async fn a_restore_wakes_parked_queries_with_a_lower_index() {
     let (index, _) = health(&double, "web", "").await;
     assert!(index >= 3);
 
-    let parked = spawn_get(&double, &format!("{HEALTH}web?index={index}&wait=5s"));
-    arrived(&double, HEALTH, 2).await;
+    let parked = park(&double, &format!("{HEALTH}web"), index, "5s", HEALTH, 2).await;
     double.restore_index(1);
     let (answer, took) = parked.await.unwrap().unwrap();
     assert!(took < Duration::from_secs(3), "woke after {took:?}");
@@ -108,11 +107,15 @@ async fn a_restore_wakes_parked_queries_with_a_lower_index() {
 async fn failing_answers_500_and_wakes_parked_queries() {
     let double = ConsulDouble::start().await;
     let index = get(&double, "/v1/catalog/services").await.index();
-    let parked = spawn_get(
+    let parked = park(
         &double,
-        &format!("/v1/catalog/services?index={index}&wait=5s"),
-    );
-    arrived(&double, "/v1/catalog/services", 2).await;
+        &format!("/v1/catalog/services"),
+        index,
+        "5s",
+        "/v1/catalog/services",
+        2,
+    )
+    .await;
     double.set_failing(true);
     let (answer, took) = parked.await.unwrap().unwrap();
     assert!(took < Duration::from_secs(3), "woke after {took:?}");
@@ -138,8 +141,7 @@ async fn stop_breaks_connections_and_resume_serves_the_same_state_on_the_same_po
     let (index, _) = health(&double, "web", "").await;
     let addr = double.addr();
 
-    let parked = spawn_get(&double, &format!("{HEALTH}web?index={index}&wait=10s"));
-    arrived(&double, HEALTH, 2).await;
+    let parked = park(&double, &format!("{HEALTH}web"), index, "10s", HEALTH, 2).await;
     double.stop().await;
     let broken = tokio::time::timeout(Duration::from_secs(3), parked).await;
     let broken = broken.expect("the parked request ends when the double stops");

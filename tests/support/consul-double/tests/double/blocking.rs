@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::common::{get, health, park, spawn_get, wait_until};
+use crate::common::{get, health, park, park_catalog, spawn_get, wait_until};
 use consul_double::ConsulDouble;
 use serde_json::json;
 
@@ -70,15 +70,7 @@ async fn a_write_to_another_service_does_not_wake_a_parked_query() {
 async fn the_catalog_wakes_on_register_and_deregister() {
     let double = ConsulDouble::start().await;
     let index = get(&double, "/v1/catalog/services").await.index();
-    let parked = park(
-        &double,
-        &format!("/v1/catalog/services"),
-        index,
-        "5s",
-        "/v1/catalog/services",
-        2,
-    )
-    .await;
+    let parked = park_catalog(&double, index, 2).await;
     double
         .register(json!({"Name": "web", "Tags": ["v1"]}))
         .await;
@@ -87,15 +79,7 @@ async fn the_catalog_wakes_on_register_and_deregister() {
     assert_eq!(answer.json(), json!({"consul": [], "web": ["v1"]}));
 
     let index = answer.index();
-    let parked = park(
-        &double,
-        &format!("/v1/catalog/services"),
-        index,
-        "5s",
-        "/v1/catalog/services",
-        3,
-    )
-    .await;
+    let parked = park_catalog(&double, index, 3).await;
     double.deregister("web").await;
     let (answer, _) = parked.await.unwrap().unwrap();
     assert!(answer.index() > index);

@@ -126,6 +126,16 @@ pub async fn park(
     parked
 }
 
+/// [`park`] on `/v1/catalog/services` with a 5 s wait.
+pub async fn park_catalog(
+    double: &ConsulDouble,
+    index: u64,
+    arrivals: u64,
+) -> tokio::task::JoinHandle<Result<(Answer, Duration), reqwest::Error>> {
+    let catalog = "/v1/catalog/services";
+    park(double, catalog, index, "5s", catalog, arrivals).await
+}
+
 /// Starts `GET path_and_query` in a task; it yields the answer (or the transport error) and
 /// how long it took.
 pub fn spawn_get(

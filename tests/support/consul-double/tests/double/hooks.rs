@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::common::{get, health, park, Answer};
+use crate::common::{get, health, park, park_catalog, Answer};
 use consul_double::{ConsulDouble, Options};
 use serde_json::json;
 
@@ -107,15 +107,7 @@ async fn a_restore_wakes_parked_queries_with_a_lower_index() {
 async fn failing_answers_500_and_wakes_parked_queries() {
     let double = ConsulDouble::start().await;
     let index = get(&double, "/v1/catalog/services").await.index();
-    let parked = park(
-        &double,
-        &format!("/v1/catalog/services"),
-        index,
-        "5s",
-        "/v1/catalog/services",
-        2,
-    )
-    .await;
+    let parked = park_catalog(&double, index, 2).await;
     double.set_failing(true);
     let (answer, took) = parked.await.unwrap().unwrap();
     assert!(took < Duration::from_secs(3), "woke after {took:?}");

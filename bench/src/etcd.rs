@@ -89,11 +89,8 @@ pub async fn connect(etcd: &Server) -> anyhow::Result<Client> {
 
 /// The `[[sources]]` config pointing Switchboard at `etcd`.
 pub fn switchboard_config(etcd: &Server) -> String {
-    format!(
-        "[[sources]]\nid = \"{SOURCE_ID}\"\ntype = \"etcd\"\nendpoints = [\"{}\"]\n\
-         prefix = \"{PREFIX}\"\n",
-        etcd.url("")
-    )
+    let prefix = format!("prefix = \"{PREFIX}\"\n");
+    servers::source_config(SOURCE_ID, "etcd", &etcd.url(""), &prefix)
 }
 
 /// Deletes every key under `prefix`.

@@ -13,10 +13,15 @@
 //!    direct etcd watch on the same writes (the floor).
 //! 5. Memory: resident bytes per instance with 100 000 instances cached from etcd.
 //!
+//! Then Switchboard federating the Consul test double (in this process, on core 1):
+//! 6. Propagation: a write in the double until a parked blocking query returns it, against
+//!    the double's own blocking query on the same writes (`consul.rs`).
+//!
 //! Environment: `BENCH_DURATION` (wrk duration, default `10s`), `BENCH_CONNECTIONS`
-//! (default 64), `BENCH_ONLY` (`reads` or `etcd`: run one part). A missed target is
-//! printed, not failed; a failed step exits non-zero.
+//! (default 64), `BENCH_ONLY` (`reads`, `etcd` or `consul`: run one part; default all).
+//! A missed target is printed, not failed; a failed step exits non-zero.
 
+mod consul;
 mod etcd;
 mod memory;
 mod nacos;
@@ -64,13 +69,16 @@ const HELP: &str = "
 switchboard-bench: Switchboard's read and heartbeat throughput against a static axum
 server and rnacos, each pinned to core 0 and driven by wrk on core 1; then, with an etcd
 source, the latency from an etcd write to a blocking query's answer (against a direct
-etcd watch) and the memory per cached instance. Run it with `make bench`, which builds
+etcd watch) and the memory per cached instance; then, with a Consul source reading the
+in-process Consul double, the latency from a write in the double to a blocking query's
+answer (against the double's own blocking query). Run it with `make bench`, which builds
 target/release/switchboard first.
 
 Environment:
   BENCH_DURATION     wrk duration per measured run (default 10s)
   BENCH_CONNECTIONS  wrk connections (default 64)
-  BENCH_ONLY         run one part: `reads` (reads, heartbeats) or `etcd` (default: both)
+  BENCH_ONLY         run one part: `reads` (reads, heartbeats), `etcd` (propagation,
+                     memory) or `consul` (propagation) (default: all three)
 ";
 
 /// Which parts of the bench run (`BENCH_ONLY`).
@@ -78,24 +86,37 @@ Environment:
 struct Parts {
     reads: bool,
     etcd: bool,
+    consul: bool,
 }
 
 impl Parts {
     fn from_env() -> anyhow::Result<Parts> {
-        match std::env::var("BENCH_ONLY").unwrap_or_default().as_str() {
+        Parts::parse(&std::env::var("BENCH_ONLY").unwrap_or_default())
+    }
+
+    /// Every part when `only` is empty, else the one it names.
+    fn parse(only: &str) -> anyhow::Result<Parts> {
+        let none = Parts {
+            reads: false,
+            etcd: false,
+            consul: false,
+        };
+        match only {
             "" => Ok(Parts {
                 reads: true,
                 etcd: true,
+                consul: true,
             }),
             "reads" => Ok(Parts {
                 reads: true,
-                etcd: false,
+                ..none
             }),
-            "etcd" => Ok(Parts {
-                reads: false,
-                etcd: true,
+            "etcd" => Ok(Parts { etcd: true, ..none }),
+            "consul" => Ok(Parts {
+                consul: true,
+                ..none
             }),
-            other => bail!("BENCH_ONLY={other:?} is not `reads` or `etcd`"),
+            other => bail!("BENCH_ONLY={other:?} is not `reads`, `etcd` or `consul`"),
         }
     }
 }
@@ -190,6 +211,9 @@ fn run_bench() -> anyhow::Result<()> {
             }
             if parts.etcd {
                 bench_etcd(&tools).await?;
+            }
+            if parts.consul {
+                consul::bench(&tools.switchboard).await?;
             }
             Ok(())
         };
@@ -318,18 +342,9 @@ async fn bench_etcd(tools: &Tools) -> anyhow::Result<()> {
     progress("starting switchboard with etcd as a source");
     let mut switchboard =
         servers::start_switchboard(&tools.switchboard, &client, Some(&config)).await?;
-    progress(&format!(
-        "propagation: {} writes, each timed through switchboard and a direct watch",
-        propagation::SAMPLES
-    ));
-    let latencies =
-        propagation::measure(&etcd, &mut switchboard, &client, propagation::SAMPLES).await?;
-    progress(&format!(
-        "propagation p99: switchboard {:?}, direct watch {:?}",
-        propagation::percentile(&latencies.switchboard, 99.0),
-        propagation::percentile(&latencies.watch, 99.0)
-    ));
-    drop(switchboard);
+    let mut backend = propagation::etcd::Etcd::connect(&etcd).await?;
+    let latencies = propagation::measure(&mut backend, &mut switchboard, &client).await?;
+    drop((backend, switchboard));
 
     let mut writer = etcd::connect(&etcd).await?;
     etcd::clear(&mut writer, etcd::PREFIX).await?;
@@ -345,7 +360,8 @@ async fn bench_etcd(tools: &Tools) -> anyhow::Result<()> {
 }
 
 /// Moves every thread of this process to core 1, where wrk runs in the read part, so the
-/// etcd part's clients do not take CPU from the servers on core 0. Best effort: on
+/// etcd and Consul parts' clients (and the Consul double) do not take CPU from the servers
+/// on core 0. Best effort: on
 /// failure the clients float, and the bench says so.
 async fn pin_self_to_core_1() {
     let pinned = tokio::process::Command::new("taskset")
@@ -412,4 +428,23 @@ fn lists_all_instances(body: &Bytes) -> Result<(), String> {
 
 pub fn progress(message: &str) {
     eprintln!("bench: {message}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bench_only_names_one_part() {
+        let all = Parts::parse("").unwrap();
+        assert!(all.reads && all.etcd && all.consul);
+        let consul = Parts::parse("consul").unwrap();
+        assert!(consul.consul && !consul.reads && !consul.etcd);
+        let etcd = Parts::parse("etcd").unwrap();
+        assert!(etcd.etcd && !etcd.reads && !etcd.consul);
+        let reads = Parts::parse("reads").unwrap();
+        assert!(reads.reads && !reads.etcd && !reads.consul);
+        let err = Parts::parse("nacos").unwrap_err().to_string();
+        assert!(err.contains("`consul`"), "{err}");
+    }
 }

@@ -1,34 +1,40 @@
-//! Propagation latency: how long a write to etcd takes to come out of a Switchboard
-//! blocking query, measured alongside its floor, a direct etcd watch on the same writes.
+//! Propagation latency: how long a write to a federated registry takes to come out of a
+//! Switchboard blocking query, measured alongside its floor, the registry's own direct
+//! observer of the same writes. This file owns the per-sample loop every registry shares;
+//! a [`Backend`] supplies the writes and the direct observer (`propagation/etcd.rs`: a
+//! gRPC watch; `propagation/consul.rs`: the Consul double's own blocking query).
 //!
 //! Method, per sample:
-//! 1. A blocking query `GET /api/v1/services/bench-etcd/instances?index=I&wait=30s` is sent
+//! 1. A blocking query `GET /api/v1/services/{svc}/instances?index=I&wait=30s` is sent
 //!    with the index of the previous answer, on its own keep-alive connection.
 //! 2. The bench polls `GET /metrics` until `switchboard_blocking_queries_waiting` is 1.
 //!    Switchboard counts a query there only after it has subscribed to the service's
 //!    changes, so from then on the write below cannot slip past it unseen; the write
 //!    never races the request still travelling to the server.
-//! 3. The clock starts just before the write (alternately a put of `i{k}` = `10.1.x.y:80`
-//!    and its delete, so the answer stays two instances small), then stops separately
-//!    when the blocking query has returned its whole body and when the direct watch (its
-//!    own gRPC connection, opened before the first sample) delivers the write's revision.
+//! 3. The backend arms its direct observer ([`Backend::arm`]), so it too waits for the
+//!    write before the write is made.
+//! 4. The clock starts just before the write (alternately a registration of `i{k}` at
+//!    `10.1.x.y:80` and its removal, so the answer stays two instances small), then stops
+//!    separately when the blocking query has returned its whole body and when the direct
+//!    observer has seen the write. Both observers start from the same instant.
 //!
 //! A permanent `anchor` instance keeps the service from ever emptying, so the wipe-out
 //! guard (which holds emptying updates for confirmation) plays no part. Each answer is
-//! checked to show the write, so a query returning for any other reason is an error.
+//! checked to show the write and to move the index forward, so a query returning for any
+//! other reason is an error.
+
+pub mod consul;
+pub mod etcd;
+mod query;
 
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use etcd_client::{Client, WatchOptions};
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::etcd::PREFIX;
 use crate::servers::Server;
+use query::{blocking_read, read_index, Answer, SWITCHBOARD_INDEX};
 
-/// The service the samples write to.
-pub const SERVICE: &str = "bench-etcd";
 /// How many writes are timed.
 pub const SAMPLES: usize = 1000;
 /// Longest time one observer may take to see a write before the run is declared broken.
@@ -37,36 +43,103 @@ const STUCK: Duration = Duration::from_secs(10);
 /// The times from "about to write" to "seen", one per sample, in sample order.
 pub struct Latencies {
     pub switchboard: Vec<Duration>,
-    pub watch: Vec<Duration>,
+    /// The backend's direct observer: the floor Switchboard is compared against.
+    pub direct: Vec<Duration>,
 }
 
-/// Runs `samples` writes through `etcd` and times both observers. Switchboard must already
-/// have `etcd` configured as a source.
-pub async fn measure(
-    etcd: &Server,
+/// One write: instance `id` at `host:port` registered (`put`) or removed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Change {
+    pub id: String,
+    pub host: String,
+    pub port: u16,
+    pub put: bool,
+}
+
+impl Change {
+    /// The instance that stays registered for the whole run.
+    pub fn anchor() -> Change {
+        Change {
+            id: "anchor".to_owned(),
+            host: "10.0.0.1".to_owned(),
+            port: 80,
+            put: true,
+        }
+    }
+
+    /// Sample `n`: even samples register `i{n/2}`, odd ones remove it again.
+    pub fn sample(n: usize) -> Change {
+        let k = n / 2;
+        Change {
+            id: format!("i{k}"),
+            host: format!("10.1.{}.{}", k / 256 % 256, k % 256),
+            port: 80,
+            put: n % 2 == 0,
+        }
+    }
+
+    /// `host:port`, as Switchboard lists it.
+    pub fn address(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+
+    fn verb(&self) -> &'static str {
+        if self.put {
+            "registration"
+        } else {
+            "removal"
+        }
+    }
+}
+
+/// A registry the samples write to, with its direct observer of those writes.
+pub trait Backend {
+    /// The service the samples write to.
+    const SERVICE: &'static str;
+    /// What the direct observer is, for progress lines and errors.
+    fn observer(&self) -> &'static str;
+    /// Makes `change`; returns once the registry has acknowledged it.
+    async fn write(&mut self, change: &Change) -> anyhow::Result<()>;
+    /// Called once, when Switchboard lists the anchor: sets the direct observer up.
+    async fn ready(&mut self) -> anyhow::Result<()>;
+    /// Called before each write, with Switchboard's query parked: on return the direct
+    /// observer is waiting for the write too.
+    async fn arm(&mut self) -> anyhow::Result<()>;
+    /// When the direct observer saw the write of `change` just made; an error if what it
+    /// saw does not show that change.
+    async fn observed(&mut self, change: &Change) -> anyhow::Result<Instant>;
+}
+
+/// Runs [`SAMPLES`] writes through `backend` and times both observers. Switchboard must
+/// already have the backend configured as a source.
+pub async fn measure<B: Backend>(
+    backend: &mut B,
     switchboard: &mut Server,
     http: &reqwest::Client,
-    samples: usize,
 ) -> anyhow::Result<Latencies> {
-    let mut writer = crate::etcd::connect(etcd).await?;
-    let service_prefix = format!("{PREFIX}{SERVICE}/");
-    writer
-        .put(format!("{service_prefix}anchor"), "10.0.0.1:80", None)
+    let samples = SAMPLES;
+    let anchor = Change::anchor();
+    backend
+        .write(&anchor)
         .await
-        .context("cannot write the anchor instance to etcd")?;
-    let read_path = format!("/api/v1/services/{SERVICE}/instances");
+        .context("cannot write the anchor instance")?;
+    let read_path = format!("/api/v1/services/{}/instances", B::SERVICE);
     switchboard
         .wait_for(http, &read_path, Duration::from_secs(20), |body| {
-            if contains(body, "10.0.0.1:80") {
+            if contains(body, &anchor.address()) {
                 Ok(())
             } else {
-                Err("the anchor instance from etcd is not listed yet".to_owned())
+                Err("the anchor instance is not listed yet".to_owned())
             }
         })
         .await?;
     let mut index = read_index(http, &switchboard.url(&read_path)).await?;
+    backend.ready().await?;
+    crate::progress(&format!(
+        "propagation: {samples} writes, each timed through switchboard and {}",
+        backend.observer()
+    ));
 
-    let (mut events, _watcher) = watch(etcd, &service_prefix).await?;
     // Blocking queries get a client of their own, so each reuses the one warm connection
     // the previous query left idle rather than the one the /metrics polls use.
     let blocking = reqwest::Client::builder()
@@ -75,106 +148,69 @@ pub async fn measure(
     let metrics_url = switchboard.url("/metrics");
     let mut latencies = Latencies {
         switchboard: Vec::with_capacity(samples),
-        watch: Vec::with_capacity(samples),
+        direct: Vec::with_capacity(samples),
     };
     for n in 0..samples {
-        let k = n / 2;
-        let key = format!("{service_prefix}i{k}");
-        let address = format!("10.1.{}.{}:80", k / 256 % 256, k % 256);
-        let put = n % 2 == 0;
-
+        let change = Change::sample(n);
         let url = format!("{}?index={index}&wait=30s", switchboard.url(&read_path));
-        let query = tokio::spawn(blocking_read(blocking.clone(), url));
+        let query = tokio::spawn(blocking_read(blocking.clone(), url, SWITCHBOARD_INDEX));
         wait_parked(http, &metrics_url, &query, switchboard).await?;
+        backend
+            .arm()
+            .await
+            .with_context(|| format!("sample {n}: {} did not get ready", backend.observer()))?;
 
         let started = Instant::now();
-        let revision = if put {
-            let response = writer.put(key.as_str(), address.as_str(), None).await?;
-            response.header().map(|h| h.revision())
-        } else {
-            let response = writer.delete(key.as_str(), None).await?;
-            response.header().map(|h| h.revision())
-        }
-        .context("etcd answered a write without a header")?;
-
+        backend.write(&change).await.with_context(|| {
+            format!("sample {n}: the {} of {} failed", change.verb(), change.id)
+        })?;
         let answer = tokio::time::timeout(STUCK, query)
             .await
             .with_context(|| {
                 format!(
                     "sample {n}: Switchboard's blocking query did not return within {STUCK:?} \
-                     of the write to {key}; its log ends with:\n{}",
+                     of the {} of {}; its log ends with:\n{}",
+                    change.verb(),
+                    change.id,
                     switchboard.log_tail()
                 )
             })?
             .context("the blocking query task panicked")??;
-        let watched_at = wait_revision(&mut events, revision)
+        let seen = backend
+            .observed(&change)
             .await
-            .with_context(|| {
-                format!("sample {n}: the direct watch did not deliver revision {revision}")
-            })?;
+            .with_context(|| format!("sample {n}: {}", backend.observer()))?;
 
-        if contains(&answer.body, &address) != put {
-            bail!(
-                "sample {n}: Switchboard's blocking query returned without the {} of {key} \
-                 (index {index} -> {}): {}",
-                if put { "put" } else { "delete" },
-                answer.index,
-                String::from_utf8_lossy(&answer.body)
-            );
-        }
-        if answer.index <= index {
-            bail!(
-                "sample {n}: the blocking query returned index {} after index {index}",
-                answer.index
-            );
-        }
+        check_answer(&answer, index, &change)
+            .with_context(|| format!("sample {n}: Switchboard's blocking query"))?;
         index = answer.index;
         latencies.switchboard.push(answer.at - started);
-        latencies.watch.push(watched_at - started);
+        latencies.direct.push(seen - started);
     }
+    crate::progress(&format!(
+        "propagation p99: switchboard {:?}, {} {:?}",
+        percentile(&latencies.switchboard, 99.0),
+        backend.observer(),
+        percentile(&latencies.direct, 99.0)
+    ));
     Ok(latencies)
 }
 
-/// One answered blocking query.
-struct Answer {
-    /// When the whole body had arrived.
-    at: Instant,
-    index: u64,
-    body: bytes::Bytes,
-}
-
-async fn blocking_read(client: reqwest::Client, url: String) -> anyhow::Result<Answer> {
-    let response = client.get(&url).send().await?;
-    let status = response.status();
-    let index = header_index(&response);
-    let body = response.bytes().await?;
-    let at = Instant::now();
-    if !status.is_success() {
+/// Fails unless Switchboard's `answer` to a query on `index` shows `change`.
+fn check_answer(answer: &Answer, index: u64, change: &Change) -> anyhow::Result<()> {
+    if contains(&answer.body, &change.address()) != change.put {
         bail!(
-            "blocking query {url} answered {status}: {}",
-            String::from_utf8_lossy(&body)
+            "returned without the {} of {} (index {index} -> {}): {}",
+            change.verb(),
+            change.id,
+            answer.index,
+            String::from_utf8_lossy(&answer.body)
         );
     }
-    Ok(Answer {
-        at,
-        index: index.with_context(|| format!("{url} answered without X-Switchboard-Index"))?,
-        body,
-    })
-}
-
-async fn read_index(client: &reqwest::Client, url: &str) -> anyhow::Result<u64> {
-    let response = client.get(url).send().await?.error_for_status()?;
-    header_index(&response).with_context(|| format!("{url} answered without X-Switchboard-Index"))
-}
-
-fn header_index(response: &reqwest::Response) -> Option<u64> {
-    response
-        .headers()
-        .get("x-switchboard-index")?
-        .to_str()
-        .ok()?
-        .parse()
-        .ok()
+    if answer.index <= index {
+        bail!("returned index {} after index {index}", answer.index);
+    }
+    Ok(())
 }
 
 /// Polls Switchboard's metrics until the blocking query is parked.
@@ -212,70 +248,6 @@ fn parked_queries(metrics: &str) -> Option<f64> {
         let value = line.strip_prefix("switchboard_blocking_queries_waiting ")?;
         value.trim().parse().ok()
     })
-}
-
-/// Aborts the watch task when dropped.
-struct WatchTask(tokio::task::JoinHandle<()>);
-
-impl Drop for WatchTask {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-/// A direct watch on `prefix` over its own connection, already created on return.
-/// Sends the revision of every event with the time its response arrived.
-async fn watch(
-    etcd: &Server,
-    prefix: &str,
-) -> anyhow::Result<(mpsc::UnboundedReceiver<(i64, Instant)>, WatchTask)> {
-    let mut client: Client = crate::etcd::connect(etcd).await?;
-    let mut stream = client
-        .watch(prefix, Some(WatchOptions::new().with_prefix()))
-        .await
-        .context("cannot open the direct etcd watch")?;
-    let created = stream
-        .message()
-        .await
-        .context("the direct etcd watch failed")?
-        .context("the direct etcd watch closed at once")?;
-    if !created.created() {
-        bail!("the direct etcd watch's first response is not its creation");
-    }
-    let (sender, receiver) = mpsc::unbounded_channel();
-    let task = tokio::spawn(async move {
-        // The client owns the connection; keep it alive as long as the stream.
-        let _client = client;
-        while let Ok(Some(response)) = stream.message().await {
-            let at = Instant::now();
-            for event in response.events() {
-                if let Some(kv) = event.kv() {
-                    if sender.send((kv.mod_revision(), at)).is_err() {
-                        return;
-                    }
-                }
-            }
-        }
-    });
-    Ok((receiver, WatchTask(task)))
-}
-
-/// When the direct watch delivered `revision`.
-async fn wait_revision(
-    events: &mut mpsc::UnboundedReceiver<(i64, Instant)>,
-    revision: i64,
-) -> anyhow::Result<Instant> {
-    loop {
-        let event = tokio::time::timeout(STUCK, events.recv())
-            .await
-            .with_context(|| format!("no event within {STUCK:?}"))?;
-        match event {
-            Some((seen, at)) if seen == revision => return Ok(at),
-            Some((seen, _)) if seen < revision => continue,
-            Some((seen, _)) => bail!("it skipped to revision {seen}"),
-            None => bail!("the watch ended"),
-        }
-    }
 }
 
 fn contains(body: &[u8], address: &str) -> bool {
@@ -321,5 +293,42 @@ mod tests {
         let body = br#"[{"address":"10.1.0.12:80"}]"#;
         assert!(contains(body, "10.1.0.12:80"));
         assert!(!contains(body, "10.1.0.1:80"));
+    }
+
+    #[test]
+    fn samples_register_then_remove_each_instance() {
+        let first = Change::sample(0);
+        assert_eq!((first.id.as_str(), first.put), ("i0", true));
+        assert_eq!(first.address(), "10.1.0.0:80");
+        let second = Change::sample(1);
+        assert_eq!(
+            second,
+            Change {
+                put: false,
+                ..first
+            }
+        );
+        let later = Change::sample(2 * 300 + 1);
+        assert_eq!((later.id.as_str(), later.put), ("i300", false));
+        assert_eq!(later.address(), "10.1.1.44:80");
+        assert_eq!(Change::anchor().address(), "10.0.0.1:80");
+    }
+
+    #[test]
+    fn an_answer_must_show_the_change_and_move_on() {
+        let answer = |index: u64, body: &'static str| Answer {
+            at: Instant::now(),
+            index,
+            body: bytes::Bytes::from_static(body.as_bytes()),
+        };
+        let put = Change::sample(0);
+        let listed = r#"[{"address":"10.0.0.1:80"},{"address":"10.1.0.0:80"}]"#;
+        let anchor_only = r#"[{"address":"10.0.0.1:80"}]"#;
+        assert!(check_answer(&answer(8, listed), 7, &put).is_ok());
+        assert!(check_answer(&answer(8, anchor_only), 7, &put).is_err());
+        assert!(check_answer(&answer(7, listed), 7, &put).is_err());
+        let removal = Change::sample(1);
+        assert!(check_answer(&answer(9, anchor_only), 8, &removal).is_ok());
+        assert!(check_answer(&answer(9, listed), 8, &removal).is_err());
     }
 }

@@ -1,7 +1,8 @@
 //! The printed result: one row per wrk run, then each target ratio marked PASS or MISS;
-//! for the etcd part, both observers' latencies and the memory readings, likewise checked.
-//! Missing a target is reported, not failed: machines differ, and the numbers are what
-//! the reader needs.
+//! for the etcd part, both observers' latencies and the memory readings, likewise checked;
+//! for the Consul part, the same propagation table and check against the double's own
+//! blocking query. Missing a target is reported, not failed: machines differ, and the
+//! numbers are what the reader needs.
 
 use std::fmt::Write;
 use std::time::Duration;
@@ -16,7 +17,8 @@ pub const STATIC_RATIO_TARGET: f64 = 0.8;
 pub const RNACOS_RATIO_TARGET: f64 = 5.0;
 /// Heartbeats per second one core should absorb.
 pub const HEARTBEAT_TARGET: f64 = 20_000.0;
-/// How much later than a direct etcd watch (p99 against p99) a blocking query may return.
+/// How much later than the registry's direct observer (an etcd watch, the Consul double's
+/// blocking query; p99 against p99) a blocking query may return.
 pub const PROPAGATION_TARGET: Duration = Duration::from_millis(5);
 /// Resident bytes per instance cached from a source.
 pub const BYTES_PER_INSTANCE_TARGET: f64 = 1024.0;
@@ -128,45 +130,9 @@ pub fn render_etcd(results: &EtcdResults) -> String {
          timed from just before the write until seen\n",
         lat.switchboard.len(),
         crate::etcd::PREFIX,
-        crate::propagation::SERVICE
+        crate::propagation::etcd::SERVICE
     );
-    let _ = writeln!(
-        out,
-        "{:<44} {:>10} {:>10} {:>10}",
-        "observer", "p50", "p99", "max"
-    );
-    let added: Vec<Duration> = lat
-        .switchboard
-        .iter()
-        .zip(&lat.watch)
-        .map(|(sb, watch)| sb.saturating_sub(*watch))
-        .collect();
-    let rows: [(&str, &[Duration]); 3] = [
-        ("direct etcd watch (the floor)", &lat.watch),
-        ("switchboard blocking query", &lat.switchboard),
-        ("added by switchboard (per write)", &added),
-    ];
-    for (name, samples) in rows {
-        let _ = writeln!(
-            out,
-            "{name:<44} {:>10} {:>10} {:>10}",
-            format_latency(percentile(samples, 50.0)),
-            format_latency(percentile(samples, 99.0)),
-            format_latency(percentile(samples, 100.0)),
-        );
-    }
-    let difference = |p: f64| {
-        signed_latency(
-            percentile(&lat.switchboard, p).as_secs_f64() - percentile(&lat.watch, p).as_secs_f64(),
-        )
-    };
-    let _ = writeln!(
-        out,
-        "{:<44} {:>10} {:>10}",
-        "difference (switchboard - watch)",
-        difference(50.0),
-        difference(99.0)
-    );
+    propagation_table(&mut out, lat, "direct etcd watch (the floor)", "watch");
 
     let mem = &results.memory;
     let _ = writeln!(
@@ -213,20 +179,8 @@ pub fn render_etcd(results: &EtcdResults) -> String {
         );
     }
 
-    let _ = writeln!(
-        out,
-        "\n{:<36} {:>10} {:>10}  result",
-        "check", "value", "target"
-    );
-    let over = percentile(&lat.switchboard, 99.0).as_secs_f64()
-        - percentile(&lat.watch, 99.0).as_secs_f64();
-    check_below(
-        &mut out,
-        "propagation: p99 - watch p99",
-        over,
-        Bound::AtMost(PROPAGATION_TARGET.as_secs_f64()),
-        signed_latency,
-    );
+    check_header(&mut out);
+    check_propagation(&mut out, lat, "watch");
     check_below(
         &mut out,
         "memory: RSS per cached instance",
@@ -235,6 +189,109 @@ pub fn render_etcd(results: &EtcdResults) -> String {
         |bytes| format!("{bytes:.0} B"),
     );
     out
+}
+
+/// The Consul part: propagation latencies against the double's own blocking query.
+pub fn render_consul(lat: &Latencies) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "\nSwitchboard with a Consul source: Switchboard pinned to core 0, the Consul double \
+         (in the bench's process) and the bench's clients on core 1\n\nPropagation: {} \
+         writes (register, deregister alternating) of service {}, timed from just before the \
+         write until seen\n",
+        lat.switchboard.len(),
+        crate::propagation::consul::SERVICE
+    );
+    propagation_table(
+        &mut out,
+        lat,
+        "double's own blocking query (the floor)",
+        "double",
+    );
+    check_header(&mut out);
+    check_propagation(&mut out, lat, "double");
+    out
+}
+
+/// p50, p99 and max of the direct observer (`floor`, called `short` in the comparison
+/// rows), of Switchboard, and of what Switchboard added per write; then how the two
+/// observers' percentiles compare.
+fn propagation_table(out: &mut String, lat: &Latencies, floor: &str, short: &str) {
+    let _ = writeln!(
+        out,
+        "{:<44} {:>10} {:>10} {:>10}",
+        "observer", "p50", "p99", "max"
+    );
+    let added: Vec<Duration> = lat
+        .switchboard
+        .iter()
+        .zip(&lat.direct)
+        .map(|(sb, direct)| sb.saturating_sub(*direct))
+        .collect();
+    let rows: [(&str, &[Duration]); 3] = [
+        (floor, &lat.direct),
+        ("switchboard blocking query", &lat.switchboard),
+        ("added by switchboard (per write)", &added),
+    ];
+    for (name, samples) in rows {
+        let _ = writeln!(
+            out,
+            "{name:<44} {:>10} {:>10} {:>10}",
+            format_latency(percentile(samples, 50.0)),
+            format_latency(percentile(samples, 99.0)),
+            format_latency(percentile(samples, 100.0)),
+        );
+    }
+    let both = |p: f64| {
+        (
+            percentile(&lat.switchboard, p).as_secs_f64(),
+            percentile(&lat.direct, p).as_secs_f64(),
+        )
+    };
+    let difference = |p: f64| {
+        let (sb, direct) = both(p);
+        signed_latency(sb - direct)
+    };
+    let times = |p: f64| {
+        let (sb, direct) = both(p);
+        format!("{:.2}x", ratio(sb, direct))
+    };
+    for (name, p50, p99) in [
+        (
+            format!("difference (switchboard - {short})"),
+            difference(50.0),
+            difference(99.0),
+        ),
+        (
+            format!("ratio (switchboard / {short})"),
+            times(50.0),
+            times(99.0),
+        ),
+    ] {
+        let _ = writeln!(out, "{name:<44} {p50:>10} {p99:>10}");
+    }
+}
+
+fn check_header(out: &mut String) {
+    let _ = writeln!(
+        out,
+        "\n{:<36} {:>10} {:>10}  result",
+        "check", "value", "target"
+    );
+}
+
+/// Switchboard's p99 over the direct observer's (`short`), against [`PROPAGATION_TARGET`].
+fn check_propagation(out: &mut String, lat: &Latencies, short: &str) {
+    let over = percentile(&lat.switchboard, 99.0).as_secs_f64()
+        - percentile(&lat.direct, 99.0).as_secs_f64();
+    check_below(
+        out,
+        &format!("propagation: p99 - {short} p99"),
+        over,
+        Bound::AtMost(PROPAGATION_TARGET.as_secs_f64()),
+        signed_latency,
+    );
 }
 
 /// The target of a lower-is-better check.
@@ -307,6 +364,18 @@ pub fn format_latency(latency: Duration) -> String {
 mod tests {
     use super::*;
 
+    /// The first line of `text` that starts with `name`.
+    fn line(text: &str, name: &str) -> String {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("no line {name:?} in:\n{text}"))
+            .to_owned()
+    }
+
+    fn durations(unit: fn(u64) -> Duration, values: &[u64]) -> Vec<Duration> {
+        values.iter().map(|&v| unit(v)).collect()
+    }
+
     fn row(target: &'static str, requests_per_sec: f64) -> Row {
         Row {
             target,
@@ -335,30 +404,19 @@ mod tests {
             connections: 8,
         };
         let text = render(&results, &load, 3);
-        let line = |name: &str| {
-            text.lines()
-                .find(|l| l.starts_with(name))
-                .unwrap()
-                .to_owned()
-        };
-        assert!(line("reads: switchboard / static").contains("0.90"));
-        assert!(line("reads: switchboard / static").ends_with("PASS"));
-        assert!(line("reads: switchboard / rnacos").contains("MISS (40% short)"));
-        assert!(line("heartbeats").ends_with("PASS"));
+        assert!(line(&text, "reads: switchboard / static").contains("0.90"));
+        assert!(line(&text, "reads: switchboard / static").ends_with("PASS"));
+        assert!(line(&text, "reads: switchboard / rnacos").contains("MISS (40% short)"));
+        assert!(line(&text, "heartbeats").ends_with("PASS"));
         assert!(text.contains("1.50ms"));
     }
 
     #[test]
     fn marks_the_etcd_targets() {
-        let ms = |n: &[u64]| {
-            n.iter()
-                .map(|&m| Duration::from_millis(m))
-                .collect::<Vec<_>>()
-        };
         let results = EtcdResults {
             latencies: Latencies {
-                switchboard: ms(&[3, 4, 12]),
-                watch: ms(&[1, 2, 3]),
+                switchboard: durations(Duration::from_millis, &[3, 4, 12]),
+                direct: durations(Duration::from_millis, &[1, 2, 3]),
             },
             memory: Memory {
                 instances: 1000,
@@ -372,18 +430,30 @@ mod tests {
             },
         };
         let text = render_etcd(&results);
-        let line = |name: &str| {
-            text.lines()
-                .find(|l| l.starts_with(name))
-                .unwrap()
-                .to_owned()
+        assert!(line(&text, "propagation").contains("9.00ms"));
+        assert!(line(&text, "propagation").ends_with("MISS (80% over)"));
+        assert!(line(&text, "memory").contains("2000 B"));
+        assert!(line(&text, "memory").ends_with("MISS (95% over)"));
+        assert!(line(&text, "difference (switchboard - watch)").contains("2.00ms"));
+        assert!(line(&text, "ratio (switchboard / watch)").ends_with("4.00x"));
+        assert!(line(&text, "added by switchboard").contains("9.00ms"));
+    }
+
+    #[test]
+    fn compares_consul_propagation_with_the_doubles_own_query() {
+        let latencies = Latencies {
+            switchboard: durations(Duration::from_micros, &[900, 1000, 1500, 4000]),
+            direct: durations(Duration::from_micros, &[300, 400, 500, 1000]),
         };
-        assert!(line("propagation").contains("9.00ms"));
-        assert!(line("propagation").ends_with("MISS (80% over)"));
-        assert!(line("memory").contains("2000 B"));
-        assert!(line("memory").ends_with("MISS (95% over)"));
-        assert!(line("difference").contains("2.00ms"));
-        assert!(line("added by switchboard").contains("9.00ms"));
+        let text = render_consul(&latencies);
+        assert!(text.contains("4 writes (register, deregister alternating)"));
+        assert!(line(&text, "double's own blocking query").contains("400us"));
+        assert!(line(&text, "switchboard blocking query").contains("1.00ms"));
+        let difference = line(&text, "difference (switchboard - double)");
+        assert!(difference.contains("600us") && difference.ends_with("3.00ms"));
+        let ratio = line(&text, "ratio (switchboard / double)");
+        assert!(ratio.contains("2.50x") && ratio.ends_with("4.00x"));
+        assert!(line(&text, "propagation: p99 - double p99").ends_with("PASS"));
     }
 
     #[test]

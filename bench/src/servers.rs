@@ -171,6 +171,12 @@ pub fn temp_dir(name: &str) -> anyhow::Result<TempDir> {
         .context("cannot create a temp dir")
 }
 
+/// A `[[sources]]` table for Switchboard's config file: source `id` of type `kind` reading
+/// `endpoint`, followed by `extra` (whole `key = value` lines).
+pub fn source_config(id: &str, kind: &str, endpoint: &str, extra: &str) -> String {
+    format!("[[sources]]\nid = \"{id}\"\ntype = \"{kind}\"\nendpoints = [\"{endpoint}\"]\n{extra}")
+}
+
 /// Starts Switchboard with an empty store and waits for `/ready`. `config` is the text of
 /// a TOML config file (`[[sources]]`, say) passed with `--config`.
 pub async fn start_switchboard(
@@ -307,4 +313,19 @@ pub fn serve_static(args: &[String]) -> anyhow::Result<()> {
         axum::serve(listener, app).await?;
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_a_sources_table() {
+        let config = source_config("c", "consul", "http://127.0.0.1:1", "wait = \"1m\"\n");
+        assert_eq!(
+            config,
+            "[[sources]]\nid = \"c\"\ntype = \"consul\"\nendpoints = [\"http://127.0.0.1:1\"]\n\
+             wait = \"1m\"\n"
+        );
+    }
 }

@@ -262,6 +262,26 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_agent_that_never_answers_times_out() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        // Accepts and holds connections, never answering.
+        let _held = tokio::spawn(async move {
+            let mut open = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                open.push(socket);
+            }
+        });
+        let mut config = ConsulConfig::new([base.clone()]);
+        config.timeout = Duration::from_millis(300);
+        let http = Http::new(&config).await.unwrap();
+        let url = http.url(&base, &["v1", "catalog", "services"]).unwrap();
+        let err = http.get::<Value>(&url, 0).await.err().unwrap();
+        assert_eq!(err.kind(), "connection", "{err}");
+        assert!(err.to_string().contains("in time"), "{err}");
+    }
+
+    #[tokio::test]
     async fn nobody_listening_is_a_connection_error() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());

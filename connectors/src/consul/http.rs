@@ -163,9 +163,10 @@ fn transport_error(err: reqwest::Error) -> ConnectorError {
     } else {
         "request to Consul failed"
     };
-    let cause = std::error::Error::source(&err)
-        .map(|source| format!(": {source}"))
-        .unwrap_or_default();
+    // The whole chain: the first cause alone is often just "client error (Connect)",
+    // while the reason (a refused certificate, a reset) is further down.
+    let causes = std::iter::successors(std::error::Error::source(&err), |e| e.source());
+    let cause: String = causes.map(|e| format!(": {e}")).collect();
     ConnectorError::Connection(format!("{what}{cause}"))
 }
 

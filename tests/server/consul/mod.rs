@@ -8,6 +8,8 @@
 //! - `outage`: index going backwards, the agent down and back, 500s, failover between
 //!   endpoints, a bad token.
 //! - `writer`: the source as a sync-back target (registrations with a kept TTL check).
+//! - `tls`: `https://` endpoints through a TLS proxy: the CA, client certificates, a
+//!   server from an unknown CA, an unreadable CA file.
 //!
 //! Every double and Switchboard a test starts is stopped when the test ends, also when it
 //! fails.
@@ -17,4 +19,5 @@ mod harness;
 mod idle;
 mod outage;
 mod propagation;
+mod tls;
 mod writer;

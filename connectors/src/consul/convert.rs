@@ -109,7 +109,6 @@ pub(super) struct Converter {
     group: String,
     datacenter: Option<String>,
     tag_filter: Vec<String>,
-    only_passing: bool,
 }
 
 impl Converter {
@@ -119,13 +118,7 @@ impl Converter {
             group: common.placed_group().to_owned(),
             datacenter: config.datacenter.clone(),
             tag_filter: config.tag_filter.clone(),
-            only_passing: config.only_passing,
         }
-    }
-
-    /// Whether health reads ask Consul for passing instances only.
-    pub fn only_passing(&self) -> bool {
-        self.only_passing
     }
 
     pub fn service_key(&self, name: &str) -> ServiceKey {

@@ -1,8 +1,11 @@
-//! Requests to one Consul agent: URLs with `dc`, the ACL token header, deadlines, the
-//! `X-Consul-Index` of blocking answers, and Consul's HTTP errors mapped onto
+//! Requests to a source's Consul agents: its endpoints (parsed once) and failover between
+//! them, URLs with `dc`, the ACL token header, deadlines, the `X-Consul-Index` of
+//! blocking answers, and Consul's HTTP errors mapped onto
 //! [`ConnectorError`] (401/403 are auth errors, 5xx and broken connections are
 //! connection errors, anything unreadable is a protocol error).
 
+use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::header::HeaderValue;
@@ -20,9 +23,11 @@ pub(super) struct Answer<T> {
 }
 
 /// A client for the agents of one source, with its TLS files read and token set.
+/// Endpoints are named by their position in the source's `endpoints`.
 #[derive(Clone)]
 pub(super) struct Http {
     client: reqwest::Client,
+    endpoints: Arc<[Url]>,
     token: Option<HeaderValue>,
     datacenter: Option<String>,
     wait: String,
@@ -53,6 +58,15 @@ impl Http {
                 builder = builder.identity(identity);
             }
         }
+        let endpoints = config
+            .endpoints
+            .iter()
+            .enumerate()
+            .map(|(i, text)| {
+                let url = Url::parse(text);
+                url.map_err(|err| ConnectorError::Config(format!("`endpoints[{i}]`: {err}")))
+            })
+            .collect::<Result<_, _>>()?;
         let client = builder
             .build()
             .map_err(|err| ConnectorError::Config(format!("HTTP client: {err}")))?;
@@ -67,6 +81,7 @@ impl Http {
         };
         Ok(Http {
             client,
+            endpoints,
             token,
             datacenter: config.datacenter.clone(),
             wait: crate::duration::format(config.wait),
@@ -75,18 +90,48 @@ impl Http {
         })
     }
 
-    /// `base` + the path segments (each percent-encoded), with `dc` when configured.
-    pub fn url(&self, base: &str, segments: &[&str]) -> Result<Url, ConnectorError> {
-        let mut url = Url::parse(base)
-            .map_err(|err| ConnectorError::Config(format!("endpoint URL: {err}")))?;
-        url.path_segments_mut()
-            .map_err(|()| ConnectorError::Config("endpoint URL cannot have a path".into()))?
-            .pop_if_empty()
-            .extend(segments);
+    /// Endpoint `endpoint` + the path segments (each percent-encoded), with `dc` when
+    /// configured.
+    pub fn url(&self, endpoint: usize, segments: &[&str]) -> Url {
+        let mut url = self.endpoints[endpoint].clone();
+        // An http(s) URL always has path segments; the config check allows no other.
+        if let Ok(mut path) = url.path_segments_mut() {
+            path.pop_if_empty().extend(segments);
+        }
         if let Some(dc) = &self.datacenter {
             url.query_pairs_mut().append_pair("dc", dc);
         }
-        Ok(url)
+        url
+    }
+
+    /// Runs `attempt` on each endpoint in turn, from `first`, until one succeeds or fails
+    /// with an error `fail_over` says another endpoint cannot fix. Returns the endpoint
+    /// that succeeded with its result, or the last error.
+    pub async fn on_any_endpoint<T, F, Fut>(
+        &self,
+        first: usize,
+        fail_over: fn(&ConnectorError) -> bool,
+        mut attempt: F,
+    ) -> Result<(usize, T), ConnectorError>
+    where
+        F: FnMut(usize) -> Fut,
+        Fut: Future<Output = Result<T, ConnectorError>>,
+    {
+        let count = self.endpoints.len();
+        let mut last_error = None;
+        for offset in 0..count {
+            let endpoint = (first + offset) % count;
+            match attempt(endpoint).await {
+                Ok(found) => return Ok((endpoint, found)),
+                Err(err) if fail_over(&err) => {
+                    let url = &self.endpoints[endpoint];
+                    tracing::debug!(endpoint = %url, error = %err, "Consul endpoint failed");
+                    last_error = Some(err);
+                }
+                Err(err) => return Err(err),
+            }
+        }
+        Err(last_error.unwrap_or_else(|| ConnectorError::Config("no endpoints".into())))
     }
 
     /// A read that answers at once (`index` 0) or blocks until the result's index passes
@@ -208,8 +253,8 @@ mod tests {
         let mut config = ConsulConfig::new([base.clone()]);
         config.timeout = Duration::from_secs(2);
         let http = Http::new(&config).await.unwrap();
-        let url = http.url(&base, &["v1", "catalog", "services"]).unwrap();
-        http.get(&url, 0).await
+        http.get(&http.url(0, &["v1", "catalog", "services"]), 0)
+            .await
     }
 
     fn response(status: &str, headers: &str, body: &str) -> &'static str {
@@ -276,7 +321,7 @@ mod tests {
         let mut config = ConsulConfig::new([base.clone()]);
         config.timeout = Duration::from_millis(300);
         let http = Http::new(&config).await.unwrap();
-        let url = http.url(&base, &["v1", "catalog", "services"]).unwrap();
+        let url = http.url(0, &["v1", "catalog", "services"]);
         let err = http.get::<Value>(&url, 0).await.err().unwrap();
         assert_eq!(err.kind(), "connection", "{err}");
         assert!(err.to_string().contains("in time"), "{err}");
@@ -287,8 +332,8 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         drop(listener);
-        let http = Http::new(&ConsulConfig::new([base.clone()])).await.unwrap();
-        let url = http.url(&base, &["v1", "catalog", "services"]).unwrap();
+        let http = Http::new(&ConsulConfig::new([base])).await.unwrap();
+        let url = http.url(0, &["v1", "catalog", "services"]);
         let err = http.get::<Value>(&url, 0).await.err().unwrap();
         assert_eq!(err.kind(), "connection", "{err}");
     }
@@ -298,12 +343,7 @@ mod tests {
         let mut config = ConsulConfig::new(["http://127.0.0.1:8500/"]);
         config.datacenter = Some("eu-west".into());
         let http = Http::new(&config).await.unwrap();
-        let url = http
-            .url(
-                "http://127.0.0.1:8500/",
-                &["v1", "health", "service", "a b/c"],
-            )
-            .unwrap();
+        let url = http.url(0, &["v1", "health", "service", "a b/c"]);
         assert_eq!(
             url.as_str(),
             "http://127.0.0.1:8500/v1/health/service/a%20b%2Fc?dc=eu-west"

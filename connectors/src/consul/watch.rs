@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use futures::{StreamExt, TryStreamExt};
 use reqwest::Url;
+use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
 
 use super::blocking::BlockingQuery;
@@ -42,24 +43,29 @@ enum Report {
     Failed(ConnectorError),
 }
 
+/// The path of the service list.
+const CATALOG: [&str; 3] = ["v1", "catalog", "services"];
+
 /// What every task of a session shares.
 struct Context {
     http: Http,
-    base: String,
+    /// The endpoint this session reads from.
+    endpoint: usize,
+    /// Ask Consul for instances whose checks all pass (`?passing`).
+    only_passing: bool,
     converter: Converter,
     reports: mpsc::Sender<Report>,
 }
 
 impl Context {
-    fn health_url(&self, name: &str) -> Result<Url, ConnectorError> {
-        self.http
-            .url(&self.base, &["v1", "health", "service", name])
-            .map(|mut url| {
-                if self.converter.only_passing() {
-                    url.query_pairs_mut().append_key_only("passing");
-                }
-                url
-            })
+    fn health_url(&self, name: &str) -> Url {
+        let mut url = self
+            .http
+            .url(self.endpoint, &["v1", "health", "service", name]);
+        if self.only_passing {
+            url.query_pairs_mut().append_key_only("passing");
+        }
+        url
     }
 }
 
@@ -89,11 +95,13 @@ pub(super) async fn start(
     in_use: &AtomicUsize,
 ) -> Result<BoxUpdateStream, ConnectorError> {
     let http = Http::new(config).await?;
-    let (base, catalog_url, catalog, catalog_index) = connect(&http, config, in_use).await?;
+    let (endpoint, catalog, catalog_index) = connect(&http, in_use).await?;
     let (sender, receiver) = mpsc::channel(REPORTS);
+    let catalog_url = http.url(endpoint, &CATALOG);
     let context = Arc::new(Context {
         http,
-        base,
+        endpoint,
+        only_passing: config.only_passing,
         converter,
         reports: sender,
     });
@@ -119,7 +127,7 @@ pub(super) async fn start(
     for (name, converted, index) in first {
         view.extend(converted.instances.iter().cloned());
         skipped.extend(converted.skipped.iter().cloned());
-        session.watch(name, index, converted)?;
+        session.watch(name, index, converted);
     }
     session.queue.push_back(Ok(Update::Reset(view)));
     session.queue_skipped(skipped);
@@ -132,32 +140,22 @@ pub(super) async fn start(
 }
 
 /// Tries the endpoints in order from the one last used; returns the first that lists the
-/// services. An auth error stops the search: the token is the same everywhere.
+/// services, with the list and its index. An auth error stops the search: the token is
+/// the same everywhere.
 async fn connect(
     http: &Http,
-    config: &ConsulConfig,
     in_use: &AtomicUsize,
-) -> Result<(String, Url, Catalog, u64), ConnectorError> {
-    let count = config.endpoints.len();
-    let first = in_use.load(Ordering::Relaxed) % count;
-    let mut last_error = None;
-    for offset in 0..count {
-        let index = (first + offset) % count;
-        let base = &config.endpoints[index];
-        let url = http.url(base, &["v1", "catalog", "services"])?;
-        match http.get::<Catalog>(&url, 0).await {
-            Ok(answer) => {
-                in_use.store(index, Ordering::Relaxed);
-                return Ok((base.clone(), url, answer.body, answer.index));
-            }
-            Err(err @ (ConnectorError::Auth(_) | ConnectorError::Config(_))) => return Err(err),
-            Err(err) => {
-                tracing::debug!(endpoint = %base, error = %err, "Consul endpoint failed");
-                last_error = Some(err);
-            }
-        }
-    }
-    Err(last_error.unwrap_or_else(|| ConnectorError::Config("no endpoints".into())))
+) -> Result<(usize, Catalog, u64), ConnectorError> {
+    let fail_over =
+        |err: &ConnectorError| !matches!(err, ConnectorError::Auth(_) | ConnectorError::Config(_));
+    let first = in_use.load(Ordering::Relaxed);
+    let (endpoint, answer) = http
+        .on_any_endpoint(first, fail_over, |endpoint| async move {
+            http.get::<Catalog>(&http.url(endpoint, &CATALOG), 0).await
+        })
+        .await?;
+    in_use.store(endpoint, Ordering::Relaxed);
+    Ok((endpoint, answer.body, answer.index))
 }
 
 /// One service's health, read at once; returns its converted view and index.
@@ -165,8 +163,10 @@ async fn first_read(
     context: &Context,
     name: String,
 ) -> Result<(String, Converted, u64), ConnectorError> {
-    let url = context.health_url(&name)?;
-    let answer = context.http.get::<Vec<Entry>>(&url, 0).await?;
+    let answer = context
+        .http
+        .get::<Vec<Entry>>(&context.health_url(&name), 0)
+        .await?;
     let converted = context.converter.convert(&name, answer.body);
     Ok((name, converted, answer.index))
 }
@@ -178,27 +178,13 @@ fn spawn_catalog(
     index: u64,
     mut names: BTreeSet<String>,
 ) -> Task {
-    let context = context.clone();
-    let mut query = BlockingQuery::new(context.http.clone(), url, index);
-    Task(tokio::spawn(async move {
-        loop {
-            let report = match query.next::<Catalog>().await {
-                Ok(catalog) => {
-                    let now = context.converter.watched(&catalog);
-                    if now == names {
-                        continue;
-                    }
-                    names = now.clone();
-                    Report::Services(now)
-                }
-                Err(err) => Report::Failed(err),
-            };
-            let failed = matches!(report, Report::Failed(_));
-            if context.reports.send(report).await.is_err() || failed {
-                return;
-            }
-        }
-    }))
+    spawn_loop(context, url, index, move |context, catalog: Catalog| {
+        let now = context.converter.watched(&catalog);
+        (now != names).then(|| {
+            names = now.clone();
+            Report::Services(now)
+        })
+    })
 }
 
 /// The loop on one service's health: reports its instances when they change.
@@ -206,32 +192,43 @@ fn spawn_service(
     context: &Arc<Context>,
     name: String,
     generation: u64,
-    url: Url,
     index: u64,
     mut last: Converted,
 ) -> Task {
+    let url = context.health_url(&name);
+    spawn_loop(context, url, index, move |context, entries: Vec<Entry>| {
+        let converted = context.converter.convert(&name, entries);
+        (converted != last).then(|| {
+            last = converted.clone();
+            Report::Service {
+                name: name.clone(),
+                generation,
+                converted,
+            }
+        })
+    })
+}
+
+/// A blocking query on `url` from `index`, as a task. Each answer goes through `report`,
+/// which says what to tell the session, or nothing when the answer changed nothing
+/// (blocking queries also return when nothing changed). An error is told and ends it.
+fn spawn_loop<T, F>(context: &Arc<Context>, url: Url, index: u64, mut report: F) -> Task
+where
+    T: DeserializeOwned + Send + 'static,
+    F: FnMut(&Context, T) -> Option<Report> + Send + 'static,
+{
     let context = context.clone();
     let mut query = BlockingQuery::new(context.http.clone(), url, index);
     Task(tokio::spawn(async move {
         loop {
-            let report = match query.next::<Vec<Entry>>().await {
-                Ok(entries) => {
-                    let converted = context.converter.convert(&name, entries);
-                    // Blocking queries also return when nothing changed.
-                    if converted == last {
-                        continue;
-                    }
-                    last = converted.clone();
-                    Report::Service {
-                        name: name.clone(),
-                        generation,
-                        converted,
-                    }
-                }
-                Err(err) => Report::Failed(err),
+            let (told, failed) = match query.next::<T>().await {
+                Ok(answer) => match report(&context, answer) {
+                    Some(told) => (told, false),
+                    None => continue,
+                },
+                Err(err) => (Report::Failed(err), true),
             };
-            let failed = matches!(report, Report::Failed(_));
-            if context.reports.send(report).await.is_err() || failed {
+            if context.reports.send(told).await.is_err() || failed {
                 return;
             }
         }
@@ -277,7 +274,7 @@ impl Session {
                 }
                 for name in names {
                     if !self.watchers.contains_key(&name) {
-                        self.watch(name, 0, Converted::default())?;
+                        self.watch(name, 0, Converted::default());
                     }
                 }
             }
@@ -303,19 +300,17 @@ impl Session {
     }
 
     /// Starts watching `name` from `index`, with `last` as what was already reported.
-    fn watch(&mut self, name: String, index: u64, last: Converted) -> Result<(), ConnectorError> {
-        let url = self.context.health_url(&name)?;
+    fn watch(&mut self, name: String, index: u64, last: Converted) {
         self.next_generation += 1;
         let generation = self.next_generation;
         let served = !last.instances.is_empty();
-        let task = spawn_service(&self.context, name.clone(), generation, url, index, last);
+        let task = spawn_service(&self.context, name.clone(), generation, index, last);
         let watcher = Watcher {
             generation,
             served,
             _task: task,
         };
         self.watchers.insert(name, watcher);
-        Ok(())
     }
 
     fn queue_skipped(&mut self, skipped: Vec<(String, String)>) {

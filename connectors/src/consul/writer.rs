@@ -10,6 +10,7 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use serde_json::{json, Map, Value};
@@ -29,8 +30,8 @@ const MAX_META_VALUE_LEN: usize = 512;
 /// One instance Switchboard registered.
 #[derive(Clone)]
 struct Registration {
-    /// The endpoint of the agent that holds it.
-    base: String,
+    /// The endpoint (its position in `endpoints`) of the agent that holds it.
+    endpoint: usize,
     body: Value,
     healthy: bool,
 }
@@ -67,7 +68,7 @@ impl ConsulWriter {
         }
         let keeper_state = Keeper {
             http: http.clone(),
-            config: self.config.clone(),
+            period: self.config.check_ttl / 3,
             in_use: self.in_use.clone(),
             registered: self.registered.clone(),
         };
@@ -80,9 +81,9 @@ impl RegistryWriter for ConsulWriter {
     async fn register(&self, instance: &Instance) -> Result<(), ConnectorError> {
         let http = self.http().await?;
         let body = registration_body(instance, &self.config);
-        let base = put_anywhere(http, &self.config, &self.in_use, &register_path(), &body).await?;
+        let endpoint = put_anywhere(http, &self.in_use, &REGISTER, &body).await?;
         let registration = Registration {
-            base,
+            endpoint,
             body,
             healthy: instance.healthy,
         };
@@ -100,18 +101,22 @@ impl RegistryWriter for ConsulWriter {
             let mut registered = self.registered.lock().unwrap_or_else(|e| e.into_inner());
             registered.remove(&key.id)
         };
-        let base = match known {
-            Some(registration) => registration.base,
-            None => self.config.endpoints[self.in_use.load(Ordering::Relaxed)].clone(),
+        let endpoint = match known {
+            Some(registration) => registration.endpoint,
+            None => self.in_use.load(Ordering::Relaxed),
         };
-        let url = http.url(&base, &["v1", "agent", "service", "deregister", &key.id])?;
-        // 404: the agent does not have it, which is what was asked.
-        http.put(url, None).await.map(|_| ())
+        deregister(http, endpoint, &key.id).await
     }
 }
 
-fn register_path() -> [&'static str; 4] {
-    ["v1", "agent", "service", "register"]
+/// The path of agent registrations.
+const REGISTER: [&str; 4] = ["v1", "agent", "service", "register"];
+
+/// Deregisters service `id` from the agent at `endpoint`. A 404 (the agent does not
+/// have it) is what was asked for.
+async fn deregister(http: &Http, endpoint: usize, id: &str) -> Result<(), ConnectorError> {
+    let url = http.url(endpoint, &["v1", "agent", "service", "deregister", id]);
+    http.put(url, None).await.map(|_| ())
 }
 
 fn check_id(service_id: &str) -> String {
@@ -185,40 +190,37 @@ fn consul_meta(instance: &Instance) -> Map<String, Value> {
 /// returns the endpoint that took it.
 async fn put_anywhere(
     http: &Http,
-    config: &ConsulConfig,
     in_use: &AtomicUsize,
     path: &[&str],
     body: &Value,
-) -> Result<String, ConnectorError> {
-    let count = config.endpoints.len();
-    let first = in_use.load(Ordering::Relaxed) % count;
-    let mut last_error = None;
-    for offset in 0..count {
-        let base = &config.endpoints[(first + offset) % count];
-        match http.put(http.url(base, path)?, Some(body)).await {
-            Ok(true) => return Ok(base.clone()),
-            Ok(false) => {
+) -> Result<usize, ConnectorError> {
+    let fail_over = |err: &ConnectorError| matches!(err, ConnectorError::Connection(_));
+    let first = in_use.load(Ordering::Relaxed);
+    let put = |endpoint| async move {
+        match http.put(http.url(endpoint, path), Some(body)).await? {
+            true => Ok(()),
+            false => {
                 let message = format!("{} answered 404", path.join("/"));
-                return Err(ConnectorError::Protocol(message));
+                Err(ConnectorError::Protocol(message))
             }
-            Err(err @ ConnectorError::Connection(_)) => last_error = Some(err),
-            Err(err) => return Err(err),
         }
-    }
-    Err(last_error.unwrap_or_else(|| ConnectorError::Config("no endpoints".into())))
+    };
+    let (endpoint, ()) = http.on_any_endpoint(first, fail_over, put).await?;
+    Ok(endpoint)
 }
 
 /// Refreshes every registered check three times per TTL.
 struct Keeper {
     http: Http,
-    config: ConsulConfig,
+    /// A third of the checks' TTL.
+    period: Duration,
     in_use: Arc<AtomicUsize>,
     registered: Arc<Mutex<BTreeMap<String, Registration>>>,
 }
 
 impl Keeper {
     async fn run(self) {
-        let mut ticks = tokio::time::interval(self.config.check_ttl / 3);
+        let mut ticks = tokio::time::interval(self.period);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticks.tick().await;
@@ -242,34 +244,25 @@ impl Keeper {
         let action = if registration.healthy { "pass" } else { "fail" };
         let check = check_id(id);
         let url = self.http.url(
-            &registration.base,
+            registration.endpoint,
             &["v1", "agent", "check", action, &check],
-        )?;
+        );
         match self.http.put(url, None).await {
             Ok(true) => return Ok(()),
             Ok(false) | Err(ConnectorError::Connection(_)) => {}
             Err(err) => return Err(err),
         }
-        let base = put_anywhere(
-            &self.http,
-            &self.config,
-            &self.in_use,
-            &register_path(),
-            &registration.body,
-        )
-        .await?;
+        let endpoint =
+            put_anywhere(&self.http, &self.in_use, &REGISTER, &registration.body).await?;
         let still_wanted = {
             let mut registered = self.registered.lock().unwrap_or_else(|e| e.into_inner());
             registered
                 .get_mut(id)
-                .map(|current| current.base = base.clone())
+                .map(|current| current.endpoint = endpoint)
         };
         if still_wanted.is_none() {
             // Deregistered while this registered it again: take it back out.
-            let url = self
-                .http
-                .url(&base, &["v1", "agent", "service", "deregister", id])?;
-            self.http.put(url, None).await?;
+            deregister(&self.http, endpoint, id).await?;
         }
         Ok(())
     }

@@ -2,6 +2,7 @@
 //! a server configured through a real TOML file with `[[sources]]`, its discovery and
 //! source-status API, and waits on both.
 
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Duration;
 
@@ -140,6 +141,38 @@ pub async fn served_from(server: &TestServer, id: &str) -> Vec<(String, String)>
     }
     found.sort();
     found
+}
+
+/// Waits until Switchboard serves from source `id` exactly `expected` (sorted
+/// `(service, address)` pairs, as [`served_from`] lists them: no leftovers, no duplicates)
+/// and nothing of it is stale; returns how long that took.
+pub async fn wait_fresh(server: &TestServer, id: &str, expected: &[(String, String)]) -> Duration {
+    let started = Instant::now();
+    let give_up = started + SLOW;
+    loop {
+        let found = served_from(server, id).await;
+        if found == expected && !any_stale(server, &found).await {
+            return started.elapsed();
+        }
+        assert!(
+            Instant::now() < give_up,
+            "Switchboard did not converge to the source's content within {SLOW:?}\n\
+             source:      {expected:?}\nSwitchboard: {found:?}\nstatus: {}",
+            source_status(server, id).await
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn any_stale(server: &TestServer, found: &[(String, String)]) -> bool {
+    let services: BTreeSet<&str> = found.iter().map(|(s, _)| s.as_str()).collect();
+    for service in services {
+        let list = instances(server, service).await;
+        if list.iter().any(|i| i["stale"] == true) {
+            return true;
+        }
+    }
+    false
 }
 
 /// Parses an RFC 3339 time the API returned, naming the field when it is not one.

@@ -7,10 +7,8 @@ use consul_double::{ConsulDouble, Options};
 use tempfile::TempDir;
 
 use crate::consul::harness::{consul_source, service, wait_state, SOURCE};
-use crate::sources::{
-    assert_status_shape, instances, served_from, start_server, wait_addresses, SLOW,
-};
-use crate::support::{free_port, wait_until, TestServer};
+use crate::sources::{assert_status_shape, instances, start_server, wait_addresses, wait_fresh};
+use crate::support::{free_port, TestServer};
 
 /// `(service, address)` pairs, as `served_from` lists them.
 fn pairs(expected: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -24,24 +22,7 @@ fn pairs(expected: &[(&str, &str)]) -> Vec<(String, String)> {
 
 /// Waits until Switchboard serves exactly `expected` from Consul (each once), none stale.
 async fn wait_served(server: &TestServer, expected: &[(&str, &str)]) {
-    let expected = pairs(expected);
-    let what = format!("exactly {expected:?}, fresh");
-    wait_until(&what, SLOW, || async {
-        if served_from(server, SOURCE).await != expected {
-            return None;
-        }
-        for (service, _) in &expected {
-            if instances(server, service)
-                .await
-                .iter()
-                .any(|i| i["stale"] == true)
-            {
-                return None;
-            }
-        }
-        Some(())
-    })
-    .await;
+    wait_fresh(server, SOURCE, &pairs(expected)).await;
 }
 
 /// A double with `web` at 10.0.0.1:80 and 10.0.0.2:80, and a Switchboard serving both.

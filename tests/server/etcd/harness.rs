@@ -2,15 +2,13 @@
 //! the catalog to match what etcd holds. Reads of the API every adapter's tests use are
 //! in `crate::sources`, re-exported here.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde_json::Value;
-use tokio::time::Instant;
 
 pub use crate::sources::{
-    addresses, assert_status_shape, instances, load_config, rfc3339, served_from, source_status,
-    start_server, wait_addresses, wait_source_state, SLOW,
+    addresses, assert_status_shape, instances, load_config, rfc3339, source_status, start_server,
+    wait_addresses, wait_fresh, wait_source_state, SLOW,
 };
 use crate::support::etcd::EtcdServer;
 use crate::support::TestServer;
@@ -37,13 +35,8 @@ pub async fn wait_state(server: &TestServer, state: &str) -> Value {
     wait_source_state(server, SOURCE, state).await
 }
 
-/// Every `(service, address)` Switchboard serves from `etcd-main`, sorted.
-pub async fn served(server: &TestServer) -> Vec<(String, String)> {
-    served_from(server, SOURCE).await
-}
-
 /// What etcd holds under `prefix` in the plain layout (`{prefix}{service}/{id}` =
-/// `host:port`), as `served` would list it.
+/// `host:port`), as `served_from` would list it.
 pub async fn etcd_content(etcd: &EtcdServer, prefix: &str) -> Vec<(String, String)> {
     let mut expected: Vec<(String, String)> = etcd
         .get_prefix(prefix)
@@ -63,33 +56,5 @@ pub async fn etcd_content(etcd: &EtcdServer, prefix: &str) -> Vec<(String, Strin
 /// and nothing of it is stale; returns how long that took.
 pub async fn wait_converged(server: &TestServer, etcd: &EtcdServer, prefix: &str) -> Duration {
     let expected = etcd_content(etcd, prefix).await;
-    let started = Instant::now();
-    let give_up = started + SLOW;
-    loop {
-        let found = served(server).await;
-        if found == expected && !any_stale(server, &found).await {
-            return started.elapsed();
-        }
-        assert!(
-            Instant::now() < give_up,
-            "Switchboard did not converge to etcd's content within {SLOW:?}\n\
-             etcd:        {expected:?}\nSwitchboard: {found:?}\nsource: {}",
-            source_status(server, SOURCE).await
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-async fn any_stale(server: &TestServer, found: &[(String, String)]) -> bool {
-    let services: BTreeMap<&str, ()> = found.iter().map(|(s, _)| (s.as_str(), ())).collect();
-    for service in services.keys() {
-        if instances(server, service)
-            .await
-            .iter()
-            .any(|i| i["stale"] == true)
-        {
-            return true;
-        }
-    }
-    false
+    wait_fresh(server, SOURCE, &expected).await
 }

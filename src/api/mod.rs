@@ -73,8 +73,8 @@ impl AppState {
     }
 }
 
-/// Every route, as metrics label it.
-const ROUTES: &[&str] = &[
+/// Every route, as metrics label it (and as `/openapi.json` documents it).
+pub const ROUTES: &[&str] = &[
     "/api/v1/services",
     "/api/v1/services/{name}/instances",
     "/api/v1/services/{name}/stats",

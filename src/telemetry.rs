@@ -9,10 +9,14 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+/// Libraries whose INFO level is per-event chatter (the Nacos SDK logs every push with
+/// all its instances), held at WARN unless the filter names them itself.
+const QUIETED: &[(&str, &str)] = &[("nacos_sdk", "nacos_sdk=warn")];
+
 /// Installs the global tracing subscriber. `RUST_LOG` wins over the configured filter.
 pub fn init_tracing(filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(quieted(filter)));
     // A second call (tests start several servers in one process) keeps the first subscriber.
     // Colours only for people at a terminal, not for log files and collectors.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
@@ -20,6 +24,18 @@ pub fn init_tracing(filter: &str) {
         .with_env_filter(filter)
         .with_ansi(ansi)
         .try_init();
+}
+
+/// `filter` plus the [`QUIETED`] directives it does not override.
+fn quieted(filter: &str) -> String {
+    let mut directives = filter.to_owned();
+    for (target, directive) in QUIETED {
+        if !filter.contains(target) {
+            directives.push(',');
+            directives.push_str(directive);
+        }
+    }
+    directives
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -226,5 +242,16 @@ impl Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::quieted;
+
+    #[test]
+    fn chatty_libraries_are_quieted_unless_named() {
+        assert_eq!(quieted("info"), "info,nacos_sdk=warn");
+        assert_eq!(quieted("debug,nacos_sdk=info"), "debug,nacos_sdk=info");
     }
 }

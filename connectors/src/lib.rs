@@ -10,9 +10,11 @@
 
 mod connector;
 pub mod duration;
-#[cfg(any(feature = "etcd", feature = "consul"))]
+#[cfg(any(feature = "etcd", feature = "consul", feature = "nacos"))]
 mod endpoint;
 mod error;
+#[cfg(any(feature = "consul", feature = "nacos"))]
+mod http_error;
 mod model;
 mod source;
 
@@ -20,11 +22,13 @@ mod source;
 pub mod consul;
 #[cfg(feature = "etcd")]
 pub mod etcd;
+#[cfg(feature = "nacos")]
+pub mod nacos;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
 pub use connector::{BoxUpdateStream, Connector, RegistryWriter, Update};
-#[cfg(any(feature = "etcd", feature = "consul"))]
+#[cfg(any(feature = "etcd", feature = "consul", feature = "nacos"))]
 pub use endpoint::{Secret, TlsConfig};
 pub use error::ConnectorError;
 pub use model::{Instance, InstanceKey, ServiceKey, Status, DEFAULT_GROUP, DEFAULT_NAMESPACE};

@@ -75,6 +75,8 @@ pub enum AdapterConfig {
     Consul(crate::consul::ConsulConfig),
     #[cfg(feature = "etcd")]
     Etcd(crate::etcd::EtcdConfig),
+    #[cfg(feature = "nacos")]
+    Nacos(crate::nacos::NacosConfig),
 }
 
 impl AdapterConfig {
@@ -84,6 +86,8 @@ impl AdapterConfig {
             AdapterConfig::Consul(_) => "consul",
             #[cfg(feature = "etcd")]
             AdapterConfig::Etcd(_) => "etcd",
+            #[cfg(feature = "nacos")]
+            AdapterConfig::Nacos(_) => "nacos",
         }
     }
 }
@@ -111,6 +115,8 @@ impl SourceConfig {
             AdapterConfig::Consul(ref consul) => consul.validate(),
             #[cfg(feature = "etcd")]
             AdapterConfig::Etcd(ref etcd) => etcd.validate(),
+            #[cfg(feature = "nacos")]
+            AdapterConfig::Nacos(ref nacos) => nacos.validate(),
         }
     }
 }
@@ -140,6 +146,10 @@ impl<'de> Deserialize<'de> for SourceConfig {
             }
             #[cfg(feature = "etcd")]
             "etcd" => AdapterConfig::Etcd(serde_json::from_value(rest).map_err(D::Error::custom)?),
+            #[cfg(feature = "nacos")]
+            "nacos" => {
+                AdapterConfig::Nacos(serde_json::from_value(rest).map_err(D::Error::custom)?)
+            }
             other if ADAPTER_TYPES.contains(&other) => {
                 let _ = rest;
                 return Err(D::Error::custom(format!(
@@ -179,6 +189,11 @@ pub fn build(config: &SourceConfig) -> Result<Arc<dyn Connector>, ConnectorError
         AdapterConfig::Etcd(ref etcd) => Ok(Arc::new(crate::etcd::EtcdConnector::new(
             config.common.clone(),
             etcd.clone(),
+        )?)),
+        #[cfg(feature = "nacos")]
+        AdapterConfig::Nacos(ref nacos) => Ok(Arc::new(crate::nacos::NacosConnector::new(
+            config.common.clone(),
+            nacos.clone(),
         )?)),
     }
 }

@@ -14,7 +14,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::config::ConsulConfig;
-use crate::ConnectorError;
+use crate::{http_error, ConnectorError};
 
 /// What a blocking endpoint answered: its body and the index to block on next.
 pub(super) struct Answer<T> {
@@ -152,7 +152,7 @@ impl Http {
         };
         let response = self.send(Method::GET, url, None, deadline).await?;
         if !response.status().is_success() {
-            return Err(status_error(response.status(), response).await);
+            return Err(http_error::status("Consul", response.status(), response).await);
         }
         let index = response
             .headers()
@@ -162,7 +162,10 @@ impl Http {
             .ok_or_else(|| {
                 ConnectorError::Protocol("answer without a valid X-Consul-Index header".into())
             })?;
-        let bytes = response.bytes().await.map_err(transport_error)?;
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|err| http_error::transport("Consul", err))?;
         let body = serde_json::from_slice(&bytes).map_err(|err| {
             ConnectorError::Protocol(format!("unreadable JSON from Consul: {err}"))
         })?;
@@ -176,7 +179,7 @@ impl Http {
         match response.status() {
             status if status.is_success() => Ok(true),
             StatusCode::NOT_FOUND => Ok(false),
-            status => Err(status_error(status, response).await),
+            status => Err(http_error::status("Consul", status, response).await),
         }
     }
 
@@ -195,35 +198,10 @@ impl Http {
         if let Some(body) = body {
             request = request.json(body);
         }
-        request.send().await.map_err(transport_error)
-    }
-}
-
-/// A failed request, without the URL (its query could hold a token on other clients).
-fn transport_error(err: reqwest::Error) -> ConnectorError {
-    let what = if err.is_timeout() {
-        "no answer from Consul in time"
-    } else if err.is_connect() {
-        "cannot connect to Consul"
-    } else {
-        "request to Consul failed"
-    };
-    // The whole chain: the first cause alone is often just "client error (Connect)",
-    // while the reason (a refused certificate, a reset) is further down.
-    let causes = std::iter::successors(std::error::Error::source(&err), |e| e.source());
-    let cause: String = causes.map(|e| format!(": {e}")).collect();
-    ConnectorError::Connection(format!("{what}{cause}"))
-}
-
-/// An HTTP error status as the source's error, with the start of Consul's message.
-async fn status_error(status: StatusCode, response: reqwest::Response) -> ConnectorError {
-    let text = response.text().await.unwrap_or_default();
-    let text: String = text.trim().chars().take(200).collect();
-    let message = format!("Consul answered {status}: {text}");
-    match status {
-        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => ConnectorError::Auth(message),
-        status if status.is_server_error() => ConnectorError::Connection(message),
-        _ => ConnectorError::Protocol(message),
+        request
+            .send()
+            .await
+            .map_err(|err| http_error::transport("Consul", err))
     }
 }
 

@@ -1,0 +1,40 @@
+//! Failed HTTP requests to a registry (Consul, Nacos) as [`ConnectorError`]s: transport
+//! failures are connection errors carrying their whole cause chain, 401/403 are auth
+//! errors, 5xx are connection errors, anything else is a protocol error. Messages never
+//! repeat the URL, whose query could hold a token.
+
+use reqwest::StatusCode;
+
+use crate::ConnectorError;
+
+/// A request that got no HTTP answer.
+pub(crate) fn transport(registry: &str, err: reqwest::Error) -> ConnectorError {
+    let what = if err.is_timeout() {
+        format!("no answer from {registry} in time")
+    } else if err.is_connect() {
+        format!("cannot connect to {registry}")
+    } else {
+        format!("request to {registry} failed")
+    };
+    // The whole chain: the first cause alone is often just "client error (Connect)",
+    // while the reason (a refused certificate, a reset) is further down.
+    let causes = std::iter::successors(std::error::Error::source(&err), |e| e.source());
+    let cause: String = causes.map(|e| format!(": {e}")).collect();
+    ConnectorError::Connection(format!("{what}{cause}"))
+}
+
+/// An HTTP error status, with the start of the registry's message.
+pub(crate) async fn status(
+    registry: &str,
+    status: StatusCode,
+    response: reqwest::Response,
+) -> ConnectorError {
+    let text = response.text().await.unwrap_or_default();
+    let text: String = text.trim().chars().take(200).collect();
+    let message = format!("{registry} answered {status}: {text}");
+    match status {
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => ConnectorError::Auth(message),
+        status if status.is_server_error() => ConnectorError::Connection(message),
+        _ => ConnectorError::Protocol(message),
+    }
+}

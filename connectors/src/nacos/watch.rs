@@ -1,0 +1,274 @@
+//! One `watch()` of a Nacos source: read the service list over HTTP (which also fails
+//! fast when the server is down or refuses the login), subscribe to every federated
+//! service through the SDK, query each one for the complete view, then follow pushes.
+//!
+//! A push only says which service changed; the session then reads that service's newest
+//! state from the SDK's cache and reports it if it differs from what it last reported.
+//! Nacos pushes no service list, so a task re-reads it every `service_refresh`, and
+//! probes the server every `probe_interval` in between (one one-item page of the list):
+//! a failed probe ends the session, so an outage shows as a stale source within the
+//! probe interval, and a changed service count re-reads the list at once. Dropping the
+//! stream stops the task; the subscriptions stay with the SDK client for the next
+//! session.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
+
+use futures::{StreamExt, TryStreamExt};
+use nacos_sdk::api::naming::NamingService;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::client::Client;
+use super::config::NacosConfig;
+use super::convert::{Converted, Converter};
+use super::http::Http;
+use super::{NacosService, Task};
+use crate::{BoxUpdateStream, ConnectorError, Instance, Update};
+
+/// Services queried at once while building the complete view.
+const FIRST_VIEW_CONCURRENCY: usize = 16;
+
+/// What the refresh task tells the session.
+enum Report {
+    Services(BTreeSet<NacosService>),
+    Failed(ConnectorError),
+}
+
+/// What one session holds; the update stream unfolds over it.
+struct Session {
+    client: Arc<Client>,
+    naming: NamingService,
+    converter: Converter,
+    changes: mpsc::UnboundedReceiver<NacosService>,
+    reports: mpsc::Receiver<Report>,
+    /// Every watched service with what was last reported for it.
+    watched: HashMap<NacosService, Converted>,
+    queue: VecDeque<Result<Update, ConnectorError>>,
+    ended: bool,
+    _refresh: Task,
+}
+
+/// Everything a session needs from its connector.
+#[derive(Clone, Copy)]
+pub(super) struct Parts<'a> {
+    pub config: &'a NacosConfig,
+    pub http: &'a Arc<Http>,
+    pub client: &'a Arc<Client>,
+    pub converter: &'a Converter,
+}
+
+pub(super) async fn start(parts: Parts<'_>) -> Result<BoxUpdateStream, ConnectorError> {
+    let list = parts.http.services().await?;
+    let count = list.count;
+    let services = parts.converter.watched(list.services);
+    let client = parts.client.clone();
+    let naming = client.naming().await?;
+    let (changes_sender, changes) = mpsc::unbounded_channel();
+    client.attach(changes_sender);
+    for gone in client.subscribed().await.difference(&services) {
+        client.unsubscribe(&naming, gone).await;
+    }
+    // Subscribe before querying: a change after the query is then pushed, never lost.
+    for service in &services {
+        client.subscribe(&naming, service).await?;
+    }
+    let first: Vec<(NacosService, Converted)> = futures::stream::iter(services.iter().cloned())
+        .map(|service| {
+            let naming = &naming;
+            let converter = parts.converter;
+            async move {
+                let hosts = Client::query(naming, &service).await?;
+                let converted = converter.convert(&service, hosts);
+                Ok::<_, ConnectorError>((service, converted))
+            }
+        })
+        .buffer_unordered(FIRST_VIEW_CONCURRENCY)
+        .try_collect()
+        .await?;
+
+    let (report_sender, reports) = mpsc::channel(16);
+    let refresh = spawn_refresh(parts, &naming, services, count, report_sender);
+    let mut session = Session {
+        client,
+        naming,
+        converter: parts.converter.clone(),
+        changes,
+        reports,
+        watched: HashMap::new(),
+        queue: VecDeque::new(),
+        ended: false,
+        _refresh: refresh,
+    };
+    let mut view: Vec<Instance> = Vec::new();
+    let mut skipped = Vec::new();
+    for (service, converted) in first {
+        view.extend(converted.instances.iter().cloned());
+        skipped.extend(converted.skipped.iter().cloned());
+        session.watched.insert(service, converted);
+    }
+    session.queue.push_back(Ok(Update::Reset(view)));
+    session.queue_skipped(skipped);
+
+    let stream = futures::stream::unfold(session, |mut session| async move {
+        let item = session.next().await?;
+        Some((item, session))
+    });
+    Ok(stream.boxed())
+}
+
+/// The task that re-reads the service list every `service_refresh` and probes the
+/// server every `probe_interval` in between.
+fn spawn_refresh(
+    parts: Parts<'_>,
+    naming: &NamingService,
+    mut services: BTreeSet<NacosService>,
+    mut count: u64,
+    reports: mpsc::Sender<Report>,
+) -> Task {
+    let http = parts.http.clone();
+    let naming = naming.clone();
+    let converter = parts.converter.clone();
+    let refresh = parts.config.service_refresh;
+    let probe_interval = parts.config.probe_interval;
+    Task(tokio::spawn(async move {
+        let mut listed_at = Instant::now();
+        loop {
+            tokio::time::sleep(probe_interval).await;
+            let due = listed_at.elapsed() >= refresh;
+            let changed = if due {
+                true
+            } else {
+                match probe(&http, &naming).await {
+                    Ok(now) => now != count,
+                    Err(err) => {
+                        let _ = reports.send(Report::Failed(err)).await;
+                        return;
+                    }
+                }
+            };
+            if !changed {
+                continue;
+            }
+            let list = match http.services().await {
+                Ok(list) => list,
+                Err(err) => {
+                    let _ = reports.send(Report::Failed(err)).await;
+                    return;
+                }
+            };
+            listed_at = Instant::now();
+            count = list.count;
+            let now = converter.watched(list.services);
+            if now != services {
+                services = now.clone();
+                if reports.send(Report::Services(now)).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }))
+}
+
+/// Checks both ways to the server: the HTTP API (answering the service count) and the
+/// SDK's gRPC connection, which carries the pushes and which the SDK re-establishes on
+/// its own, silently. Returns the service count.
+async fn probe(http: &Http, naming: &NamingService) -> Result<u64, ConnectorError> {
+    let count = http.service_count().await?;
+    naming
+        .get_service_list(1, 1, None)
+        .await
+        .map_err(super::client::sdk_error)?;
+    Ok(count)
+}
+
+impl Session {
+    /// The next update; `None` once the session has failed and said so.
+    async fn next(&mut self) -> Option<Result<Update, ConnectorError>> {
+        loop {
+            if let Some(item) = self.queue.pop_front() {
+                return Some(item);
+            }
+            if self.ended {
+                return None;
+            }
+            let step = tokio::select! {
+                // The refresh task ends only after reporting a failure.
+                Some(report) = self.reports.recv() => self.handle(report).await,
+                Some(service) = self.changes.recv() => self.changed(service).await,
+                else => Err(ConnectorError::Connection("Nacos session closed".into())),
+            };
+            if let Err(err) = step {
+                self.ended = true;
+                self.queue.clear();
+                return Some(Err(err));
+            }
+        }
+    }
+
+    async fn handle(&mut self, report: Report) -> Result<(), ConnectorError> {
+        let services = match report {
+            Report::Failed(err) => return Err(err),
+            Report::Services(services) => services,
+        };
+        let gone: Vec<NacosService> = self
+            .watched
+            .keys()
+            .filter(|service| !services.contains(*service))
+            .cloned()
+            .collect();
+        for service in gone {
+            self.client.unsubscribe(&self.naming, &service).await;
+            let last = self.watched.remove(&service).unwrap_or_default();
+            if !last.instances.is_empty() {
+                let key = self.converter.service_key(&service);
+                self.queue.push_back(Ok(Update::Service(key, Vec::new())));
+            }
+        }
+        for service in services {
+            if self.watched.contains_key(&service) {
+                continue;
+            }
+            self.client.subscribe(&self.naming, &service).await?;
+            self.watched.insert(service.clone(), Converted::default());
+            let hosts = Client::query(&self.naming, &service).await?;
+            self.report(service, hosts);
+        }
+        Ok(())
+    }
+
+    /// A push for `service`: report its newest state if it differs from the last.
+    async fn changed(&mut self, service: NacosService) -> Result<(), ConnectorError> {
+        if !self.watched.contains_key(&service) {
+            return Ok(());
+        }
+        let hosts = Client::cached(&self.naming, &service).await?;
+        self.report(service, hosts);
+        Ok(())
+    }
+
+    fn report(
+        &mut self,
+        service: NacosService,
+        hosts: Vec<nacos_sdk::api::naming::ServiceInstance>,
+    ) {
+        let converted = self.converter.convert(&service, hosts);
+        let Some(last) = self.watched.get_mut(&service) else {
+            return;
+        };
+        if *last == converted {
+            return;
+        }
+        *last = converted.clone();
+        let key = self.converter.service_key(&service);
+        self.queue
+            .push_back(Ok(Update::Service(key, converted.instances)));
+        self.queue_skipped(converted.skipped);
+    }
+
+    fn queue_skipped(&mut self, skipped: Vec<(String, String)>) {
+        for (key, reason) in skipped {
+            self.queue.push_back(Ok(Update::Skipped { key, reason }));
+        }
+    }
+}

@@ -27,7 +27,7 @@ bench: bench-deps
 	$(CARGO) build --release -p switchboard -p switchboard-bench
 	./target/release/switchboard-bench
 
-## bench-deps: what the benchmarks need beyond `deps` (wrk, rnacos)
+## bench-deps: what the benchmarks need beyond `deps` (wrk, taskset)
 bench-deps: deps
 	@bash scripts/deps.sh bench
 

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs what Switchboard's build, tests and (with `bench`) benchmarks need, skipping
 # anything already present. Safe to run again.
-#   scripts/deps.sh         build + tests: protoc, etcd
-#   scripts/deps.sh bench   also wrk and rnacos for `make bench`
+#   scripts/deps.sh         build + tests: protoc, etcd, rnacos
+#   scripts/deps.sh bench   also wrk and taskset for `make bench`
 set -euo pipefail
 
 want_bench=false
@@ -33,6 +33,11 @@ if ! command -v etcd >/dev/null || ! command -v etcdctl >/dev/null; then
     say "installing etcd-server and etcd-client (Debian packages)"
     apt_install etcd-server etcd-client
 fi
+# rnacos (a Nacos server in Rust) is the real Nacos the tests and the bench start.
+if ! command -v rnacos >/dev/null && [[ ! -x "$HOME/.cargo/bin/rnacos" ]]; then
+    say "installing rnacos 0.8.8 from crates.io (a few minutes, once)"
+    cargo install rnacos --version 0.8.8 --locked --quiet
+fi
 # The Debian package starts a system etcd on 2379; the tests start their own on free ports.
 if command -v systemctl >/dev/null && systemctl is-active --quiet etcd 2>/dev/null; then
     systemctl stop etcd 2>/dev/null || true
@@ -46,10 +51,6 @@ if $want_bench; then
     if ! command -v taskset >/dev/null; then
         say "installing util-linux (taskset)"
         apt_install util-linux
-    fi
-    if ! command -v rnacos >/dev/null && [[ ! -x "$HOME/.cargo/bin/rnacos" ]]; then
-        say "installing rnacos 0.8.8 from crates.io (a few minutes, once)"
-        cargo install rnacos --version 0.8.8 --locked --quiet
     fi
 fi
 say "ok"

@@ -35,6 +35,21 @@ pub(crate) fn check_endpoints(endpoints: &[String], tls: Option<&TlsConfig>) -> 
     }
 }
 
+/// The (already checked) `endpoints` parsed once, for the HTTP-speaking adapters.
+#[cfg(any(feature = "consul", feature = "nacos"))]
+pub(crate) fn parse_urls(
+    endpoints: &[String],
+) -> Result<std::sync::Arc<[reqwest::Url]>, ConnectorError> {
+    endpoints
+        .iter()
+        .enumerate()
+        .map(|(i, text)| {
+            let url = reqwest::Url::parse(text);
+            url.map_err(|err| ConnectorError::Config(format!("`endpoints[{i}]`: {err}")))
+        })
+        .collect()
+}
+
 /// Checks `scheme://host:port[/]`; the reason never repeats the URL, which might hold
 /// credentials.
 fn check_endpoint(url: &str) -> Result<(), String> {

@@ -17,6 +17,8 @@ mod error;
 mod http_error;
 mod model;
 mod source;
+#[cfg(any(feature = "consul", feature = "nacos"))]
+mod task;
 
 #[cfg(feature = "consul")]
 pub mod consul;

@@ -58,15 +58,7 @@ impl Http {
                 builder = builder.identity(identity);
             }
         }
-        let endpoints = config
-            .endpoints
-            .iter()
-            .enumerate()
-            .map(|(i, text)| {
-                let url = Url::parse(text);
-                url.map_err(|err| ConnectorError::Config(format!("`endpoints[{i}]`: {err}")))
-            })
-            .collect::<Result<_, _>>()?;
+        let endpoints = crate::endpoint::parse_urls(&config.endpoints)?;
         let client = builder
             .build()
             .map_err(|err| ConnectorError::Config(format!("HTTP client: {err}")))?;

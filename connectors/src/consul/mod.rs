@@ -21,7 +21,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use tokio::task::JoinHandle;
 
 pub use config::ConsulConfig;
 
@@ -73,14 +72,5 @@ impl Connector for ConsulConnector {
     fn endpoint(&self) -> Option<String> {
         let index = self.in_use.load(Ordering::Relaxed);
         self.config.endpoints.get(index).cloned()
-    }
-}
-
-/// A background task that stops when its handle is dropped.
-struct Task(JoinHandle<()>);
-
-impl Drop for Task {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }

@@ -22,7 +22,7 @@ use super::blocking::BlockingQuery;
 use super::config::ConsulConfig;
 use super::convert::{Catalog, Converted, Converter, Entry};
 use super::http::Http;
-use super::Task;
+use crate::task::Task;
 use crate::{BoxUpdateStream, ConnectorError, Instance, Update};
 
 /// Health reads in flight at once while building the first view.

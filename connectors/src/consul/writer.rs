@@ -19,7 +19,7 @@ use tokio::sync::OnceCell;
 use super::config::ConsulConfig;
 use super::convert::WEIGHT_SCALE;
 use super::http::Http;
-use super::Task;
+use crate::task::Task;
 use crate::{ConnectorError, Instance, InstanceKey, RegistryWriter};
 
 /// Consul's limits on service metadata.

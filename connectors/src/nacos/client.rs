@@ -158,34 +158,20 @@ impl Client {
         self.subscribed.lock().await.clone()
     }
 
-    /// A service's instances read from the server now (not from the SDK's cache).
-    pub async fn query(
+    /// A service's instances: read from the server now, or (`from_cache`) as the SDK
+    /// last received them, from its cache, which it fills before telling the listener.
+    pub async fn instances(
         naming: &NamingService,
         service: &NacosService,
+        from_cache: bool,
     ) -> Result<Vec<ServiceInstance>, ConnectorError> {
+        // With `subscribe` true the SDK answers from its cache when it holds the service.
         naming
             .get_all_instances(
                 service.name.clone(),
                 Some(service.group.clone()),
                 Vec::new(),
-                false,
-            )
-            .await
-            .map_err(sdk_error)
-    }
-
-    /// A subscribed service's instances as the SDK last received them (its cache, which
-    /// it fills before telling the listener).
-    pub async fn cached(
-        naming: &NamingService,
-        service: &NacosService,
-    ) -> Result<Vec<ServiceInstance>, ConnectorError> {
-        naming
-            .get_all_instances(
-                service.name.clone(),
-                Some(service.group.clone()),
-                Vec::new(),
-                true,
+                from_cache,
             )
             .await
             .map_err(sdk_error)

@@ -82,15 +82,7 @@ impl Http {
         namespace: &str,
         in_use: Arc<AtomicUsize>,
     ) -> Result<Http, ConnectorError> {
-        let endpoints = config
-            .endpoints
-            .iter()
-            .enumerate()
-            .map(|(i, text)| {
-                let url = Url::parse(text);
-                url.map_err(|err| ConnectorError::Config(format!("`endpoints[{i}]`: {err}")))
-            })
-            .collect::<Result<_, _>>()?;
+        let endpoints = crate::endpoint::parse_urls(&config.endpoints)?;
         let client = reqwest::Client::builder()
             .connect_timeout(config.timeout)
             .timeout(config.timeout)

@@ -23,7 +23,8 @@ use super::client::Client;
 use super::config::NacosConfig;
 use super::convert::{Converted, Converter};
 use super::http::Http;
-use super::{NacosService, Task};
+use super::NacosService;
+use crate::task::Task;
 use crate::{BoxUpdateStream, ConnectorError, Instance, Update};
 
 /// Services queried at once while building the complete view.
@@ -78,7 +79,7 @@ pub(super) async fn start(parts: Parts<'_>) -> Result<BoxUpdateStream, Connector
             let naming = &naming;
             let converter = parts.converter;
             async move {
-                let hosts = Client::query(naming, &service).await?;
+                let hosts = Client::instances(naming, &service, false).await?;
                 let converted = converter.convert(&service, hosts);
                 Ok::<_, ConnectorError>((service, converted))
             }
@@ -231,7 +232,7 @@ impl Session {
             }
             self.client.subscribe(&self.naming, &service).await?;
             self.watched.insert(service.clone(), Converted::default());
-            let hosts = Client::query(&self.naming, &service).await?;
+            let hosts = Client::instances(&self.naming, &service, false).await?;
             self.report(service, hosts);
         }
         Ok(())
@@ -242,7 +243,7 @@ impl Session {
         if !self.watched.contains_key(&service) {
             return Ok(());
         }
-        let hosts = Client::cached(&self.naming, &service).await?;
+        let hosts = Client::instances(&self.naming, &service, true).await?;
         self.report(service, hosts);
         Ok(())
     }

@@ -46,6 +46,20 @@ struct Entry {
     cluster: String,
 }
 
+impl Entry {
+    /// The parameters naming this persistent instance in the HTTP OpenAPI.
+    fn params(&self) -> Params {
+        vec![
+            ("serviceName", self.service.name.clone()),
+            ("groupName", self.service.group.clone()),
+            ("ip", self.ip.clone()),
+            ("port", self.port.to_string()),
+            ("clusterName", self.cluster.clone()),
+            ("ephemeral", "false".to_owned()),
+        ]
+    }
+}
+
 /// `GET /nacos/v1/ns/instance/list`, the fields needed to find our entries.
 #[derive(Deserialize)]
 struct InstanceList {
@@ -103,14 +117,7 @@ impl NacosWriter {
                 .await
                 .map_err(sdk_error);
         }
-        let params: Params = vec![
-            ("serviceName", entry.service.name.clone()),
-            ("groupName", entry.service.group.clone()),
-            ("ip", entry.ip.clone()),
-            ("port", entry.port.to_string()),
-            ("clusterName", entry.cluster.clone()),
-            ("ephemeral", "false".to_owned()),
-        ];
+        let params = entry.params();
         self.http
             .call(Method::DELETE, INSTANCE_PATH, params)
             .await?;
@@ -216,18 +223,13 @@ impl RegistryWriter for NacosWriter {
         } else {
             let metadata = serde_json::to_string(&metadata)
                 .map_err(|err| ConnectorError::Protocol(format!("metadata: {err}")))?;
-            let params: Params = vec![
-                ("serviceName", entry.service.name.clone()),
-                ("groupName", entry.service.group.clone()),
-                ("ip", entry.ip.clone()),
-                ("port", entry.port.to_string()),
-                ("clusterName", entry.cluster.clone()),
+            let mut params = entry.params();
+            params.extend([
                 ("weight", nacos_weight(instance.weight).to_string()),
                 ("healthy", instance.healthy.to_string()),
                 ("enabled", enabled.to_string()),
-                ("ephemeral", "false".to_owned()),
                 ("metadata", metadata),
-            ];
+            ]);
             self.http.call(Method::POST, INSTANCE_PATH, params).await?;
         }
         self.written.lock().await.insert(key, entry);

@@ -11,5 +11,6 @@ mod consul;
 mod durability;
 mod etcd;
 mod expiry;
+mod nacos;
 mod sources;
 mod watch;

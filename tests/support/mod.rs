@@ -3,6 +3,7 @@
 //! waiting for a condition with a deadline.
 
 pub mod etcd;
+pub mod rnacos;
 pub mod tls;
 
 use std::future::Future;

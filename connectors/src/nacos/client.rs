@@ -52,9 +52,11 @@ impl NamingEventListener for Forwarder {
 
 impl Client {
     pub fn new(config: &NacosConfig, namespace: &str, source_id: &str) -> Client {
+        // Private to this process and source, and removed with the client: Switchboard
+        // never loads it (`naming_load_cache_at_start` is off), the SDK only writes it.
         let cache_dir = std::env::temp_dir()
             .join("switchboard-nacos-cache")
-            .join(source_id);
+            .join(format!("{}-{source_id}", std::process::id()));
         Client {
             config: config.clone(),
             namespace: namespace.to_owned(),
@@ -175,6 +177,12 @@ impl Client {
             )
             .await
             .map_err(sdk_error)
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.cache_dir);
     }
 }
 

@@ -11,7 +11,7 @@
 //! stream stops the task; the subscriptions stay with the SDK client for the next
 //! session.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
 use std::sync::Arc;
 
 use futures::{StreamExt, TryStreamExt};
@@ -25,7 +25,7 @@ use super::convert::{Converted, Converter};
 use super::http::Http;
 use super::NacosService;
 use crate::task::Task;
-use crate::{BoxUpdateStream, ConnectorError, Instance, Update};
+use crate::{BoxUpdateStream, ConnectorError, Instance, ServiceKey, Update};
 
 /// Services queried at once while building the complete view.
 const FIRST_VIEW_CONCURRENCY: usize = 16;
@@ -44,7 +44,10 @@ struct Session {
     changes: mpsc::UnboundedReceiver<NacosService>,
     reports: mpsc::Receiver<Report>,
     /// Every watched service with what was last reported for it.
-    watched: HashMap<NacosService, Converted>,
+    watched: BTreeMap<NacosService, Converted>,
+    /// The watched services placed in each Switchboard service: several Nacos groups
+    /// can land in one, and an update of that service must carry all of them.
+    placed: BTreeMap<ServiceKey, BTreeSet<NacosService>>,
     queue: VecDeque<Result<Update, ConnectorError>>,
     ended: bool,
     _refresh: Task,
@@ -96,18 +99,19 @@ pub(super) async fn start(parts: Parts<'_>) -> Result<BoxUpdateStream, Connector
         converter: parts.converter.clone(),
         changes,
         reports,
-        watched: HashMap::new(),
+        watched: BTreeMap::new(),
+        placed: BTreeMap::new(),
         queue: VecDeque::new(),
         ended: false,
         _refresh: refresh,
     };
-    let mut view: Vec<Instance> = Vec::new();
     let mut skipped = Vec::new();
     for (service, converted) in first {
-        view.extend(converted.instances.iter().cloned());
         skipped.extend(converted.skipped.iter().cloned());
-        session.watched.insert(service, converted);
+        session.watch(service, converted);
     }
+    let keys: Vec<ServiceKey> = session.placed.keys().cloned().collect();
+    let view = keys.iter().flat_map(|key| session.instances_of(key)).collect();
     session.queue.push_back(Ok(Update::Reset(view)));
     session.queue_skipped(skipped);
 
@@ -220,10 +224,17 @@ impl Session {
             .collect();
         for service in gone {
             self.client.unsubscribe(&self.naming, &service).await;
+            let key = self.converter.service_key(&service);
             let last = self.watched.remove(&service).unwrap_or_default();
+            if let Some(members) = self.placed.get_mut(&key) {
+                members.remove(&service);
+                if members.is_empty() {
+                    self.placed.remove(&key);
+                }
+            }
             if !last.instances.is_empty() {
-                let key = self.converter.service_key(&service);
-                self.queue.push_back(Ok(Update::Service(key, Vec::new())));
+                let instances = self.instances_of(&key);
+                self.queue.push_back(Ok(Update::Service(key, instances)));
             }
         }
         for service in services {
@@ -231,7 +242,7 @@ impl Session {
                 continue;
             }
             self.client.subscribe(&self.naming, &service).await?;
-            self.watched.insert(service.clone(), Converted::default());
+            self.watch(service.clone(), Converted::default());
             let hosts = Client::instances(&self.naming, &service, false).await?;
             self.report(service, hosts);
         }
@@ -260,11 +271,43 @@ impl Session {
         if *last == converted {
             return;
         }
-        *last = converted.clone();
+        let skipped = converted.skipped.clone();
+        *last = converted;
         let key = self.converter.service_key(&service);
-        self.queue
-            .push_back(Ok(Update::Service(key, converted.instances)));
-        self.queue_skipped(converted.skipped);
+        let instances = self.instances_of(&key);
+        self.queue.push_back(Ok(Update::Service(key, instances)));
+        self.queue_skipped(skipped);
+    }
+
+    /// Starts following `service`, with `last` as what is known of it.
+    fn watch(&mut self, service: NacosService, last: Converted) {
+        let key = self.converter.service_key(&service);
+        self.placed.entry(key).or_default().insert(service.clone());
+        self.watched.insert(service, last);
+    }
+
+    /// Every instance placed in `key`, from all the Nacos services placed there. An id
+    /// two groups share gets the second group's name appended, so none is lost.
+    fn instances_of(&self, key: &ServiceKey) -> Vec<Instance> {
+        let Some(members) = self.placed.get(key) else {
+            return Vec::new();
+        };
+        let mut ids = HashSet::new();
+        let mut instances = Vec::new();
+        for service in members {
+            let Some(converted) = self.watched.get(service) else {
+                continue;
+            };
+            for instance in &converted.instances {
+                let mut instance = instance.clone();
+                if !ids.insert(instance.id.clone()) {
+                    instance.id = format!("{}@{}", instance.id, service.group);
+                    ids.insert(instance.id.clone());
+                }
+                instances.push(instance);
+            }
+        }
+        instances
     }
 
     fn queue_skipped(&mut self, skipped: Vec<(String, String)>) {

@@ -111,7 +111,10 @@ pub(super) async fn start(parts: Parts<'_>) -> Result<BoxUpdateStream, Connector
         session.watch(service, converted);
     }
     let keys: Vec<ServiceKey> = session.placed.keys().cloned().collect();
-    let view = keys.iter().flat_map(|key| session.instances_of(key)).collect();
+    let view = keys
+        .iter()
+        .flat_map(|key| session.instances_of(key))
+        .collect();
     session.queue.push_back(Ok(Update::Reset(view)));
     session.queue_skipped(skipped);
 

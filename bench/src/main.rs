@@ -17,8 +17,13 @@
 //! 6. Propagation: a write in the double until a parked blocking query returns it, against
 //!    the double's own blocking query on the same writes (`consul.rs`).
 //!
+//! Then Switchboard federating rnacos (both on core 0, the bench's clients on core 1):
+//! 7. Propagation: a registration in rnacos until a parked blocking query returns it,
+//!    against a direct `nacos-sdk` subscriber on the same writes (`nacos.rs`).
+//!
 //! Environment: `BENCH_DURATION` (wrk duration, default `10s`), `BENCH_CONNECTIONS`
-//! (default 64), `BENCH_ONLY` (`reads`, `etcd` or `consul`: run one part; default all).
+//! (default 64), `BENCH_ONLY` (`reads`, `etcd`, `consul` or `nacos`: run one part;
+//! default all).
 //! A missed target is printed, not failed; a failed step exits non-zero.
 
 mod consul;
@@ -71,14 +76,17 @@ server and rnacos, each pinned to core 0 and driven by wrk on core 1; then, with
 source, the latency from an etcd write to a blocking query's answer (against a direct
 etcd watch) and the memory per cached instance; then, with a Consul source reading the
 in-process Consul double, the latency from a write in the double to a blocking query's
-answer (against the double's own blocking query). Run it with `make bench`, which builds
+answer (against the double's own blocking query); then, with a Nacos source reading
+rnacos, the latency from a registration in rnacos to a blocking query's answer (against
+a direct nacos-sdk subscriber). Run it with `make bench`, which builds
 target/release/switchboard first.
 
 Environment:
   BENCH_DURATION     wrk duration per measured run (default 10s)
   BENCH_CONNECTIONS  wrk connections (default 64)
   BENCH_ONLY         run one part: `reads` (reads, heartbeats), `etcd` (propagation,
-                     memory) or `consul` (propagation) (default: all three)
+                     memory), `consul` (propagation) or `nacos` (propagation, about
+                     nine minutes) (default: all four)
 ";
 
 /// Which parts of the bench run (`BENCH_ONLY`).
@@ -87,6 +95,7 @@ struct Parts {
     reads: bool,
     etcd: bool,
     consul: bool,
+    nacos: bool,
 }
 
 impl Parts {
@@ -100,12 +109,14 @@ impl Parts {
             reads: false,
             etcd: false,
             consul: false,
+            nacos: false,
         };
         match only {
             "" => Ok(Parts {
                 reads: true,
                 etcd: true,
                 consul: true,
+                nacos: true,
             }),
             "reads" => Ok(Parts {
                 reads: true,
@@ -116,7 +127,11 @@ impl Parts {
                 consul: true,
                 ..none
             }),
-            other => bail!("BENCH_ONLY={other:?} is not `reads`, `etcd` or `consul`"),
+            "nacos" => Ok(Parts {
+                nacos: true,
+                ..none
+            }),
+            other => bail!("BENCH_ONLY={other:?} is not `reads`, `etcd`, `consul` or `nacos`"),
         }
     }
 }
@@ -142,7 +157,7 @@ impl Tools {
                 bail!("`{tool}` is not on PATH: {hint}");
             }
         }
-        let rnacos = if parts.reads {
+        let rnacos = if parts.reads || parts.nacos {
             let missing = || format!("`rnacos` is not on PATH nor in ~/.cargo/bin: {hint}");
             Some(nacos::find_rnacos().with_context(missing)?)
         } else {
@@ -214,6 +229,15 @@ fn run_bench() -> anyhow::Result<()> {
             }
             if parts.consul {
                 consul::bench(&tools.switchboard).await?;
+            }
+            // Last: the nacos-sdk client cannot be shut down, only dropped, and its
+            // runtime keeps retrying the stopped rnacos in the background.
+            if parts.nacos {
+                let rnacos = tools
+                    .rnacos
+                    .as_deref()
+                    .context("rnacos was not looked for")?;
+                nacos::bench(&tools.switchboard, rnacos).await?;
             }
             Ok(())
         };
@@ -437,14 +461,16 @@ mod tests {
     #[test]
     fn bench_only_names_one_part() {
         let all = Parts::parse("").unwrap();
-        assert!(all.reads && all.etcd && all.consul);
+        assert!(all.reads && all.etcd && all.consul && all.nacos);
         let consul = Parts::parse("consul").unwrap();
-        assert!(consul.consul && !consul.reads && !consul.etcd);
+        assert!(consul.consul && !consul.reads && !consul.etcd && !consul.nacos);
         let etcd = Parts::parse("etcd").unwrap();
-        assert!(etcd.etcd && !etcd.reads && !etcd.consul);
+        assert!(etcd.etcd && !etcd.reads && !etcd.consul && !etcd.nacos);
         let reads = Parts::parse("reads").unwrap();
-        assert!(reads.reads && !reads.etcd && !reads.consul);
-        let err = Parts::parse("nacos").unwrap_err().to_string();
-        assert!(err.contains("`consul`"), "{err}");
+        assert!(reads.reads && !reads.etcd && !reads.consul && !reads.nacos);
+        let nacos = Parts::parse("nacos").unwrap();
+        assert!(nacos.nacos && !nacos.reads && !nacos.etcd && !nacos.consul);
+        let err = Parts::parse("zookeeper").unwrap_err().to_string();
+        assert!(err.contains("`nacos`"), "{err}");
     }
 }

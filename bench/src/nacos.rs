@@ -1,5 +1,10 @@
-//! The rnacos baseline: a Nacos server holding the same 100 instances, read through the
-//! Nacos v1 OpenAPI that Nacos clients poll.
+//! rnacos, the Nacos server the bench runs: the read baseline (a Nacos server holding the
+//! same 100 instances, read through the Nacos v1 OpenAPI that Nacos clients poll), and
+//! the Nacos part (`BENCH_ONLY=nacos`): Switchboard with a `type = "nacos"` source
+//! reading rnacos, and the propagation latency from a registration in rnacos to a
+//! Switchboard blocking query, printed beside a direct `nacos-sdk` subscriber on the same
+//! writes (`propagation/nacos.rs`). rnacos and Switchboard run pinned to core 0, the
+//! bench's clients (the subscriber included) on core 1.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -8,6 +13,8 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use reqwest::Url;
 
+use crate::progress;
+use crate::propagation::{self, nacos::Nacos};
 use crate::servers::{self, Server, INSTANCES, SERVICE};
 
 /// The read the bench drives, the Nacos counterpart of Switchboard's instance list.
@@ -42,6 +49,13 @@ pub async fn start(binary: &Path, client: &reqwest::Client) -> anyhow::Result<Se
         // rnacos logs every request at its default `info`; Switchboard logs none, so
         // leaving it on would measure rnacos's logging rather than its serving.
         ("RUST_LOG", "warn".to_owned()),
+        // 0 turns off rnacos's probe of persistent instances (a TCP connect every 60 s by
+        // default): the bench's addresses are not listening, so a probe would mark them
+        // unhealthy in the middle of a run, a change pushed to every subscriber.
+        (
+            "RNACOS_NAMING_PERPETUAL_INSTANCE_PROBE_INTERVAL_SECOND",
+            "0".to_owned(),
+        ),
     ];
     let no_args: [OsString; 0] = [];
     let mut server = Server::spawn_pinned("rnacos", dir, http, binary, &no_args, &envs)?;
@@ -103,4 +117,36 @@ fn host_count(body: &[u8]) -> anyhow::Result<usize> {
         .as_array()
         .map(Vec::len)
         .context("the instance list has no `hosts` array")
+}
+
+/// The id of the source in Switchboard's config.
+pub const SOURCE_ID: &str = "nacos-main";
+
+/// The `[[sources]]` config pointing Switchboard at `rnacos`, every field at its default.
+pub fn switchboard_config(rnacos: &Server) -> String {
+    servers::source_config(SOURCE_ID, "nacos", &rnacos.url(""), "")
+}
+
+/// Runs the Nacos part and prints its report.
+pub async fn bench(switchboard_binary: &Path, rnacos_binary: &Path) -> anyhow::Result<()> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()?;
+    crate::pin_self_to_core_1().await;
+
+    progress("starting rnacos");
+    let mut rnacos = start(rnacos_binary, &client).await?;
+    let config = switchboard_config(&rnacos);
+    progress("starting switchboard with rnacos as a source");
+    let mut switchboard = servers::start_switchboard(switchboard_binary, &client, Some(&config))
+        .await
+        .context("switchboard did not start with a nacos source")?;
+    let mut backend = Nacos::new(&rnacos)?;
+    let latencies = propagation::measure(&mut backend, &mut switchboard, &client).await?;
+    switchboard.check_alive()?;
+    rnacos.check_alive()?;
+    print!("{}", crate::report::render_nacos(&latencies));
+    // Dropped in reverse order: the subscriber, then Switchboard, then rnacos with its
+    // temp dir (the subscriber's disk cache included).
+    Ok(())
 }

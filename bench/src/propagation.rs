@@ -2,11 +2,13 @@
 //! Switchboard blocking query, measured alongside its floor, the registry's own direct
 //! observer of the same writes. This file owns the per-sample loop every registry shares;
 //! a [`Backend`] supplies the writes and the direct observer (`propagation/etcd.rs`: a
-//! gRPC watch; `propagation/consul.rs`: the Consul double's own blocking query).
+//! gRPC watch; `propagation/consul.rs`: the Consul double's own blocking query;
+//! `propagation/nacos.rs`: a `nacos-sdk` subscription to rnacos's pushes).
 //!
 //! Method, per sample:
-//! 1. A blocking query `GET /api/v1/services/{svc}/instances?index=I&wait=30s` is sent
-//!    with the index of the previous answer, on its own keep-alive connection.
+//! 1. A blocking query `GET /api/v1/services/{svc}/instances?index=I&wait=30s` (plus
+//!    `group=G` where the backend's service is not in the default group) is sent with the
+//!    index of the previous answer, on its own keep-alive connection.
 //! 2. The bench polls `GET /metrics` until `switchboard_blocking_queries_waiting` is 1.
 //!    Switchboard counts a query there only after it has subscribed to the service's
 //!    changes, so from then on the write below cannot slip past it unseen; the write
@@ -25,6 +27,7 @@
 
 pub mod consul;
 pub mod etcd;
+pub mod nacos;
 mod query;
 
 use std::time::Duration;
@@ -35,7 +38,7 @@ use tokio::time::Instant;
 use crate::servers::Server;
 use query::{blocking_read, read_index, Answer, SWITCHBOARD_INDEX};
 
-/// How many writes are timed.
+/// How many writes are timed, unless the backend says otherwise ([`Backend::SAMPLES`]).
 pub const SAMPLES: usize = 1000;
 /// Longest time one observer may take to see a write before the run is declared broken.
 const STUCK: Duration = Duration::from_secs(10);
@@ -96,6 +99,10 @@ impl Change {
 pub trait Backend {
     /// The service the samples write to.
     const SERVICE: &'static str;
+    /// The Switchboard group the service lands in, when not the default one.
+    const GROUP: Option<&'static str> = None;
+    /// How many writes are timed: fewer where each takes long to propagate.
+    const SAMPLES: usize = SAMPLES;
     /// What the direct observer is, for progress lines and errors.
     fn observer(&self) -> &'static str;
     /// Makes `change`; returns once the registry has acknowledged it.
@@ -110,20 +117,26 @@ pub trait Backend {
     async fn observed(&mut self, change: &Change) -> anyhow::Result<Instant>;
 }
 
-/// Runs [`SAMPLES`] writes through `backend` and times both observers. Switchboard must
-/// already have the backend configured as a source.
+/// Runs [`Backend::SAMPLES`] writes through `backend` and times both observers.
+/// Switchboard must already have the backend configured as a source.
 pub async fn measure<B: Backend>(
     backend: &mut B,
     switchboard: &mut Server,
     http: &reqwest::Client,
 ) -> anyhow::Result<Latencies> {
-    let samples = SAMPLES;
+    let samples = B::SAMPLES;
     let anchor = Change::anchor();
     backend
         .write(&anchor)
         .await
         .context("cannot write the anchor instance")?;
-    let read_path = format!("/api/v1/services/{}/instances", B::SERVICE);
+    let (read_path, next) = match B::GROUP {
+        None => (format!("/api/v1/services/{}/instances", B::SERVICE), '?'),
+        Some(group) => (
+            format!("/api/v1/services/{}/instances?group={group}", B::SERVICE),
+            '&',
+        ),
+    };
     switchboard
         .wait_for(http, &read_path, Duration::from_secs(20), |body| {
             if contains(body, &anchor.address()) {
@@ -152,7 +165,10 @@ pub async fn measure<B: Backend>(
     };
     for n in 0..samples {
         let change = Change::sample(n);
-        let url = format!("{}?index={index}&wait=30s", switchboard.url(&read_path));
+        let url = format!(
+            "{}{next}index={index}&wait=30s",
+            switchboard.url(&read_path)
+        );
         let query = tokio::spawn(blocking_read(blocking.clone(), url, SWITCHBOARD_INDEX));
         wait_parked(http, &metrics_url, &query, switchboard).await?;
         backend

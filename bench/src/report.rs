@@ -214,6 +214,29 @@ pub fn render_consul(lat: &Latencies) -> String {
     out
 }
 
+/// The Nacos part: propagation latencies against a direct `nacos-sdk` subscriber.
+pub fn render_nacos(lat: &Latencies) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "\nSwitchboard with a Nacos source: rnacos and Switchboard pinned to core 0, the \
+         bench's clients to core 1\n\nPropagation: {} writes (register, deregister \
+         alternating) of service {}@@{}, timed from just before the write until seen\n",
+        lat.switchboard.len(),
+        crate::propagation::nacos::GROUP,
+        crate::propagation::nacos::SERVICE
+    );
+    propagation_table(
+        &mut out,
+        lat,
+        "direct nacos-sdk subscriber (the floor)",
+        "sdk",
+    );
+    check_header(&mut out);
+    check_propagation(&mut out, lat, "sdk");
+    out
+}
+
 /// p50, p99 and max of the direct observer (`floor`, called `short` in the comparison
 /// rows), of Switchboard, and of what Switchboard added per write; then how the two
 /// observers' percentiles compare.
@@ -460,5 +483,20 @@ mod tests {
     fn formats_latency_like_wrk() {
         assert_eq!(format_latency(Duration::from_micros(850)), "850us");
         assert_eq!(format_latency(Duration::from_micros(2500)), "2.50ms");
+    }
+
+    #[test]
+    fn compares_nacos_with_the_sdk_subscriber() {
+        let ms = |values: &[u64]| durations(Duration::from_millis, values);
+        let text = render_nacos(&Latencies {
+            switchboard: ms(&[501, 602, 990]),
+            direct: ms(&[500, 600, 980]),
+        });
+        assert!(text.contains("3 writes (register, deregister alternating)"));
+        assert!(line(&text, "direct nacos-sdk subscriber").contains("600.00ms"));
+        let difference = line(&text, "difference (switchboard - sdk)");
+        assert!(difference.contains("2.00ms") && difference.ends_with("10.00ms"));
+        assert!(line(&text, "ratio (switchboard / sdk)").ends_with("1.01x"));
+        assert!(line(&text, "propagation: p99 - sdk p99").ends_with("MISS (100% over)"));
     }
 }

@@ -84,8 +84,12 @@ pub async fn instances(server: &TestServer, service: &str) -> Vec<Value> {
 
 /// The sorted addresses of a service's instances.
 pub async fn addresses(server: &TestServer, service: &str) -> Vec<String> {
-    let mut found: Vec<String> = instances(server, service)
-        .await
+    sorted_addresses(&instances(server, service).await)
+}
+
+/// The `address` of each instance, sorted.
+pub fn sorted_addresses(instances: &[Value]) -> Vec<String> {
+    let mut found: Vec<String> = instances
         .iter()
         .map(|i| i["address"].as_str().unwrap_or_default().to_owned())
         .collect();

@@ -36,13 +36,7 @@ pub async fn instances_at(server: &TestServer, (namespace, group, name): Placed<
 
 /// The sorted addresses Switchboard serves at `placed`.
 pub async fn addresses_at(server: &TestServer, placed: Placed<'_>) -> Vec<String> {
-    let mut found: Vec<String> = instances_at(server, placed)
-        .await
-        .iter()
-        .map(|i| i["address"].as_str().unwrap_or_default().to_owned())
-        .collect();
-    found.sort();
-    found
+    crate::sources::sorted_addresses(&instances_at(server, placed).await)
 }
 
 /// Waits until `placed` has exactly `expected` addresses; returns how long that took.

@@ -40,15 +40,7 @@ async fn addresses_where(
         format!("/api/v1/services/{name}/instances?namespace={namespace}&group={group}&{filter}");
     let (status, body) = server.get_json(&path).await;
     assert_eq!(status, 200, "GET {path}: {body}");
-    let mut found: Vec<String> = body
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .iter()
-        .map(|i| i["address"].as_str().unwrap_or_default().to_owned())
-        .collect();
-    found.sort();
-    found
+    crate::sources::sorted_addresses(body.as_array().map(Vec::as_slice).unwrap_or_default())
 }
 
 /// Waits until exactly `expected` pass `filter` at `placed`; returns how long that took.

@@ -8,6 +8,8 @@
 //! A connector only connects, lists and streams changes. Everything about recovery
 //! (backoff, staleness, guards against wipe-outs) belongs to the server's supervisor.
 
+#[cfg(test)]
+mod config_checks;
 mod connector;
 pub mod duration;
 #[cfg(any(feature = "etcd", feature = "consul", feature = "nacos"))]

@@ -134,14 +134,11 @@ mod tests {
     use super::*;
 
     fn parse(json: serde_json::Value) -> Result<EtcdConfig, String> {
-        serde_json::from_value(json).map_err(|e| e.to_string())
+        crate::config_checks::parse(json)
     }
 
     fn config_error(config: &EtcdConfig) -> String {
-        match config.validate() {
-            Err(ConnectorError::Config(message)) => message,
-            other => panic!("expected a config error, got {other:?}"),
-        }
+        crate::config_checks::config_error(config.validate())
     }
 
     #[test]

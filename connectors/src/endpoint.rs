@@ -50,6 +50,37 @@ pub(crate) fn parse_urls(
         .collect()
 }
 
+/// Runs `attempt` on each of `endpoints` in turn, from `first`, until one succeeds or
+/// fails with an error `fail_over` says another endpoint cannot fix. Returns the endpoint
+/// that succeeded with its result, or the last error.
+#[cfg(any(feature = "consul", feature = "nacos"))]
+pub(crate) async fn on_any_endpoint<T, F, Fut>(
+    endpoints: &[reqwest::Url],
+    first: usize,
+    fail_over: fn(&ConnectorError) -> bool,
+    mut attempt: F,
+) -> Result<(usize, T), ConnectorError>
+where
+    F: FnMut(usize) -> Fut,
+    Fut: std::future::Future<Output = Result<T, ConnectorError>>,
+{
+    let count = endpoints.len();
+    let mut last_error = None;
+    for offset in 0..count {
+        let endpoint = (first + offset) % count;
+        match attempt(endpoint).await {
+            Ok(found) => return Ok((endpoint, found)),
+            Err(err) if fail_over(&err) => {
+                let url = &endpoints[endpoint];
+                tracing::debug!(endpoint = %url, error = %err, "endpoint failed, trying the next");
+                last_error = Some(err);
+            }
+            Err(err) => return Err(err),
+        }
+    }
+    Err(last_error.unwrap_or_else(|| ConnectorError::Config("no endpoints".into())))
+}
+
 /// Checks `scheme://host:port[/]`; the reason never repeats the URL, which might hold
 /// credentials.
 fn check_endpoint(url: &str) -> Result<(), String> {

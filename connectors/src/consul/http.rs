@@ -103,27 +103,13 @@ impl Http {
         &self,
         first: usize,
         fail_over: fn(&ConnectorError) -> bool,
-        mut attempt: F,
+        attempt: F,
     ) -> Result<(usize, T), ConnectorError>
     where
         F: FnMut(usize) -> Fut,
         Fut: Future<Output = Result<T, ConnectorError>>,
     {
-        let count = self.endpoints.len();
-        let mut last_error = None;
-        for offset in 0..count {
-            let endpoint = (first + offset) % count;
-            match attempt(endpoint).await {
-                Ok(found) => return Ok((endpoint, found)),
-                Err(err) if fail_over(&err) => {
-                    let url = &self.endpoints[endpoint];
-                    tracing::debug!(endpoint = %url, error = %err, "Consul endpoint failed");
-                    last_error = Some(err);
-                }
-                Err(err) => return Err(err),
-            }
-        }
-        Err(last_error.unwrap_or_else(|| ConnectorError::Config("no endpoints".into())))
+        crate::endpoint::on_any_endpoint(&self.endpoints, first, fail_over, attempt).await
     }
 
     /// A read that answers at once (`index` 0) or blocks until the result's index passes

@@ -20,6 +20,7 @@ use tokio::time::Instant;
 
 use super::config::NacosConfig;
 use super::NacosService;
+use crate::endpoint::on_any_endpoint;
 use crate::{http_error, ConnectorError, Secret};
 
 /// Services read per page of the service list.
@@ -154,25 +155,14 @@ impl Http {
         mut params: Params,
     ) -> Result<Bytes, ConnectorError> {
         params.push(("namespaceId", self.namespace.clone()));
-        let count = self.endpoints.len();
         let first = self.in_use.load(Ordering::Relaxed);
-        let mut last_error = None;
-        for offset in 0..count {
-            let endpoint = (first + offset) % count;
-            match self.call_on(endpoint, &method, path, &params).await {
-                Ok(body) => {
-                    self.in_use.store(endpoint, Ordering::Relaxed);
-                    return Ok(body);
-                }
-                Err(err @ ConnectorError::Connection(_)) => {
-                    let url = &self.endpoints[endpoint];
-                    tracing::debug!(endpoint = %url, error = %err, "Nacos endpoint failed");
-                    last_error = Some(err);
-                }
-                Err(err) => return Err(err),
-            }
-        }
-        Err(last_error.unwrap_or_else(|| ConnectorError::Config("no endpoints".into())))
+        let fail_over = |err: &ConnectorError| matches!(err, ConnectorError::Connection(_));
+        let (endpoint, body) = on_any_endpoint(&self.endpoints, first, fail_over, |endpoint| {
+            self.call_on(endpoint, &method, path, &params)
+        })
+        .await?;
+        self.in_use.store(endpoint, Ordering::Relaxed);
+        Ok(body)
     }
 
     async fn call_on(

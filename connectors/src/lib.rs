@@ -18,6 +18,8 @@ mod error;
 #[cfg(any(feature = "consul", feature = "nacos"))]
 mod http_error;
 mod model;
+#[cfg(any(feature = "consul", feature = "nacos"))]
+mod session;
 mod source;
 #[cfg(any(feature = "consul", feature = "nacos"))]
 mod task;

@@ -9,7 +9,7 @@
 //! failure ends the session; the supervisor reconnects and the next session starts with
 //! a complete view again. Dropping the stream stops every task.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -22,6 +22,7 @@ use super::blocking::BlockingQuery;
 use super::config::ConsulConfig;
 use super::convert::{Catalog, Converted, Converter, Entry};
 use super::http::Http;
+use crate::session::{self, Pending};
 use crate::task::Task;
 use crate::{BoxUpdateStream, ConnectorError, Instance, Update};
 
@@ -83,8 +84,7 @@ struct Session {
     reports: mpsc::Receiver<Report>,
     watchers: HashMap<String, Watcher>,
     next_generation: u64,
-    queue: VecDeque<Result<Update, ConnectorError>>,
-    ended: bool,
+    pending: Pending,
     _catalog: Task,
 }
 
@@ -118,8 +118,7 @@ pub(super) async fn start(
         reports: receiver,
         watchers: HashMap::new(),
         next_generation: 0,
-        queue: VecDeque::new(),
-        ended: false,
+        pending: Pending::default(),
         _catalog: catalog_task,
     };
     let mut view: Vec<Instance> = Vec::new();
@@ -129,14 +128,9 @@ pub(super) async fn start(
         skipped.extend(converted.skipped.iter().cloned());
         session.watch(name, index, converted);
     }
-    session.queue.push_back(Ok(Update::Reset(view)));
-    session.queue_skipped(skipped);
-
-    let stream = futures::stream::unfold(session, |mut session| async move {
-        let item = session.next().await?;
-        Some((item, session))
-    });
-    Ok(stream.boxed())
+    session.pending.push(Update::Reset(view));
+    session.pending.skipped(skipped);
+    Ok(session::into_stream(session))
 }
 
 /// Tries the endpoints in order from the one last used; returns the first that lists the
@@ -235,26 +229,21 @@ where
     }))
 }
 
-impl Session {
-    /// The next update; `None` once the session has failed and said so.
-    async fn next(&mut self) -> Option<Result<Update, ConnectorError>> {
-        loop {
-            if let Some(item) = self.queue.pop_front() {
-                return Some(item);
-            }
-            if self.ended {
-                return None;
-            }
-            // The session holds a sender itself, so the channel never closes.
-            let report = self.reports.recv().await?;
-            if let Err(err) = self.handle(report) {
-                self.ended = true;
-                self.queue.clear();
-                return Some(Err(err));
-            }
-        }
+impl session::Session for Session {
+    fn pending(&mut self) -> &mut Pending {
+        &mut self.pending
     }
 
+    async fn step(&mut self) -> Result<(), ConnectorError> {
+        // The session's context holds a sender, so the channel never closes.
+        let Some(report) = self.reports.recv().await else {
+            return Err(ConnectorError::Connection("Consul session closed".into()));
+        };
+        self.handle(report)
+    }
+}
+
+impl Session {
     fn handle(&mut self, report: Report) -> Result<(), ConnectorError> {
         match report {
             Report::Failed(err) => return Err(err),
@@ -269,7 +258,7 @@ impl Session {
                     let watcher = self.watchers.remove(&name);
                     if watcher.is_some_and(|w| w.served) {
                         let key = self.context.converter.service_key(&name);
-                        self.queue.push_back(Ok(Update::Service(key, Vec::new())));
+                        self.pending.push(Update::Service(key, Vec::new()));
                     }
                 }
                 for name in names {
@@ -291,9 +280,8 @@ impl Session {
                 }
                 watcher.served = !converted.instances.is_empty();
                 let key = self.context.converter.service_key(&name);
-                self.queue
-                    .push_back(Ok(Update::Service(key, converted.instances)));
-                self.queue_skipped(converted.skipped);
+                self.pending.push(Update::Service(key, converted.instances));
+                self.pending.skipped(converted.skipped);
             }
         }
         Ok(())
@@ -311,11 +299,5 @@ impl Session {
             _task: task,
         };
         self.watchers.insert(name, watcher);
-    }
-
-    fn queue_skipped(&mut self, skipped: Vec<(String, String)>) {
-        for (key, reason) in skipped {
-            self.queue.push_back(Ok(Update::Skipped { key, reason }));
-        }
     }
 }

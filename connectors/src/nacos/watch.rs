@@ -11,7 +11,7 @@
 //! stream stops the task; the subscriptions stay with the SDK client for the next
 //! session.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 
 use futures::{StreamExt, TryStreamExt};
@@ -24,6 +24,7 @@ use super::config::NacosConfig;
 use super::convert::{Converted, Converter};
 use super::http::Http;
 use super::NacosService;
+use crate::session::{self, Pending};
 use crate::task::Task;
 use crate::{BoxUpdateStream, ConnectorError, Instance, ServiceKey, Update};
 
@@ -48,8 +49,7 @@ struct Session {
     /// The watched services placed in each Switchboard service: several Nacos groups
     /// can land in one, and an update of that service must carry all of them.
     placed: BTreeMap<ServiceKey, BTreeSet<NacosService>>,
-    queue: VecDeque<Result<Update, ConnectorError>>,
-    ended: bool,
+    pending: Pending,
     _refresh: Task,
 }
 
@@ -101,8 +101,7 @@ pub(super) async fn start(parts: Parts<'_>) -> Result<BoxUpdateStream, Connector
         reports,
         watched: BTreeMap::new(),
         placed: BTreeMap::new(),
-        queue: VecDeque::new(),
-        ended: false,
+        pending: Pending::default(),
         _refresh: refresh,
     };
     let mut skipped = Vec::new();
@@ -115,14 +114,9 @@ pub(super) async fn start(parts: Parts<'_>) -> Result<BoxUpdateStream, Connector
         .iter()
         .flat_map(|key| session.instances_of(key))
         .collect();
-    session.queue.push_back(Ok(Update::Reset(view)));
-    session.queue_skipped(skipped);
-
-    let stream = futures::stream::unfold(session, |mut session| async move {
-        let item = session.next().await?;
-        Some((item, session))
-    });
-    Ok(stream.boxed())
+    session.pending.push(Update::Reset(view));
+    session.pending.skipped(skipped);
+    Ok(session::into_stream(session))
 }
 
 /// The task that re-reads the service list every `service_refresh` and probes the
@@ -190,30 +184,22 @@ async fn probe(http: &Http, naming: &NamingService) -> Result<u64, ConnectorErro
     Ok(count)
 }
 
-impl Session {
-    /// The next update; `None` once the session has failed and said so.
-    async fn next(&mut self) -> Option<Result<Update, ConnectorError>> {
-        loop {
-            if let Some(item) = self.queue.pop_front() {
-                return Some(item);
-            }
-            if self.ended {
-                return None;
-            }
-            let step = tokio::select! {
-                // The refresh task ends only after reporting a failure.
-                Some(report) = self.reports.recv() => self.handle(report).await,
-                Some(service) = self.changes.recv() => self.changed(service).await,
-                else => Err(ConnectorError::Connection("Nacos session closed".into())),
-            };
-            if let Err(err) = step {
-                self.ended = true;
-                self.queue.clear();
-                return Some(Err(err));
-            }
-        }
+impl session::Session for Session {
+    fn pending(&mut self) -> &mut Pending {
+        &mut self.pending
     }
 
+    async fn step(&mut self) -> Result<(), ConnectorError> {
+        tokio::select! {
+            // The refresh task ends only after reporting a failure.
+            Some(report) = self.reports.recv() => self.handle(report).await,
+            Some(service) = self.changes.recv() => self.changed(service).await,
+            else => Err(ConnectorError::Connection("Nacos session closed".into())),
+        }
+    }
+}
+
+impl Session {
     async fn handle(&mut self, report: Report) -> Result<(), ConnectorError> {
         let services = match report {
             Report::Failed(err) => return Err(err),
@@ -237,7 +223,7 @@ impl Session {
             }
             if !last.instances.is_empty() {
                 let instances = self.instances_of(&key);
-                self.queue.push_back(Ok(Update::Service(key, instances)));
+                self.pending.push(Update::Service(key, instances));
             }
         }
         for service in services {
@@ -278,8 +264,8 @@ impl Session {
         *last = converted;
         let key = self.converter.service_key(&service);
         let instances = self.instances_of(&key);
-        self.queue.push_back(Ok(Update::Service(key, instances)));
-        self.queue_skipped(skipped);
+        self.pending.push(Update::Service(key, instances));
+        self.pending.skipped(skipped);
     }
 
     /// Starts following `service`, with `last` as what is known of it.
@@ -311,11 +297,5 @@ impl Session {
             }
         }
         instances
-    }
-
-    fn queue_skipped(&mut self, skipped: Vec<(String, String)>) {
-        for (key, reason) in skipped {
-            self.queue.push_back(Ok(Update::Skipped { key, reason }));
-        }
     }
 }

@@ -6,7 +6,6 @@
 //! runs pinned to core 0 like every server.
 
 use std::path::Path;
-use std::time::Duration;
 
 use anyhow::Context;
 use consul_double::ConsulDouble;
@@ -24,10 +23,7 @@ pub fn switchboard_config(url: &str) -> String {
 
 /// Runs the part and prints its report.
 pub async fn bench(switchboard_binary: &Path) -> anyhow::Result<()> {
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()?;
-    crate::pin_self_to_core_1().await;
+    let client = crate::pinned_client().await?;
 
     progress("starting the consul double (in this process)");
     let double = ConsulDouble::start().await;

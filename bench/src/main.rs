@@ -355,10 +355,7 @@ async fn bench(load: &Load, tools: &Tools) -> anyhow::Result<()> {
 /// same etcd, so the memory reading starts from a process that never held anything.
 async fn bench_etcd(tools: &Tools) -> anyhow::Result<()> {
     let etcd_binary = tools.etcd.as_deref().context("etcd was not looked for")?;
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()?;
-    pin_self_to_core_1().await;
+    let client = pinned_client().await?;
 
     progress("starting etcd");
     let mut etcd = etcd::start(etcd_binary, &client).await?;
@@ -383,11 +380,11 @@ async fn bench_etcd(tools: &Tools) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Moves every thread of this process to core 1, where wrk runs in the read part, so the
-/// etcd and Consul parts' clients (and the Consul double) do not take CPU from the servers
-/// on core 0. Best effort: on
-/// failure the clients float, and the bench says so.
-async fn pin_self_to_core_1() {
+/// The client of a propagation part, after moving every thread of this process to core 1,
+/// where wrk runs in the read part, so the part's clients (and the Consul double) do not
+/// take CPU from the servers on core 0. The pinning is best effort: on failure the
+/// clients float, and the bench says so.
+pub async fn pinned_client() -> anyhow::Result<reqwest::Client> {
     let pinned = tokio::process::Command::new("taskset")
         .args(["-a", "-p", "-c", "1"])
         .arg(std::process::id().to_string())
@@ -398,6 +395,9 @@ async fn pin_self_to_core_1() {
     if !matches!(pinned, Ok(status) if status.success()) {
         progress("warning: cannot pin the bench's clients to core 1; they may share core 0");
     }
+    Ok(reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()?)
 }
 
 /// The run with the median throughput (its p99 comes from the same run).

@@ -129,10 +129,7 @@ pub fn switchboard_config(rnacos: &Server) -> String {
 
 /// Runs the Nacos part and prints its report.
 pub async fn bench(switchboard_binary: &Path, rnacos_binary: &Path) -> anyhow::Result<()> {
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()?;
-    crate::pin_self_to_core_1().await;
+    let client = crate::pinned_client().await?;
 
     progress("starting rnacos");
     let mut rnacos = start(rnacos_binary, &client).await?;

@@ -84,15 +84,18 @@ impl Client {
             .naming_push_empty_protection(false)
             .naming_load_cache_at_start(false)
             .cache_dir(self.cache_dir.clone());
-        let mut builder_auth = false;
-        if let (Some(user), Some(password)) = (&self.config.username, &self.config.password) {
+        let credentials = self
+            .config
+            .username
+            .as_ref()
+            .zip(self.config.password.as_ref());
+        if let Some((user, password)) = credentials {
             props = props
                 .auth_username(user.clone())
                 .auth_password(password.expose().to_owned());
-            builder_auth = true;
         }
         let mut builder = NamingServiceBuilder::new(props);
-        if builder_auth {
+        if credentials.is_some() {
             builder = builder.enable_auth_plugin_http();
         }
         let built = tokio::time::timeout(self.config.timeout * 2, builder.build()).await;

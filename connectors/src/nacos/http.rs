@@ -120,8 +120,6 @@ impl Http {
                 break;
             }
         }
-        list.services.sort();
-        list.services.dedup();
         Ok(list)
     }
 

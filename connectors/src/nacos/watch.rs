@@ -109,9 +109,7 @@ pub(super) async fn start(parts: Parts<'_>) -> Result<BoxUpdateStream, Connector
         skipped.extend(converted.skipped.iter().cloned());
         session.watch(service, converted);
     }
-    let keys: Vec<ServiceKey> = session.placed.keys().cloned().collect();
-    let view = keys
-        .iter()
+    let view = (session.placed.keys())
         .flat_map(|key| session.instances_of(key))
         .collect();
     session.pending.push(Update::Reset(view));
@@ -137,36 +135,30 @@ fn spawn_refresh(
         let mut listed_at = Instant::now();
         loop {
             tokio::time::sleep(probe_interval).await;
-            let due = listed_at.elapsed() >= refresh;
-            let changed = if due {
-                true
-            } else {
-                match probe(&http, &naming).await {
-                    Ok(now) => now != count,
-                    Err(err) => {
-                        let _ = reports.send(Report::Failed(err)).await;
-                        return;
+            // The list is read when due, or at once when the probe's count moved.
+            let listed = async {
+                if listed_at.elapsed() < refresh && probe(&http, &naming).await? == count {
+                    return Ok(None);
+                }
+                http.services().await.map(Some)
+            };
+            let report = match listed.await {
+                Ok(None) => continue,
+                Ok(Some(list)) => {
+                    listed_at = Instant::now();
+                    count = list.count;
+                    let now = converter.watched(list.services);
+                    if now == services {
+                        continue;
                     }
+                    services = now.clone();
+                    Report::Services(now)
                 }
+                Err(err) => Report::Failed(err),
             };
-            if !changed {
-                continue;
-            }
-            let list = match http.services().await {
-                Ok(list) => list,
-                Err(err) => {
-                    let _ = reports.send(Report::Failed(err)).await;
-                    return;
-                }
-            };
-            listed_at = Instant::now();
-            count = list.count;
-            let now = converter.watched(list.services);
-            if now != services {
-                services = now.clone();
-                if reports.send(Report::Services(now)).await.is_err() {
-                    return;
-                }
+            let failed = matches!(report, Report::Failed(_));
+            if reports.send(report).await.is_err() || failed {
+                return;
             }
         }
     }))

@@ -129,9 +129,18 @@ pub struct TlsConfig {
     /// PEM client certificate; needs `key`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cert: Option<PathBuf>,
-    /// PEM private key of `cert`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// PEM private key of `cert`. Serialized as `***`, like every secret.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "masked"
+    )]
     pub key: Option<PathBuf>,
+}
+
+/// Writes `***` in place of a write-only value.
+fn masked<T, S: Serializer>(_: &T, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str("***")
 }
 
 impl TlsConfig {

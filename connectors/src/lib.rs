@@ -18,6 +18,7 @@ mod error;
 #[cfg(any(feature = "consul", feature = "nacos"))]
 mod http_error;
 mod model;
+mod one_or_many;
 #[cfg(any(feature = "consul", feature = "nacos"))]
 mod session;
 mod source;
@@ -38,4 +39,7 @@ pub use connector::{BoxUpdateStream, Connector, RegistryWriter, Update};
 pub use endpoint::{Secret, TlsConfig};
 pub use error::ConnectorError;
 pub use model::{Instance, InstanceKey, ServiceKey, Status, DEFAULT_GROUP, DEFAULT_NAMESPACE};
-pub use source::{build, AdapterConfig, SourceCommon, SourceConfig, ADAPTER_TYPES};
+pub use one_or_many::one_or_many;
+pub use source::{
+    build, AdapterConfig, SourceCommon, SourceConfig, SourceConfigError, ADAPTER_TYPES,
+};

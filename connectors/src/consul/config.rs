@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 
 use crate::duration::serde_text;
 use crate::endpoint::{check_endpoints, Secret, TlsConfig};
@@ -35,7 +35,7 @@ pub struct ConsulConfig {
     #[serde(default)]
     pub only_passing: bool,
     /// Tags an instance must all carry to be served (a string or a list). Empty: all.
-    #[serde(default, deserialize_with = "one_or_many")]
+    #[serde(default, deserialize_with = "crate::one_or_many")]
     pub tag_filter: Vec<String>,
     /// How long one blocking query waits for a change (default `5m`, at most `10m`).
     #[serde(default = "default_wait", with = "serde_text")]
@@ -67,20 +67,6 @@ fn default_timeout() -> Duration {
 
 fn default_check_ttl() -> Duration {
     Duration::from_secs(30)
-}
-
-/// `"v1"` or `["v1", "blue"]`.
-fn one_or_many<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum OneOrMany {
-        One(String),
-        Many(Vec<String>),
-    }
-    Ok(match OneOrMany::deserialize(deserializer)? {
-        OneOrMany::One(tag) => vec![tag],
-        OneOrMany::Many(tags) => tags,
-    })
 }
 
 impl ConsulConfig {

@@ -159,6 +159,7 @@ mod tests {
             group: group.map(Into::into),
             max_stale: None,
             empty_confirm: std::time::Duration::from_secs(10),
+            ..SourceCommon::new("etcd-test")
         }
     }
 

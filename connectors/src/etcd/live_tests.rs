@@ -123,6 +123,7 @@ fn common() -> SourceCommon {
         group: None,
         max_stale: None,
         empty_confirm: Duration::from_secs(1),
+        ..SourceCommon::new("etcd-live")
     }
 }
 

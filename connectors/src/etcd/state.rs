@@ -435,6 +435,7 @@ mod tests {
             group: None,
             max_stale: None,
             empty_confirm: std::time::Duration::from_secs(1),
+            ..SourceCommon::new("t")
         };
         let config = EtcdConfig::new(["http://127.0.0.1:2379"]);
         Converter::new(&common, &config).unwrap()

@@ -12,6 +12,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use switchboard_connectors::SourceConfig;
 
+use crate::catalog::MergeRule;
 use crate::duration::serde_text;
 use crate::registry::NATIVE_SOURCE;
 
@@ -23,7 +24,9 @@ const ENV_NOT_KEYS: &[&str] = &["SWITCHBOARD_CONFIG"];
 /// Top-level config keys. A `SWITCHBOARD_*` variable naming none of them (a client's
 /// `SWITCHBOARD_URL`, say) is not meant for the server and is ignored with a warning;
 /// one naming a key under a known section is checked like the file.
-const TOP_LEVEL_KEYS: &[&str] = &["listen", "data_dir", "log", "registry", "api", "sources"];
+const TOP_LEVEL_KEYS: &[&str] = &[
+    "listen", "data_dir", "log", "registry", "api", "sources", "merge",
+];
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -39,6 +42,9 @@ pub struct Config {
     /// External registries to federate (`[[sources]]`), each with a unique `id`.
     #[serde(skip_serializing)]
     pub sources: Vec<SourceConfig>,
+    /// How overlapping sources merge, by service glob (`[[merge]]`); the first matching
+    /// rule wins, `union` when none does. Rules set through the API come after these.
+    pub merge: Vec<MergeRule>,
     /// `SWITCHBOARD_*` variables that name no config key (reported at start-up).
     #[serde(skip)]
     pub ignored_env: Vec<String>,
@@ -88,6 +94,7 @@ impl Default for Config {
             registry: RegistryConfig::default(),
             api: ApiConfig::default(),
             sources: Vec::new(),
+            merge: Vec::new(),
             ignored_env: Vec::new(),
         }
     }
@@ -216,6 +223,11 @@ impl Config {
         }
         if self.api.max_wait > Duration::from_secs(600) {
             return fail("api.max_wait", "must not exceed 10m");
+        }
+        for (i, rule) in self.merge.iter().enumerate() {
+            if let Err((field, message)) = rule.validate() {
+                return fail(&format!("merge[{i}].{field}"), &message);
+            }
         }
         let mut seen = std::collections::HashSet::new();
         for (i, source) in self.sources.iter().enumerate() {
@@ -414,6 +426,26 @@ mod tests {
                 "{table}: {err}"
             );
         }
+    }
+
+    #[test]
+    fn merge_rules_parse_and_bad_ones_name_the_key() {
+        let file = write("[[merge]]\nservices = \"pay-*\"\npolicy = \"failover\"\n");
+        let config = Config::load_from(Some(file.path()), env(&[]), &Overrides::default()).unwrap();
+        assert_eq!(config.merge[0].services, vec!["pay-*"]);
+        let file = write("[[merge]]\nservices = [\"a/b\"]\npolicy = \"union\"\n");
+        let err = Config::load_from(Some(file.path()), env(&[]), &Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("merge[0].services[0]"), "{err}");
+        let file = write("[[merge]]\nservices = \"a\"\npolicy = \"random\"\n");
+        let err = Config::load_from(Some(file.path()), env(&[]), &Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("merge[0].policy") && err.contains("random"),
+            "{err}"
+        );
     }
 
     #[test]

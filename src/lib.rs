@@ -37,7 +37,7 @@ use tokio::sync::watch;
 use crate::api::{AppState, Shared};
 use crate::catalog::Catalog;
 use crate::config::Config;
-use crate::federation::Federation;
+use crate::federation::{Federation, MergeSettings, SourceStore};
 use crate::registry::{RedbStore, Registry, Store};
 use crate::telemetry::Metrics;
 
@@ -65,6 +65,7 @@ impl App {
         // Each start-up gets its own range of 2^32 indexes, so an index a client holds
         // from an earlier run is always below what this run issues.
         let epoch = store.next_epoch()?;
+        let source_store = SourceStore::open(store.database())?;
         let catalog = Catalog::start_at(metrics.clone(), epoch << 32);
         let registry = Registry::open(
             Arc::new(store),
@@ -76,9 +77,20 @@ impl App {
         let (stop, stopped) = watch::channel(false);
         let background = registry::spawn_background(registry.clone(), stopped);
         let (stopping, stopping_rx) = watch::channel(false);
-        let federation = Federation::start(&config.sources, &catalog, &metrics, &stopping_rx)?;
+        let merge =
+            MergeSettings::start(config.merge.clone(), source_store.clone(), catalog.clone())
+                .await?;
+        let federation = Federation::start(
+            &config.sources,
+            &catalog,
+            &metrics,
+            &stopping_rx,
+            source_store,
+        )
+        .await?;
         let state = AppState::new(Shared {
             federation,
+            merge,
             catalog,
             registry,
             metrics,
@@ -103,9 +115,10 @@ impl App {
         let _ = self.stopping.send(true);
     }
 
-    /// Stops sweeps and writes the last heartbeat times.
+    /// Stops sweeps, writes the last heartbeat times and every source's latest view.
     pub async fn shutdown(self) -> anyhow::Result<()> {
         self.begin_shutdown();
+        self.state.federation.shutdown().await;
         let _ = self.stop.send(true);
         self.background.await?;
         Ok(())

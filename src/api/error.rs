@@ -1,12 +1,14 @@
 //! API errors as RFC 9457 `application/problem+json`, each with a stable `code`.
 
+use std::borrow::Cow;
+
 use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::registry::{RegistryError, ValidationError};
+use crate::registry::{RegistryError, StoreError, ValidationError};
 
 /// The problem document every error response carries.
 #[derive(Debug, Serialize, ToSchema)]
@@ -21,7 +23,8 @@ pub struct Problem {
     pub code: &'static str,
     /// The input field at fault, when there is one.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub field: Option<&'static str>,
+    #[schema(value_type = Option<String>)]
+    pub field: Option<Cow<'static, str>>,
 }
 
 #[derive(Debug)]
@@ -29,7 +32,7 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub detail: String,
-    pub field: Option<&'static str>,
+    pub field: Option<Cow<'static, str>>,
 }
 
 impl ApiError {
@@ -50,9 +53,21 @@ impl ApiError {
         ApiError::new(StatusCode::NOT_FOUND, code, detail)
     }
 
-    pub fn with_field(mut self, field: &'static str) -> ApiError {
-        self.field = Some(field);
+    pub fn with_field(mut self, field: impl Into<Cow<'static, str>>) -> ApiError {
+        self.field = Some(field.into());
         self
+    }
+
+    /// [`ApiError::with_field`] when there is a field to name.
+    pub fn with_field_if(self, field: Option<String>) -> ApiError {
+        match field {
+            Some(field) => self.with_field(field),
+            None => self,
+        }
+    }
+
+    pub fn conflict(code: &'static str, detail: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::CONFLICT, code, detail)
     }
 }
 
@@ -97,15 +112,19 @@ impl From<RegistryError> for ApiError {
                 ApiError::not_found("service_not_found", err.to_string())
             }
             RegistryError::Invalid(invalid) => invalid.into(),
-            RegistryError::Store(store) => {
-                tracing::error!(error = %store, "Store failure");
-                ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "store_unavailable",
-                    "the registry's store could not complete the write; nothing was changed",
-                )
-            }
+            RegistryError::Store(store) => store.into(),
         }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> ApiError {
+        tracing::error!(error = %err, "Store failure");
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_unavailable",
+            "the store could not complete the write; nothing was changed",
+        )
     }
 }
 

@@ -6,8 +6,10 @@
 
 pub mod admin;
 pub mod error;
+pub mod explain;
 pub mod extract;
 pub mod instances;
+pub mod merge;
 pub mod openapi;
 pub mod query;
 pub mod services;
@@ -30,7 +32,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::catalog::Catalog;
 use crate::config::Config;
-use crate::federation::Federation;
+use crate::federation::{Federation, MergeSettings};
 use crate::registry::Registry;
 use crate::telemetry::{LatencyLabels, Metrics, RouteLabels};
 use error::ApiError;
@@ -44,6 +46,8 @@ pub struct AppState(Arc<Shared>);
 pub struct Shared {
     pub catalog: Catalog,
     pub federation: Federation,
+    /// The merge rules (file and API).
+    pub merge: MergeSettings,
     pub registry: Arc<Registry>,
     pub metrics: Arc<Metrics>,
     pub config: Arc<Config>,
@@ -78,6 +82,7 @@ pub const ROUTES: &[&str] = &[
     "/api/v1/services",
     "/api/v1/services/{name}/instances",
     "/api/v1/services/{name}/stats",
+    "/api/v1/services/{name}/explain",
     "/api/v1/watch",
     "/api/v1/instances",
     "/api/v1/instances/{id}",
@@ -88,7 +93,12 @@ pub const ROUTES: &[&str] = &[
     "/api/v1/admin/all",
     "/api/v1/admin/services/{name}",
     "/api/v1/sources",
+    "/api/v1/sources:validate",
     "/api/v1/sources/{id}",
+    "/api/v1/sources/{id}/status",
+    "/api/v1/sources/{id}/connect",
+    "/api/v1/sources/{id}/disconnect",
+    "/api/v1/merge",
     "/health",
     "/ready",
     "/metrics",
@@ -104,6 +114,7 @@ pub fn router(state: AppState) -> Router {
             get(services::instances),
         )
         .route("/api/v1/services/{name}/stats", get(stats::service))
+        .route("/api/v1/services/{name}/explain", get(explain::explain))
         .route("/api/v1/watch", get(watch::watch))
         .route("/api/v1/instances", post(instances::register))
         .route(
@@ -122,8 +133,19 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/admin/services/{name}",
             delete(admin::remove_service),
         )
-        .route("/api/v1/sources", get(sources::list))
-        .route("/api/v1/sources/{id}", get(sources::get))
+        .route("/api/v1/sources", get(sources::list).post(sources::create))
+        .route("/api/v1/sources:validate", post(sources::validate))
+        .route(
+            "/api/v1/sources/{id}",
+            get(sources::get)
+                .put(sources::replace)
+                .patch(sources::patch)
+                .delete(sources::delete),
+        )
+        .route("/api/v1/sources/{id}/status", get(sources::status))
+        .route("/api/v1/sources/{id}/connect", post(sources::connect))
+        .route("/api/v1/sources/{id}/disconnect", post(sources::disconnect))
+        .route("/api/v1/merge", get(merge::get).put(merge::replace))
         .route("/health", get(system::health))
         .route("/ready", get(system::ready))
         .route("/metrics", get(system::metrics))

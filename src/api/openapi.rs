@@ -7,7 +7,7 @@ use axum::response::IntoResponse;
 use bytes::Bytes;
 use utoipa::OpenApi;
 
-use super::{admin, instances, services, sources, stats, system, watch};
+use super::{admin, explain, instances, merge, services, sources, stats, system, watch};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -16,12 +16,14 @@ use super::{admin, instances, services, sources, stats, system, watch};
         description = "One service-discovery endpoint in front of many registries. Errors are RFC 9457 problem documents with a stable `code`."
     ),
     paths(
-        services::list, services::instances, watch::watch,
+        services::list, services::instances, explain::explain, watch::watch,
         instances::register, instances::get, instances::heartbeat, instances::set_status,
         instances::deregister, instances::health,
         stats::catalog, stats::service,
         admin::all, admin::remove_service,
-        sources::list, sources::get,
+        sources::list, sources::get, sources::status, sources::create, sources::replace,
+        sources::patch, sources::delete, sources::connect, sources::disconnect,
+        sources::validate, merge::get, merge::replace,
         system::health, system::ready, system::metrics, openapi,
     ),
     tags(
@@ -29,7 +31,7 @@ use super::{admin, instances, services, sources, stats, system, watch};
         (name = "registry", description = "The native registry"),
         (name = "stats", description = "Totals"),
         (name = "admin", description = "Operator endpoints"),
-        (name = "sources", description = "External registries and their status"),
+        (name = "sources", description = "External registries: status, runtime management, merge rules"),
         (name = "system", description = "Health, readiness, metrics, this document"),
     )
 )]

@@ -1,40 +1,220 @@
-//! External sources: their state, counts and last error. Credentials never appear.
+//! External sources: list and read them with their status (credentials never appear), and
+//! change them at runtime. File sources are read-only here; API sources are stored.
 
 use axum::extract::State;
-use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::Value;
 
 use super::error::{ApiError, Problem};
-use super::extract::PathParam;
+use super::extract::{Json, PathParam};
 use super::AppState;
-use crate::federation::SourceStatus;
+use crate::federation::{FederationError, ProbeReport, SourceStatus, SourceView};
 
-/// Every configured source's status.
-#[utoipa::path(
-    get, path = "/api/v1/sources", tag = "sources",
-    responses((status = 200, description = "Sources", body = [SourceStatus]))
-)]
-pub async fn list(State(state): State<AppState>) -> Json<Vec<SourceStatus>> {
-    let snapshot = state.catalog.snapshot();
-    Json(state.federation.statuses(&snapshot))
+impl From<FederationError> for ApiError {
+    fn from(err: FederationError) -> ApiError {
+        let detail = err.to_string();
+        match err {
+            FederationError::Invalid { field, .. } => {
+                ApiError::bad_request("invalid_source", detail).with_field_if(field)
+            }
+            FederationError::Exists(_) => ApiError::conflict("source_exists", detail),
+            FederationError::NotFound(_) => ApiError::not_found("source_not_found", detail),
+            FederationError::ReadOnly(_) => ApiError::conflict("source_read_only", detail),
+            FederationError::Store(store) => store.into(),
+        }
+    }
 }
 
-/// One source's status.
+fn not_found(id: &str) -> ApiError {
+    FederationError::NotFound(id.to_owned()).into()
+}
+
+/// The source as it is now (after a change: with its new configuration).
+fn current(state: &AppState, id: &str) -> Result<axum::Json<SourceView>, ApiError> {
+    let snapshot = state.catalog.snapshot();
+    state
+        .federation
+        .view(id, &snapshot)
+        .map(axum::Json)
+        .ok_or_else(|| not_found(id))
+}
+
+/// Every source: status, origin and configuration (secrets as `***`).
+#[utoipa::path(
+    get, path = "/api/v1/sources", tag = "sources",
+    responses((status = 200, description = "Sources, by id", body = [SourceView]))
+)]
+pub async fn list(State(state): State<AppState>) -> axum::Json<Vec<SourceView>> {
+    let snapshot = state.catalog.snapshot();
+    axum::Json(state.federation.views(&snapshot))
+}
+
+/// One source: status, origin and configuration (secrets as `***`).
 #[utoipa::path(
     get, path = "/api/v1/sources/{id}", tag = "sources",
     params(("id" = String, Path, description = "Source id")),
     responses(
-        (status = 200, description = "The source", body = SourceStatus),
+        (status = 200, description = "The source", body = SourceView),
         (status = 404, description = "source_not_found", body = Problem),
     )
 )]
 pub async fn get(
     State(state): State<AppState>,
     PathParam(id): PathParam,
-) -> Result<Json<SourceStatus>, ApiError> {
+) -> Result<axum::Json<SourceView>, ApiError> {
+    current(&state, &id)
+}
+
+/// One source's status only.
+#[utoipa::path(
+    get, path = "/api/v1/sources/{id}/status", tag = "sources",
+    params(("id" = String, Path, description = "Source id")),
+    responses(
+        (status = 200, description = "The source's status", body = SourceStatus),
+        (status = 404, description = "source_not_found", body = Problem),
+    )
+)]
+pub async fn status(
+    State(state): State<AppState>,
+    PathParam(id): PathParam,
+) -> Result<axum::Json<SourceStatus>, ApiError> {
     let snapshot = state.catalog.snapshot();
     state
         .federation
         .status(&id, &snapshot)
-        .map(Json)
-        .ok_or_else(|| ApiError::not_found("source_not_found", format!("no source `{id}`")))
+        .map(axum::Json)
+        .ok_or_else(|| not_found(&id))
+}
+
+/// Adds a source (the same fields as a `[[sources]]` table) and connects it. It is
+/// stored and comes back after a restart.
+#[utoipa::path(
+    post, path = "/api/v1/sources", tag = "sources",
+    request_body(content = Object, description = "A source document, as a `[[sources]]` table"),
+    responses(
+        (status = 201, description = "Created", body = SourceView),
+        (status = 400, description = "invalid_source (`field` names the key)", body = Problem),
+        (status = 409, description = "source_exists", body = Problem),
+    )
+)]
+pub async fn create(
+    State(state): State<AppState>,
+    Json(document): Json<Value>,
+) -> Result<Response, ApiError> {
+    let id = state.federation.create(document).await?;
+    Ok((StatusCode::CREATED, current(&state, &id)?).into_response())
+}
+
+/// Replaces an API source's document; only it reconnects, its instances served (stale)
+/// until its new view arrives. Secrets sent as `***` keep their stored value.
+#[utoipa::path(
+    put, path = "/api/v1/sources/{id}", tag = "sources",
+    params(("id" = String, Path, description = "Source id")),
+    request_body(content = Object, description = "The whole source document"),
+    responses(
+        (status = 200, description = "Replaced", body = SourceView),
+        (status = 400, description = "invalid_source", body = Problem),
+        (status = 404, description = "source_not_found", body = Problem),
+        (status = 409, description = "source_read_only (a config-file source)", body = Problem),
+    )
+)]
+pub async fn replace(
+    State(state): State<AppState>,
+    PathParam(id): PathParam,
+    Json(document): Json<Value>,
+) -> Result<axum::Json<SourceView>, ApiError> {
+    state.federation.replace(&id, document).await?;
+    current(&state, &id)
+}
+
+/// Changes some fields of an API source (a JSON merge patch, RFC 7386: `null` removes a
+/// field). Applied like `PUT`.
+#[utoipa::path(
+    patch, path = "/api/v1/sources/{id}", tag = "sources",
+    params(("id" = String, Path, description = "Source id")),
+    request_body(content = Object, description = "JSON merge patch of the source document"),
+    responses(
+        (status = 200, description = "Changed", body = SourceView),
+        (status = 400, description = "invalid_source", body = Problem),
+        (status = 404, description = "source_not_found", body = Problem),
+        (status = 409, description = "source_read_only", body = Problem),
+    )
+)]
+pub async fn patch(
+    State(state): State<AppState>,
+    PathParam(id): PathParam,
+    Json(patch): Json<Value>,
+) -> Result<axum::Json<SourceView>, ApiError> {
+    state.federation.patch(&id, &patch).await?;
+    current(&state, &id)
+}
+
+/// Removes an API source and its instances.
+#[utoipa::path(
+    delete, path = "/api/v1/sources/{id}", tag = "sources",
+    params(("id" = String, Path, description = "Source id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "source_not_found", body = Problem),
+        (status = 409, description = "source_read_only", body = Problem),
+    )
+)]
+pub async fn delete(
+    State(state): State<AppState>,
+    PathParam(id): PathParam,
+) -> Result<StatusCode, ApiError> {
+    state.federation.delete(&id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Connects a disconnected source; its instances come back with its first full view.
+#[utoipa::path(
+    post, path = "/api/v1/sources/{id}/connect", tag = "sources",
+    params(("id" = String, Path, description = "Source id")),
+    responses(
+        (status = 200, description = "Connecting", body = SourceView),
+        (status = 404, description = "source_not_found", body = Problem),
+    )
+)]
+pub async fn connect(
+    State(state): State<AppState>,
+    PathParam(id): PathParam,
+) -> Result<axum::Json<SourceView>, ApiError> {
+    state.federation.connect(&id).await?;
+    current(&state, &id)
+}
+
+/// Disconnects a source and removes its instances from the catalog at once (unlike an
+/// outage, which keeps them served as stale). Kept across restarts for API sources.
+#[utoipa::path(
+    post, path = "/api/v1/sources/{id}/disconnect", tag = "sources",
+    params(("id" = String, Path, description = "Source id")),
+    responses(
+        (status = 200, description = "Disconnected", body = SourceView),
+        (status = 404, description = "source_not_found", body = Problem),
+    )
+)]
+pub async fn disconnect(
+    State(state): State<AppState>,
+    PathParam(id): PathParam,
+) -> Result<axum::Json<SourceView>, ApiError> {
+    state.federation.disconnect(&id).await?;
+    current(&state, &id)
+}
+
+/// Dry run: checks a source document and tries to connect, without adding it.
+#[utoipa::path(
+    post, path = "/api/v1/sources:validate", tag = "sources",
+    request_body(content = Object, description = "A source document"),
+    responses(
+        (status = 200, description = "What a connection found", body = ProbeReport),
+        (status = 400, description = "invalid_source", body = Problem),
+    )
+)]
+pub async fn validate(
+    State(state): State<AppState>,
+    Json(document): Json<Value>,
+) -> Result<axum::Json<ProbeReport>, ApiError> {
+    Ok(axum::Json(state.federation.probe(document).await?))
 }

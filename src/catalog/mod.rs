@@ -6,9 +6,14 @@
 //! service's JSON, and publishes an immutable [`Snapshot`] that readers load without locks
 //! (`arc-swap`). Watchers are woken per service through the [`Notifier`].
 
+mod explain;
+mod glob;
 mod merge;
+mod names;
 mod notify;
 mod partition;
+mod rules;
+mod saved;
 mod snapshot;
 mod view;
 mod writer;
@@ -19,7 +24,12 @@ use arc_swap::ArcSwap;
 use switchboard_connectors::{ServiceKey, Update};
 use tokio::sync::{mpsc, oneshot, watch};
 
+pub use explain::{Explanation, InstanceVerdict, MergedInto, Reason, SourceReport};
+pub use glob::matches as glob_matches;
+pub use names::{Mapped, NameMap};
 pub use notify::Notifier;
+pub use rules::{MergeRule, MergeRules, Policy};
+pub use saved::{SavedService, SavedView};
 pub use snapshot::{InstanceView, ServiceSummary, ServiceView, Snapshot, SourceCounts};
 
 use crate::telemetry::Metrics;
@@ -34,6 +44,13 @@ pub struct SourceMeta {
     /// Hold updates that would empty a served service this long (the wipe-out guard).
     /// `None`: apply them at once (the native registry's own deletions).
     pub empty_confirm: Option<std::time::Duration>,
+    /// How the source's service names become served names.
+    pub names: Arc<NameMap>,
+    /// Stale longer than `max_stale`: kept (for `explain` and a later recovery) but not
+    /// served.
+    pub expired: bool,
+    /// Keep this source's view in the store for a warm restart (external sources).
+    pub persist: bool,
 }
 
 pub(crate) enum Command {
@@ -43,6 +60,9 @@ pub(crate) enum Command {
         /// Set before the update, in the same batch (a reconnect's reset turns fresh
         /// atomically with its data).
         meta: Option<SourceMeta>,
+        /// False for a source's first view after its configuration changed: services
+        /// it no longer reports go at once instead of waiting out the wipe-out guard.
+        guarded: bool,
         done: Option<oneshot::Sender<u64>>,
     },
     /// Removes a source's partition outright (no guard): `max_stale` ran out, or an
@@ -50,6 +70,20 @@ pub(crate) enum Command {
     Drop {
         source: Arc<str>,
         done: Option<oneshot::Sender<u64>>,
+    },
+    /// Replaces the merge rules; every service is re-merged.
+    SetRules {
+        rules: Arc<MergeRules>,
+        done: Option<oneshot::Sender<u64>>,
+    },
+    /// Why each source's instances of a service are (not) served.
+    Explain {
+        key: ServiceKey,
+        reply: oneshot::Sender<Option<Explanation>>,
+    },
+    /// The views of sources that changed since the last export (for warm restarts).
+    Export {
+        reply: oneshot::Sender<Vec<(Arc<str>, SavedView)>>,
     },
 }
 
@@ -94,6 +128,7 @@ impl Catalog {
             source: source.clone(),
             update,
             meta: None,
+            guarded: true,
             done,
         })
         .await
@@ -110,9 +145,57 @@ impl Catalog {
             source: source.clone(),
             update,
             meta: Some(meta),
+            guarded: true,
             done,
         })
         .await
+    }
+
+    /// A source's first full view after its configuration changed: replaces its
+    /// partition without the wipe-out guard, setting its meta in the same batch.
+    pub async fn replace_source(
+        &self,
+        source: &Arc<str>,
+        instances: Vec<switchboard_connectors::Instance>,
+        meta: SourceMeta,
+    ) -> u64 {
+        self.request(|done| Command::Apply {
+            source: source.clone(),
+            update: Update::Reset(instances),
+            meta: Some(meta),
+            guarded: false,
+            done,
+        })
+        .await
+    }
+
+    /// Replaces the merge rules and returns once every service is re-merged.
+    pub async fn set_rules(&self, rules: MergeRules) -> u64 {
+        self.request(|done| Command::SetRules {
+            rules: Arc::new(rules),
+            done,
+        })
+        .await
+    }
+
+    /// Explains service `key` (`None`: no source reports it). Goes through the writer,
+    /// which owns every source's raw reports; discovery reads never do.
+    pub async fn explain(&self, key: ServiceKey) -> Option<Explanation> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(Command::Explain { key, reply })
+            .await
+            .ok()?;
+        answer.await.ok().flatten()
+    }
+
+    /// The views changed since the last export.
+    pub async fn export_changed(&self) -> Vec<(Arc<str>, SavedView)> {
+        let (reply, answer) = oneshot::channel();
+        if self.commands.send(Command::Export { reply }).await.is_err() {
+            return Vec::new();
+        }
+        answer.await.unwrap_or_default()
     }
 
     /// Sets a source's priority and staleness; its services are re-merged.

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use switchboard_connectors::{Instance, InstanceKey, ServiceKey, Update};
 use tokio::time::Instant;
 
+use super::names::{Mapped, NameMap};
 use super::SourceMeta;
 
 /// An instance in a partition, found by its own id: keying by the id inside the instance
@@ -52,30 +53,72 @@ struct Held {
     desired: Instances,
 }
 
-/// What one source currently reports, by service then by the source's instance id.
+/// What one source currently reports, by the source's own service key then by the
+/// source's instance id. Instances carry the key they are served under (the source's
+/// name mapping applied); keeping the buckets by the source's key lets removals find
+/// them, lets several source services be served as one, and lets the view be saved
+/// and re-mapped later.
 #[derive(Default)]
 pub(super) struct Partition {
     pub meta: SourceMeta,
     pub services: HashMap<ServiceKey, Instances>,
+    /// Served key -> the source's keys served under it (usually just one).
+    served: HashMap<ServiceKey, Vec<ServiceKey>>,
     held: HashMap<ServiceKey, Held>,
     /// Emptyings held so far (for metrics).
     pub holds: u64,
 }
 
 impl Partition {
+    /// Instances served from this partition (excluded ones do not count).
     pub fn instance_count(&self) -> usize {
-        self.services.values().map(HashSet::len).sum()
+        self.served
+            .values()
+            .flatten()
+            .filter_map(|raw| self.services.get(raw))
+            .map(HashSet::len)
+            .sum()
     }
 
-    /// Applies `update` as of `now`, recording every service it touched.
-    pub fn apply(&mut self, update: Update, now: Instant, touched: &mut HashSet<ServiceKey>) {
+    /// Services served from this partition.
+    pub fn service_count(&self) -> usize {
+        self.served.len()
+    }
+
+    /// Every served key this partition has instances for.
+    pub fn served_keys(&self) -> impl Iterator<Item = &ServiceKey> {
+        self.served.keys()
+    }
+
+    /// The source's own services served under `key`, with their instances.
+    pub fn served_as<'a>(
+        &'a self,
+        key: &ServiceKey,
+    ) -> impl Iterator<Item = (&'a ServiceKey, &'a Instances)> {
+        self.served
+            .get(key)
+            .into_iter()
+            .flatten()
+            .filter_map(|raw| self.services.get_key_value(raw))
+    }
+
+    /// Applies `update` as of `now`, recording every served service it touched.
+    /// `guarded: false` bypasses the wipe-out guard (a source's first view after its
+    /// configuration changed may legitimately drop services).
+    pub fn apply(
+        &mut self,
+        update: Update,
+        now: Instant,
+        guarded: bool,
+        touched: &mut HashSet<ServiceKey>,
+    ) {
+        let mut raw_touched = HashSet::new();
         match update {
             Update::Reset(instances) => {
                 let mut next: HashMap<ServiceKey, Instances> = HashMap::new();
                 for instance in instances {
-                    next.entry(instance.service.clone())
-                        .or_default()
-                        .replace(ById(Arc::new(instance)));
+                    let raw = instance.service.clone();
+                    next.entry(raw).or_default().replace(self.place(instance));
                 }
                 let gone: Vec<ServiceKey> = self
                     .services
@@ -85,53 +128,133 @@ impl Partition {
                     .cloned()
                     .collect();
                 for key in gone {
-                    self.set_service(key.clone(), Instances::new(), now);
-                    touched.insert(key);
+                    self.set_service(key.clone(), Instances::new(), now, guarded);
+                    raw_touched.insert(key);
                 }
                 for (key, instances) in next {
-                    self.set_service(key.clone(), instances, now);
-                    touched.insert(key);
+                    self.set_service(key.clone(), instances, now, guarded);
+                    raw_touched.insert(key);
                 }
             }
             Update::Service(key, instances) => {
                 let instances = instances
                     .into_iter()
                     .filter(|i| i.service == key)
-                    .map(|i| ById(Arc::new(i)))
+                    .map(|i| self.place(i))
                     .collect();
-                self.set_service(key.clone(), instances, now);
-                touched.insert(key);
+                self.set_service(key.clone(), instances, now, guarded);
+                raw_touched.insert(key);
             }
             Update::Upsert(instances) => {
                 for instance in instances {
-                    touched.insert(instance.service.clone());
+                    raw_touched.insert(instance.service.clone());
                     self.upsert(instance);
                 }
             }
             Update::Remove(keys) => {
                 for key in keys {
                     self.remove(&key, now);
-                    touched.insert(key.service);
+                    raw_touched.insert(key.service);
                 }
             }
             Update::Skipped { .. } => {}
         }
+        self.touch(raw_touched, touched);
+    }
+
+    /// Records the served keys of the source's `raw` keys as touched.
+    fn touch(&self, raw: HashSet<ServiceKey>, touched: &mut HashSet<ServiceKey>) {
+        for key in raw {
+            if let Mapped::Served(served) = self.meta.names.map(&key) {
+                touched.insert(served);
+            }
+        }
+    }
+
+    /// The instance as stored: under the name it is served as.
+    fn place(&self, mut instance: Instance) -> ById {
+        if let Mapped::Served(served) = self.meta.names.map(&instance.service) {
+            if served != instance.service {
+                instance.service = served;
+            }
+        }
+        ById(Arc::new(instance))
+    }
+
+    /// Adopts a new name mapping: every instance moves to its new served key at once.
+    pub fn rename(&mut self, names: Arc<NameMap>, touched: &mut HashSet<ServiceKey>) {
+        if names == self.meta.names {
+            return;
+        }
+        touched.extend(self.served.keys().cloned());
+        self.meta.names = names;
+        self.served.clear();
+        let raws: Vec<ServiceKey> = self.services.keys().cloned().collect();
+        for raw in raws {
+            let Some(instances) = self.services.remove(&raw) else {
+                continue;
+            };
+            let target = match self.meta.names.map(&raw) {
+                Mapped::Served(served) => served,
+                Mapped::Excluded => raw.clone(),
+            };
+            let moved: Instances = instances
+                .into_iter()
+                .map(|by_id| {
+                    if by_id.0.service == target {
+                        by_id
+                    } else {
+                        let mut instance = (*by_id.0).clone();
+                        instance.service = target.clone();
+                        ById(Arc::new(instance))
+                    }
+                })
+                .collect();
+            self.insert_bucket(raw, moved);
+        }
+        touched.extend(self.served.keys().cloned());
+    }
+
+    fn insert_bucket(&mut self, raw: ServiceKey, instances: Instances) {
+        if !self.services.contains_key(&raw) {
+            if let Mapped::Served(served) = self.meta.names.map(&raw) {
+                self.served.entry(served).or_default().push(raw.clone());
+            }
+        }
+        self.services.insert(raw, instances);
+    }
+
+    fn remove_bucket(&mut self, raw: &ServiceKey) {
+        if self.services.remove(raw).is_none() {
+            return;
+        }
+        if let Mapped::Served(served) = self.meta.names.map(raw) {
+            if let Some(raws) = self.served.get_mut(&served) {
+                raws.retain(|r| r != raw);
+                if raws.is_empty() {
+                    self.served.remove(&served);
+                }
+            }
+        }
     }
 
     /// Replaces a service's instances, holding an emptying when the guard applies.
-    fn set_service(&mut self, key: ServiceKey, desired: Instances, now: Instant) {
+    fn set_service(&mut self, key: ServiceKey, desired: Instances, now: Instant, guarded: bool) {
         if !desired.is_empty() {
             self.held.remove(&key);
-            self.services.insert(key, desired);
+            self.insert_bucket(key, desired);
             return;
         }
         if let Some(held) = self.held.get_mut(&key) {
-            held.desired = desired;
-            return;
+            if guarded {
+                held.desired = desired;
+                return;
+            }
+            self.held.remove(&key);
         }
         let served = self.services.get(&key).is_some_and(|s| !s.is_empty());
         match self.meta.empty_confirm {
-            Some(confirm) if served => {
+            Some(confirm) if served && guarded => {
                 tracing::warn!(
                     service = %key,
                     confirm = ?confirm,
@@ -146,25 +269,25 @@ impl Partition {
                     },
                 );
             }
-            _ => {
-                self.services.remove(&key);
-            }
+            _ => self.remove_bucket(&key),
         }
     }
 
     fn upsert(&mut self, instance: Instance) {
         let key = instance.service.clone();
-        let instance = Arc::new(instance);
+        let instance = self.place(instance);
         if let Some(mut held) = self.held.remove(&key) {
             // The service is back: what the source says now replaces the held instances.
-            held.desired.replace(ById(instance));
-            self.services.insert(key, held.desired);
+            held.desired.replace(instance);
+            self.insert_bucket(key, held.desired);
             return;
         }
-        self.services
-            .entry(key)
-            .or_default()
-            .replace(ById(instance));
+        match self.services.get_mut(&key) {
+            Some(instances) => {
+                instances.replace(instance);
+            }
+            None => self.insert_bucket(key, Instances::from([instance])),
+        }
     }
 
     fn remove(&mut self, key: &InstanceKey, now: Instant) {
@@ -176,7 +299,7 @@ impl Partition {
             return;
         };
         if service.len() == 1 && service.contains(key.id.as_str()) {
-            self.set_service(key.service.clone(), Instances::new(), now);
+            self.set_service(key.service.clone(), Instances::new(), now, true);
         } else {
             service.remove(key.id.as_str());
         }
@@ -184,18 +307,18 @@ impl Partition {
 
     /// Applies held emptyings whose confirmation time has come.
     pub fn expire_holds(&mut self, now: Instant, touched: &mut HashSet<ServiceKey>) {
-        let due: Vec<ServiceKey> = self
+        let due: HashSet<ServiceKey> = self
             .held
             .iter()
             .filter(|(_, held)| held.until <= now)
             .map(|(key, _)| key.clone())
             .collect();
-        for key in due {
-            self.held.remove(&key);
-            self.services.remove(&key);
+        for key in &due {
+            self.held.remove(key);
+            self.remove_bucket(key);
             tracing::info!(service = %key, "Source still reports no instances; service emptied");
-            touched.insert(key);
         }
+        self.touch(due, touched);
     }
 
     /// The earliest time a held emptying is due.
@@ -224,6 +347,17 @@ mod tests {
         }
     }
 
+    impl Partition {
+        fn apply_guarded(
+            &mut self,
+            update: Update,
+            now: Instant,
+            touched: &mut HashSet<ServiceKey>,
+        ) {
+            self.apply(update, now, true, touched);
+        }
+    }
+
     fn ids(partition: &Partition, service: &str) -> Vec<String> {
         let mut ids: Vec<String> = partition
             .services
@@ -239,8 +373,8 @@ mod tests {
         let mut p = guarded();
         let now = Instant::now();
         let mut touched = HashSet::new();
-        p.apply(Update::Reset(vec![instance("a", "a1")]), now, &mut touched);
-        p.apply(Update::Reset(vec![]), now, &mut touched);
+        p.apply_guarded(Update::Reset(vec![instance("a", "a1")]), now, &mut touched);
+        p.apply_guarded(Update::Reset(vec![]), now, &mut touched);
         assert_eq!(ids(&p, "a"), vec!["a1"], "still served while held");
         assert_eq!(p.holds, 1);
         assert_eq!(p.next_due(), Some(now + Duration::from_secs(10)));
@@ -258,14 +392,14 @@ mod tests {
         let mut p = guarded();
         let now = Instant::now();
         let mut touched = HashSet::new();
-        p.apply(Update::Reset(vec![instance("a", "a1")]), now, &mut touched);
+        p.apply_guarded(Update::Reset(vec![instance("a", "a1")]), now, &mut touched);
         let key = InstanceKey {
             service: ServiceKey::named("a"),
             id: "a1".into(),
         };
-        p.apply(Update::Remove(vec![key]), now, &mut touched);
+        p.apply_guarded(Update::Remove(vec![key]), now, &mut touched);
         assert_eq!(ids(&p, "a"), vec!["a1"]);
-        p.apply(Update::Upsert(vec![instance("a", "a2")]), now, &mut touched);
+        p.apply_guarded(Update::Upsert(vec![instance("a", "a2")]), now, &mut touched);
         assert_eq!(ids(&p, "a"), vec!["a2"]);
         assert_eq!(p.next_due(), None);
     }
@@ -275,12 +409,12 @@ mod tests {
         let mut p = Partition::default();
         let now = Instant::now();
         let mut touched = HashSet::new();
-        p.apply(Update::Reset(vec![instance("a", "a1")]), now, &mut touched);
-        p.apply(Update::Reset(vec![]), now, &mut touched);
+        p.apply_guarded(Update::Reset(vec![instance("a", "a1")]), now, &mut touched);
+        p.apply_guarded(Update::Reset(vec![]), now, &mut touched);
         assert!(ids(&p, "a").is_empty());
 
         let mut p = guarded();
-        p.apply(
+        p.apply_guarded(
             Update::Reset(vec![instance("a", "a1"), instance("a", "a2")]),
             now,
             &mut touched,
@@ -289,8 +423,80 @@ mod tests {
             service: ServiceKey::named("a"),
             id: "a1".into(),
         };
-        p.apply(Update::Remove(vec![key]), now, &mut touched);
+        p.apply_guarded(Update::Remove(vec![key]), now, &mut touched);
         assert_eq!(ids(&p, "a"), vec!["a2"]);
+        assert_eq!(p.holds, 0);
+    }
+
+    fn renaming(prefix: &str) -> Arc<NameMap> {
+        Arc::new(NameMap {
+            exclude: vec!["hidden".into()],
+            prefix: Some(prefix.into()),
+            ..NameMap::default()
+        })
+    }
+
+    #[test]
+    fn instances_are_served_under_mapped_names_and_removed_by_their_own() {
+        let mut p = Partition::default();
+        let now = Instant::now();
+        let mut touched = HashSet::new();
+        p.rename(renaming("x-"), &mut touched);
+        p.apply_guarded(
+            Update::Reset(vec![instance("a", "a1"), instance("hidden", "h1")]),
+            now,
+            &mut touched,
+        );
+        assert!(touched.contains(&ServiceKey::named("x-a")));
+        assert!(!touched.iter().any(|k| k.name.contains("hidden")));
+        let served: Vec<_> = p.served_as(&ServiceKey::named("x-a")).collect();
+        assert_eq!(served.len(), 1);
+        assert_eq!(
+            served[0].0,
+            &ServiceKey::named("a"),
+            "kept by the source's own key"
+        );
+        let instance = served[0].1.iter().next().unwrap();
+        assert_eq!(instance.0.service.name, "x-a");
+        assert_eq!(p.instance_count(), 1, "excluded instances are not counted");
+
+        let key = InstanceKey {
+            service: ServiceKey::named("a"),
+            id: "a1".into(),
+        };
+        p.apply(Update::Remove(vec![key]), now, false, &mut touched);
+        assert_eq!(p.served_as(&ServiceKey::named("x-a")).count(), 0);
+    }
+
+    #[test]
+    fn a_new_mapping_moves_every_instance_at_once() {
+        let mut p = Partition::default();
+        let now = Instant::now();
+        let mut touched = HashSet::new();
+        p.rename(renaming("x-"), &mut touched);
+        p.apply_guarded(Update::Reset(vec![instance("a", "a1")]), now, &mut touched);
+        let mut touched = HashSet::new();
+        p.rename(renaming("y-"), &mut touched);
+        assert!(touched.contains(&ServiceKey::named("x-a")));
+        assert!(touched.contains(&ServiceKey::named("y-a")));
+        assert_eq!(p.served_as(&ServiceKey::named("x-a")).count(), 0);
+        let moved: Vec<_> = p.served_as(&ServiceKey::named("y-a")).collect();
+        assert_eq!(moved[0].1.iter().next().unwrap().0.service.name, "y-a");
+    }
+
+    #[test]
+    fn an_unguarded_reset_drops_services_at_once() {
+        let mut p = guarded();
+        let now = Instant::now();
+        let mut touched = HashSet::new();
+        p.apply_guarded(Update::Reset(vec![instance("a", "a1")]), now, &mut touched);
+        p.apply(
+            Update::Reset(vec![instance("b", "b1")]),
+            now,
+            false,
+            &mut touched,
+        );
+        assert!(ids(&p, "a").is_empty());
         assert_eq!(p.holds, 0);
     }
 }

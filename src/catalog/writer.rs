@@ -12,8 +12,10 @@ use tokio::time::Instant;
 use super::merge::{self, Reported};
 use super::notify::Notifier;
 use super::partition::Partition;
+use super::rules::MergeRules;
+use super::saved::{SavedService, SavedView};
 use super::snapshot::{ServiceView, Snapshot, SourceCounts, ViewsOfName};
-use super::Command;
+use super::{explain, Command};
 use crate::telemetry::{Metrics, SourceLabels};
 
 /// Most commands folded into one published snapshot.
@@ -32,6 +34,9 @@ pub(crate) struct Writer {
     /// Services with at least one instance (kept as views change, not recounted).
     live_services: usize,
     last_prune: Instant,
+    rules: Arc<MergeRules>,
+    /// Sources whose view changed since the last export.
+    dirty: HashSet<Arc<str>>,
 }
 
 impl Writer {
@@ -50,6 +55,8 @@ impl Writer {
             index: base,
             live_services: 0,
             last_prune: Instant::now(),
+            rules: Arc::default(),
+            dirty: HashSet::new(),
         }
     }
 
@@ -86,24 +93,44 @@ impl Writer {
                     source,
                     update,
                     meta,
+                    guarded,
                     done,
                 } => {
-                    let partition = self.partitions.entry(source).or_default();
-                    if let Some(meta) = meta {
+                    let partition = self.partitions.entry(source.clone()).or_default();
+                    if let Some(mut meta) = meta {
+                        touched.extend(partition.served_keys().cloned());
+                        partition.rename(meta.names.clone(), &mut touched);
+                        meta.names = partition.meta.names.clone();
                         partition.meta = meta;
-                        touched.extend(partition.services.keys().cloned());
                     }
-                    partition.apply(update, now, &mut touched);
+                    partition.apply(update, now, guarded, &mut touched);
+                    if partition.meta.persist {
+                        self.dirty.insert(source);
+                    }
                     acks.extend(done);
                 }
                 Command::Drop { source, done } => {
                     if let Some(partition) = self.partitions.remove(&source) {
-                        touched.extend(partition.services.into_keys());
+                        touched.extend(partition.served_keys().cloned());
                     }
+                    self.dirty.remove(&source);
                     self.metrics.source_instances.remove(&SourceLabels {
                         source: source.to_string(),
                     });
                     acks.extend(done);
+                }
+                Command::SetRules { rules, done } => {
+                    self.rules = rules;
+                    for partition in self.partitions.values() {
+                        touched.extend(partition.served_keys().cloned());
+                    }
+                    acks.extend(done);
+                }
+                Command::Explain { key, reply } => {
+                    let _ = reply.send(explain::explain(&self.partitions, &self.rules, &key));
+                }
+                Command::Export { reply } => {
+                    let _ = reply.send(self.export());
                 }
             }
         }
@@ -138,17 +165,19 @@ impl Writer {
         let reports: Vec<Reported<'_>> = self
             .partitions
             .iter()
-            .filter_map(|(source, partition)| {
-                let instances = partition.services.get(&key)?;
-                Some(instances.iter().map(move |by_id| Reported {
-                    source,
-                    meta: &partition.meta,
-                    instance: &by_id.0,
-                }))
+            .filter(|(_, partition)| !partition.meta.expired)
+            .flat_map(|(source, partition)| {
+                partition
+                    .served_as(&key)
+                    .flat_map(|(_, instances)| instances)
+                    .map(move |by_id| Reported {
+                        source,
+                        meta: &partition.meta,
+                        instance: &by_id.0,
+                    })
             })
-            .flatten()
             .collect();
-        let merged = merge::union(reports);
+        let merged = merge::merge(self.rules.policy_for(&key.name).0, reports);
         let views: &[Arc<ServiceView>] = self.by_name.get(key.name.as_str()).map_or(&[], |v| v);
         let slot = views.iter().position(|view| view.key == key);
         let unchanged = match slot {
@@ -180,12 +209,46 @@ impl Writer {
         self.partitions
             .iter()
             .map(|(source, partition)| {
+                let serving = !partition.meta.expired;
                 let counts = SourceCounts {
-                    instances: partition.instance_count(),
-                    services: partition.services.len(),
+                    instances: if serving {
+                        partition.instance_count()
+                    } else {
+                        0
+                    },
+                    services: if serving {
+                        partition.service_count()
+                    } else {
+                        0
+                    },
                     guard_holds: partition.holds,
                 };
                 (source.to_string(), counts)
+            })
+            .collect()
+    }
+
+    /// The views of the sources that changed since the last call, under the sources'
+    /// own service keys. Only pointers are copied here; encoding happens elsewhere.
+    fn export(&mut self) -> Vec<(Arc<str>, SavedView)> {
+        let dirty = std::mem::take(&mut self.dirty);
+        dirty
+            .into_iter()
+            .filter_map(|source| {
+                let partition = self.partitions.get(&source)?;
+                let services = partition
+                    .services
+                    .iter()
+                    .map(|(raw, instances)| SavedService {
+                        service: raw.clone(),
+                        instances: instances.iter().map(|by_id| by_id.0.clone()).collect(),
+                    })
+                    .collect();
+                let view = SavedView {
+                    stale_since: partition.meta.stale_since,
+                    services,
+                };
+                Some((source, view))
             })
             .collect()
     }

@@ -1,27 +1,49 @@
 //! The federation: one supervised task per external source, feeding the catalog.
 //!
-//! [`Federation::start`] builds a connector per configured source and runs a
-//! [`supervisor::Supervisor`] for each; the API reads their [`SourceStatus`]. Readiness
-//! waits until every source has delivered its first full view or failed its first
-//! connection attempt.
+//! Sources come from the config file (`origin: file`, read-only through the API) and from
+//! the REST API (`origin: api`, stored in the embedded store so they come back after a
+//! restart). Each connected source has a [`supervisor::Supervisor`]; the API reads their
+//! [`SourceStatus`] and changes the set at runtime ([`manage`]). On start, every source's
+//! last saved view is loaded as stale before its connector runs ([`persist`]), so a
+//! restart during a backend outage still serves that backend's last instances.
+//! Readiness waits until every source connected at start has delivered its first full
+//! view or failed its first connection attempt.
 
 mod backoff;
+mod document;
+mod error;
+mod manage;
+mod merge_rules;
+mod persist;
+mod probe;
 mod status;
+mod store;
 mod supervisor;
 #[cfg(test)]
 mod tests;
 
 use std::collections::{BTreeMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
-use switchboard_connectors::SourceConfig;
+use chrono::Utc;
+use serde::Serialize;
+use serde_json::Value;
+use switchboard_connectors::{SourceConfig, Update};
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use utoipa::ToSchema;
 
+pub use error::FederationError;
+pub use merge_rules::{MergeRulesView, MergeSettings, RuleView};
+pub use probe::ProbeReport;
 pub use status::{LastError, SourceState, SourceStatus};
+pub use store::SourceStore;
 
+use self::persist::ViewSaver;
 use self::status::StatusCell;
+use self::store::StoredSource;
 use self::supervisor::Supervisor;
-use crate::catalog::{Catalog, Snapshot};
+use crate::catalog::{Catalog, NameMap, Snapshot, SourceMeta};
 use crate::telemetry::Metrics;
 
 /// Sources that have not yet settled (first full view, or first failure).
@@ -47,71 +69,282 @@ impl Readiness {
     }
 }
 
-/// Every external source and its supervisor.
+/// Where a source's configuration comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Origin {
+    /// `[[sources]]` in the config file: read-only through the API.
+    File,
+    /// Created through the API and kept in the store.
+    Api,
+}
+
+/// A source as the API shows it: its status, where it comes from, and its configuration
+/// with secrets shown as `***`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SourceView {
+    #[serde(flatten)]
+    pub status: SourceStatus,
+    pub origin: Origin,
+    /// Whether the operator wants it connected (`POST .../connect`/`disconnect`).
+    pub connected: bool,
+    /// The source's document with defaults filled in; secrets read `***`.
+    #[schema(value_type = Object)]
+    pub config: Value,
+}
+
+/// One source and what runs for it.
+struct Managed {
+    origin: Origin,
+    /// The document as given, secrets included (API sources; file sources keep their
+    /// parsed form, never written anywhere).
+    document: Value,
+    config: SourceConfig,
+    connected: bool,
+    status: Arc<StatusCell>,
+    task: Option<JoinHandle<()>>,
+}
+
+/// Every source and its supervisor.
 pub struct Federation {
-    /// Each source's status, as its supervisor keeps it.
-    sources: BTreeMap<String, Arc<StatusCell>>,
+    sources: RwLock<BTreeMap<String, Managed>>,
+    /// Serialises changes to the set of sources, so two API calls never interleave.
+    changes: tokio::sync::Mutex<()>,
     readiness: Arc<Readiness>,
+    catalog: Catalog,
+    metrics: Arc<Metrics>,
+    store: SourceStore,
+    saver: ViewSaver,
+    stop: watch::Receiver<bool>,
+}
+
+/// How a source's service names are mapped, from its common fields.
+pub(crate) fn names_of(config: &SourceConfig) -> NameMap {
+    let common = &config.common;
+    NameMap {
+        include: common.include.clone(),
+        exclude: common.exclude.clone(),
+        rename: common.service_rename.clone(),
+        prefix: common.service_prefix.clone(),
+    }
+}
+
+/// How a source takes part in merging, given its staleness.
+pub(crate) fn meta_of(
+    config: &SourceConfig,
+    names: Arc<NameMap>,
+    stale_since: Option<chrono::DateTime<Utc>>,
+    expired: bool,
+) -> SourceMeta {
+    SourceMeta {
+        priority: config.common.priority,
+        stale_since,
+        empty_confirm: Some(config.common.empty_confirm),
+        names,
+        expired,
+        persist: true,
+    }
 }
 
 impl Federation {
-    /// Builds every source's connector (a bad source config fails here, naming the
-    /// source) and starts its supervisor, which runs until `stop` turns true.
-    pub fn start(
-        configs: &[SourceConfig],
+    /// Loads the API's stored sources next to the file's, puts every connected source's
+    /// saved view into the catalog as stale, and starts their supervisors, which run
+    /// until `stop` turns true. A bad file source fails here, naming the source; a stored
+    /// one that no longer parses is logged and left in the store untouched.
+    pub async fn start(
+        file: &[SourceConfig],
         catalog: &Catalog,
         metrics: &Arc<Metrics>,
         stop: &watch::Receiver<bool>,
+        store: SourceStore,
     ) -> anyhow::Result<Federation> {
-        let readiness = Arc::new(Readiness::default());
-        let mut sources = BTreeMap::new();
-        let mut supervisors = Vec::new();
-        for config in configs {
-            let connector = switchboard_connectors::build(config)
-                .map_err(|err| anyhow::anyhow!("source `{}`: {err}", config.id()))?;
-            let status = Arc::new(StatusCell::new(SourceStatus::initial(config)));
-            readiness
-                .pending
-                .lock()
-                .expect("fresh lock")
-                .insert(config.id().to_owned());
-            sources.insert(config.id().to_owned(), status.clone());
-            supervisors.push(Supervisor::new(
-                config.clone(),
-                connector,
-                catalog.clone(),
-                status,
-                metrics,
-                readiness.clone(),
-            ));
+        let stored = store.blocking(|store| store.sources()).await?;
+        let mut entries: Vec<(Origin, Value, SourceConfig, bool)> = file
+            .iter()
+            .map(|config| {
+                let shown = serde_json::to_value(config).unwrap_or_default();
+                (Origin::File, shown, config.clone(), true)
+            })
+            .collect();
+        for (
+            id,
+            StoredSource {
+                document,
+                connected,
+            },
+        ) in stored
+        {
+            if file.iter().any(|config| config.id() == id) {
+                tracing::warn!(source.id = %id, "A stored API source has the id of a file source; the file's wins");
+                continue;
+            }
+            match SourceConfig::from_json(document.clone()) {
+                Ok(config) => entries.push((Origin::Api, document, config, connected)),
+                Err(err) => {
+                    tracing::error!(source.id = %id, error = %err, "A stored source no longer parses; not started")
+                }
+            }
         }
-        for supervisor in supervisors {
-            tokio::spawn(supervisor.run(stop.clone()));
+        let known: Vec<String> = entries
+            .iter()
+            .map(|(_, _, config, _)| config.id().to_owned())
+            .collect();
+        store
+            .blocking(move |store| store.retain_views(&known))
+            .await?;
+        let federation = Federation {
+            sources: RwLock::new(BTreeMap::new()),
+            changes: tokio::sync::Mutex::new(()),
+            readiness: Arc::new(Readiness::default()),
+            saver: ViewSaver::start(catalog.clone(), store.clone()),
+            catalog: catalog.clone(),
+            metrics: metrics.clone(),
+            store,
+            stop: stop.clone(),
+        };
+        for (origin, document, config, connected) in entries {
+            let status = Arc::new(StatusCell::new(SourceStatus::initial(&config)));
+            let mut task = None;
+            if connected {
+                let connector = switchboard_connectors::build(&config)
+                    .map_err(|err| anyhow::anyhow!("source `{}`: {err}", config.id()))?;
+                federation.load_saved_view(&config, &status).await;
+                federation.readiness.lock().insert(config.id().to_owned());
+                task = Some(federation.spawn(&config, connector, &status, false));
+            } else {
+                status.update(|s| s.state = SourceState::Disconnected);
+            }
+            federation.write().insert(
+                config.id().to_owned(),
+                Managed {
+                    origin,
+                    document,
+                    config,
+                    connected,
+                    status,
+                    task,
+                },
+            );
         }
-        Ok(Federation { sources, readiness })
+        Ok(federation)
     }
 
-    /// True once every source has settled.
+    /// Serves the source's last saved view, stale, until its connector delivers its own.
+    async fn load_saved_view(&self, config: &SourceConfig, status: &StatusCell) {
+        let id = config.id().to_owned();
+        let view = match self.store.blocking(move |store| store.view(&id)).await {
+            Ok(Some(view)) => view,
+            Ok(None) => return,
+            Err(err) => {
+                tracing::error!(source.id = config.id(), error = %err, "Cannot read the saved view");
+                return;
+            }
+        };
+        let stale_since = view.stale_since.unwrap_or_else(Utc::now);
+        let instances = view.into_instances();
+        tracing::info!(
+            source.id = config.id(),
+            instances = instances.len(),
+            "Serving the source's saved view as stale until it connects"
+        );
+        status.update(|s| s.stale_since = Some(stale_since));
+        let meta = meta_of(config, Arc::new(names_of(config)), Some(stale_since), false);
+        let source: Arc<str> = Arc::from(config.id());
+        self.catalog
+            .apply_with_meta(&source, Update::Reset(instances), meta)
+            .await;
+    }
+
+    /// Starts a supervisor for `config` with `status`.
+    fn spawn(
+        &self,
+        config: &SourceConfig,
+        connector: Arc<dyn switchboard_connectors::Connector>,
+        status: &Arc<StatusCell>,
+        reconfigured: bool,
+    ) -> JoinHandle<()> {
+        let supervisor = Supervisor::new(
+            config.clone(),
+            connector,
+            self.catalog.clone(),
+            status.clone(),
+            &self.metrics,
+            self.readiness.clone(),
+            reconfigured,
+        );
+        tokio::spawn(supervisor.run(self.stop.clone()))
+    }
+
+    /// True once every source connected at start has settled.
     pub fn is_ready(&self) -> bool {
         self.readiness.is_ready()
     }
 
+    /// At shutdown: writes every changed view, so a restart finds the latest, and lets go
+    /// of the store.
+    pub async fn shutdown(&self) {
+        self.saver.stop().await;
+    }
+
     /// Every source's status, by id, with counts from `snapshot`.
     pub fn statuses(&self, snapshot: &Snapshot) -> Vec<SourceStatus> {
-        self.sources
-            .keys()
-            .filter_map(|id| self.status(id, snapshot))
+        self.read()
+            .values()
+            .map(|managed| with_counts(managed, snapshot))
             .collect()
     }
 
     /// One source's status, with counts from `snapshot`.
     pub fn status(&self, id: &str, snapshot: &Snapshot) -> Option<SourceStatus> {
-        let mut status = self.sources.get(id)?.get();
-        if let Some(counts) = snapshot.sources().get(id) {
-            status.instances = counts.instances;
-            status.services = counts.services;
-            status.guard_holds = counts.guard_holds;
-        }
-        Some(status)
+        self.read()
+            .get(id)
+            .map(|managed| with_counts(managed, snapshot))
+    }
+
+    /// Every source as the API shows it.
+    pub fn views(&self, snapshot: &Snapshot) -> Vec<SourceView> {
+        self.read()
+            .values()
+            .map(|managed| view_of(managed, snapshot))
+            .collect()
+    }
+
+    /// One source as the API shows it.
+    pub fn view(&self, id: &str, snapshot: &Snapshot) -> Option<SourceView> {
+        self.read()
+            .get(id)
+            .map(|managed| view_of(managed, snapshot))
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Managed>> {
+        // Entries are replaced whole; a poisoned lock still holds a consistent map.
+        self.sources
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, Managed>> {
+        self.sources
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+fn with_counts(managed: &Managed, snapshot: &Snapshot) -> SourceStatus {
+    let mut status = managed.status.get();
+    if let Some(counts) = snapshot.sources().get(&status.id) {
+        status.instances = counts.instances;
+        status.services = counts.services;
+        status.guard_holds = counts.guard_holds;
+    }
+    status
+}
+
+fn view_of(managed: &Managed, snapshot: &Snapshot) -> SourceView {
+    SourceView {
+        status: with_counts(managed, snapshot),
+        origin: managed.origin,
+        connected: managed.connected,
+        config: serde_json::to_value(&managed.config).unwrap_or_default(),
     }
 }

@@ -5,8 +5,12 @@
 //! that goes down keeps its last view in the catalog, flagged stale, until it comes back
 //! or `max_stale` runs out); and the first item after every (re)connect is a full view
 //! that replaces the partition atomically and turns it fresh in the same batch.
+//!
+//! A source whose configuration was just changed starts with its old view (stale), and
+//! its first full view replaces that without the wipe-out guard: services the new
+//! configuration no longer yields are gone by design, not by a backend's hiccup.
 
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,7 +26,7 @@ use tracing::Instrument;
 use super::backoff::Backoff;
 use super::status::{LastError, SourceState, StatusCell};
 use super::Readiness;
-use crate::catalog::{Catalog, SourceMeta};
+use crate::catalog::{Catalog, NameMap, SourceMeta};
 use crate::telemetry::{Metrics, SourceLabels, SourceStateLabels};
 
 /// A connection that lasted this long resets the backoff.
@@ -39,10 +43,15 @@ pub struct Supervisor {
     status: Arc<StatusCell>,
     metrics: SourceMetrics,
     readiness: Arc<Readiness>,
+    names: Arc<NameMap>,
+    /// Set until the first full view after a configuration change is applied.
+    reconfigured: AtomicBool,
+    /// Set while the source's stale view is past `max_stale` and not served.
+    expired: AtomicBool,
 }
 
 /// This source's metric handles, looked up once rather than on every update.
-struct SourceMetrics {
+pub(super) struct SourceMetrics {
     errors: Counter,
     skipped: Counter,
     last_sync: Gauge<f64, AtomicU64>,
@@ -51,7 +60,7 @@ struct SourceMetrics {
 }
 
 impl SourceMetrics {
-    fn new(metrics: &Metrics, source: &str) -> SourceMetrics {
+    pub(super) fn new(metrics: &Metrics, source: &str) -> SourceMetrics {
         let labels = SourceLabels {
             source: source.to_owned(),
         };
@@ -73,6 +82,31 @@ impl SourceMetrics {
     }
 }
 
+impl SourceMetrics {
+    /// Shows `state` as the source's one current state.
+    pub(super) fn show_state(&self, state: SourceState) {
+        for (each, gauge) in &self.states {
+            gauge.set(i64::from(*each == state));
+        }
+    }
+
+    /// Drops a deleted source's series.
+    pub(super) fn forget(metrics: &Metrics, source: &str) {
+        let labels = SourceLabels {
+            source: source.to_owned(),
+        };
+        metrics.source_errors.remove(&labels);
+        metrics.source_skipped.remove(&labels);
+        metrics.source_last_sync.remove(&labels);
+        for state in SourceState::ALL {
+            metrics.source_state.remove(&SourceStateLabels {
+                source: source.to_owned(),
+                state: state.as_str(),
+            });
+        }
+    }
+}
+
 /// Why a connection ended.
 enum Ended {
     Failed(ConnectorError),
@@ -80,6 +114,7 @@ enum Ended {
 }
 
 impl Supervisor {
+    /// `reconfigured`: the source's configuration just changed (see the module docs).
     pub fn new(
         config: SourceConfig,
         connector: Arc<dyn Connector>,
@@ -87,16 +122,20 @@ impl Supervisor {
         status: Arc<StatusCell>,
         metrics: &Metrics,
         readiness: Arc<Readiness>,
+        reconfigured: bool,
     ) -> Supervisor {
         let source: Arc<str> = Arc::from(config.id());
         Supervisor {
             metrics: SourceMetrics::new(metrics, &source),
+            names: Arc::new(super::names_of(&config)),
             config,
             source,
             connector,
             catalog,
             status,
             readiness,
+            reconfigured: AtomicBool::new(reconfigured),
+            expired: AtomicBool::new(false),
         }
     }
 
@@ -110,15 +149,21 @@ impl Supervisor {
     }
 
     fn meta(&self, stale_since: Option<chrono::DateTime<Utc>>) -> SourceMeta {
-        SourceMeta {
-            priority: self.config.common.priority,
+        super::meta_of(
+            &self.config,
+            self.names.clone(),
             stale_since,
-            empty_confirm: Some(self.config.common.empty_confirm),
-        }
+            self.expired.load(Ordering::Relaxed),
+        )
     }
 
     async fn supervise(self, mut stop: watch::Receiver<bool>) {
-        self.catalog.set_source(&self.source, self.meta(None)).await;
+        // A view loaded from the store, or kept across a configuration change, stays
+        // stale until this source delivers its own.
+        let stale_since = self.status.get().stale_since;
+        self.catalog
+            .set_source(&self.source, self.meta(stale_since))
+            .await;
         let mut backoff = Backoff::new(BACKOFF_BASE, BACKOFF_MAX);
         let mut attempts: u64 = 0;
         loop {
@@ -176,9 +221,20 @@ impl Supervisor {
             match update {
                 Update::Reset(instances) => {
                     let count = instances.len();
-                    self.catalog
-                        .apply_with_meta(&self.source, Update::Reset(instances), self.meta(None))
-                        .await;
+                    self.expired.store(false, Ordering::Relaxed);
+                    if self.reconfigured.swap(false, Ordering::Relaxed) {
+                        self.catalog
+                            .replace_source(&self.source, instances, self.meta(None))
+                            .await;
+                    } else {
+                        self.catalog
+                            .apply_with_meta(
+                                &self.source,
+                                Update::Reset(instances),
+                                self.meta(None),
+                            )
+                            .await;
+                    }
                     self.synced();
                     self.status.update(|s| s.stale_since = None);
                     state = SourceState::Ready;
@@ -249,7 +305,7 @@ impl Supervisor {
         self.set_state(SourceState::Down);
     }
 
-    /// Sleeps `delay`, dropping the source's data if `max_stale` runs out meanwhile.
+    /// Sleeps `delay`, ceasing to serve the source's data if `max_stale` runs out meanwhile.
     /// Returns true when asked to stop.
     async fn wait_out(&self, delay: Duration, stop: &mut watch::Receiver<bool>) -> bool {
         let wake = Instant::now() + delay;
@@ -261,9 +317,14 @@ impl Supervisor {
                 _ = stop.wait_for(|stop| *stop) => return true,
             }
             if drop_at.is_some_and(|at| at <= Instant::now()) {
-                tracing::warn!("Source stale longer than max_stale; dropping its instances");
-                self.catalog.drop_source(&self.source).await;
-                self.status.update(|s| s.stale_since = None);
+                tracing::warn!(
+                    "Source stale longer than max_stale; no longer serving its instances"
+                );
+                self.expired.store(true, Ordering::Relaxed);
+                let since = self.status.get().stale_since;
+                self.catalog
+                    .set_source(&self.source, self.meta(since))
+                    .await;
             }
             if Instant::now() >= wake {
                 return false;
@@ -273,6 +334,9 @@ impl Supervisor {
 
     /// When this source's stale data must go, if it has a `max_stale` and is stale.
     fn drop_deadline(&self) -> Option<Instant> {
+        if self.expired.load(Ordering::Relaxed) {
+            return None;
+        }
         let max_stale = self.config.common.max_stale?;
         let since = self.status.get().stale_since?;
         let stale_for = (Utc::now() - since).to_std().unwrap_or_default();
@@ -290,8 +354,6 @@ impl Supervisor {
                 "Source state changed"
             );
         }
-        for (each, gauge) in &self.metrics.states {
-            gauge.set(i64::from(*each == state));
-        }
+        self.metrics.show_state(state);
     }
 }

@@ -81,6 +81,7 @@ fn start(config: SourceConfig) -> Harness {
         status.clone(),
         &metrics,
         readiness.clone(),
+        false,
     );
     tokio::spawn(supervisor.run(stopped));
     Harness {
@@ -174,7 +175,7 @@ async fn a_reconnect_replaces_the_partition_with_the_new_full_view() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn max_stale_drops_a_down_sources_instances() {
+async fn max_stale_stops_serving_a_down_sources_instances() {
     let h = start(config(r#", "max_stale": "2s""#));
     let session = h.connector.session();
     session
@@ -183,8 +184,12 @@ async fn max_stale_drops_a_down_sources_instances() {
     until("ready", || h.status.get().state == SourceState::Ready).await;
     drop(session);
     until("stale", || served(&h) == vec![("a1".to_owned(), true)]).await;
-    until("dropped", || served(&h).is_empty()).await;
+    until("no longer served", || served(&h).is_empty()).await;
     assert_eq!(h.status.get().state, SourceState::Down);
+    assert!(
+        h.status.get().stale_since.is_some(),
+        "still stale, not forgotten"
+    );
 }
 
 #[tokio::test(start_paused = true)]

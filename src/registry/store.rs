@@ -2,6 +2,7 @@
 //! [`RedbStore`] is the embedded implementation (one redb file in the data dir).
 
 use std::path::Path;
+use std::sync::Arc;
 
 use redb::{Database, ReadableTable, TableDefinition};
 
@@ -25,7 +26,7 @@ pub enum StoreError {
     Encode(#[from] serde_json::Error),
 }
 
-fn db_err<E: Into<redb::Error>>(err: E) -> StoreError {
+pub fn db_err<E: Into<redb::Error>>(err: E) -> StoreError {
     StoreError::Database(Box::new(err.into()))
 }
 
@@ -45,7 +46,7 @@ pub trait Store: Send + Sync + 'static {
 
 /// The embedded store: `switchboard.redb` in the data dir.
 pub struct RedbStore {
-    db: Database,
+    db: Arc<Database>,
 }
 
 impl RedbStore {
@@ -57,7 +58,12 @@ impl RedbStore {
         txn.open_table(HEARTBEATS).map_err(db_err)?;
         txn.open_table(META).map_err(db_err)?;
         txn.commit().map_err(db_err)?;
-        Ok(RedbStore { db })
+        Ok(RedbStore { db: Arc::new(db) })
+    }
+
+    /// The database, for other parts that keep their own tables in the same file.
+    pub fn database(&self) -> Arc<Database> {
+        self.db.clone()
     }
 }
 

@@ -1,0 +1,60 @@
+//! `GET /api/v1/services/{name}/explain`: why each source's instances of a service are or
+//! are not served. A diagnostic, answered by the catalog writer from every source's raw
+//! reports; discovery reads never take this path.
+
+use axum::extract::{RawQuery, State};
+use switchboard_connectors::ServiceKey;
+
+use super::error::{ApiError, Problem};
+use super::extract::PathParam;
+use super::query::InstanceQuery;
+use super::AppState;
+use crate::catalog::Explanation;
+use crate::registry::{validate_name, NATIVE_SOURCE};
+
+/// Per source: what it reports for the service and its state; the policy applied; and for
+/// every instance whether clients get it and, if not, why (`excluded`, `renamed`,
+/// `lower_priority`, `merged`, `stale_dropped`).
+#[utoipa::path(
+    get, path = "/api/v1/services/{name}/explain", tag = "discovery",
+    params(
+        ("name" = String, Path, description = "Service name, as served or as a source names it"),
+        ("namespace" = Option<String>, Query, description = "Default `public`"),
+        ("group" = Option<String>, Query, description = "Default `DEFAULT`"),
+    ),
+    responses(
+        (status = 200, description = "The explanation", body = Explanation),
+        (status = 404, description = "service_not_found: no source reports it", body = Problem),
+    )
+)]
+pub async fn explain(
+    State(state): State<AppState>,
+    PathParam(name): PathParam,
+    RawQuery(query): RawQuery,
+) -> Result<axum::Json<Explanation>, ApiError> {
+    validate_name(&name, "invalid_service_name", "name")?;
+    let query = InstanceQuery::parse(query.as_deref())?;
+    let key = ServiceKey::new(query.namespace(), query.group(), name.as_str());
+    let mut explanation = state.catalog.explain(key).await.ok_or_else(|| {
+        ApiError::not_found(
+            "service_not_found",
+            format!(
+                "no source reports service `{name}` in namespace `{}`, group `{}`",
+                query.namespace(),
+                query.group()
+            ),
+        )
+    })?;
+    let snapshot = state.catalog.snapshot();
+    for source in &mut explanation.sources {
+        source.state = if source.id == NATIVE_SOURCE {
+            "ready".to_owned()
+        } else {
+            state
+                .federation
+                .status(&source.id, &snapshot)
+                .map_or_else(|| "unknown".to_owned(), |s| s.state.as_str().to_owned())
+        };
+    }
+    Ok(axum::Json(explanation))
+}

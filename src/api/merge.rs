@@ -1,0 +1,62 @@
+//! Merge rules: which policy (`union`, `failover`) applies to which services.
+
+use axum::extract::State;
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::error::{ApiError, Problem};
+use super::extract::Json;
+use super::AppState;
+use crate::catalog::MergeRule;
+use crate::federation::{FederationError, MergeRulesView};
+
+/// The body of `PUT /api/v1/merge`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RulesBody {
+    rules: Vec<MergeRule>,
+}
+
+/// Every merge rule in the order they are tried: the config file's, then the API's.
+#[utoipa::path(
+    get, path = "/api/v1/merge", tag = "sources",
+    responses((status = 200, description = "Merge rules", body = MergeRulesView))
+)]
+pub async fn get(State(state): State<AppState>) -> axum::Json<MergeRulesView> {
+    axum::Json(state.merge.view().await)
+}
+
+/// Replaces the API's merge rules (stored; the config file's stay first). Every service
+/// is re-merged at once.
+#[utoipa::path(
+    put, path = "/api/v1/merge", tag = "sources",
+    request_body(content = Object, description = r#"`{"rules": [{"services": ["pay-*"], "policy": "failover"}]}`"#),
+    responses(
+        (status = 200, description = "The rules now in force", body = MergeRulesView),
+        (status = 400, description = "invalid_merge_rule (`field` names the key)", body = Problem),
+    )
+)]
+pub async fn replace(
+    State(state): State<AppState>,
+    Json(body): Json<Value>,
+) -> Result<axum::Json<MergeRulesView>, ApiError> {
+    let body: RulesBody = serde_path_to_error::deserialize(body).map_err(|err| {
+        let field = err.path().to_string();
+        ApiError::bad_request("invalid_merge_rule", err.into_inner().to_string()).with_field(field)
+    })?;
+    state
+        .merge
+        .replace(body.rules)
+        .await
+        .map_err(|err| match err {
+            FederationError::Invalid { field, message } => {
+                let error = ApiError::bad_request("invalid_merge_rule", message);
+                match field {
+                    Some(field) => error.with_field(field),
+                    None => error,
+                }
+            }
+            other => other.into(),
+        })?;
+    Ok(axum::Json(state.merge.view().await))
+}

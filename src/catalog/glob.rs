@@ -1,0 +1,64 @@
+//! Service-name globs: `*` matches any run of characters (also none), `?` exactly one.
+//! Service names are ASCII, so matching works on bytes.
+
+/// Whether `name` matches `pattern`.
+pub fn matches(pattern: &str, name: &str) -> bool {
+    let (pattern, name) = (pattern.as_bytes(), name.as_bytes());
+    let (mut p, mut n) = (0, 0);
+    // Where the last `*` was, and the name position it is currently stretched to.
+    let mut star: Option<(usize, usize)> = None;
+    while n < name.len() {
+        match pattern.get(p) {
+            Some(b'*') => {
+                star = Some((p, n));
+                p += 1;
+            }
+            Some(&c) if c == b'?' || c == name[n] => {
+                p += 1;
+                n += 1;
+            }
+            _ => match star {
+                // Let the last `*` swallow one more character and retry from there.
+                Some((star_p, star_n)) => {
+                    p = star_p + 1;
+                    n = star_n + 1;
+                    star = Some((star_p, star_n + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    pattern[p..].iter().all(|&c| c == b'*')
+}
+
+/// Whether any of `patterns` matches `name`.
+pub fn any_matches(patterns: &[String], name: &str) -> bool {
+    patterns.iter().any(|pattern| matches(pattern, name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::matches;
+
+    #[test]
+    fn stars_and_question_marks() {
+        let cases = [
+            ("pay-*", "pay-api", true),
+            ("pay-*", "pay-", true),
+            ("pay-*", "payments", false),
+            ("*", "", true),
+            ("*-svc", "orders-svc", true),
+            ("*-svc", "orders-svc2", false),
+            ("a*b*c", "axxbyyc", true),
+            ("a*b*c", "axxbyy", false),
+            ("a?c", "abc", true),
+            ("a?c", "ac", false),
+            ("orders", "orders", true),
+            ("orders", "orders2", false),
+            ("**x", "abx", true),
+        ];
+        for (pattern, name, expected) in cases {
+            assert_eq!(matches(pattern, name), expected, "{pattern} vs {name}");
+        }
+    }
+}

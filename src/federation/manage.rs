@@ -1,0 +1,266 @@
+//! Changing the set of sources at runtime: create, replace, patch, delete, connect and
+//! disconnect. Each change is stored first (API sources), so an error leaves both the
+//! store and the running set as they were; only the source concerned is touched.
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use serde_json::Value;
+use switchboard_connectors::{Connector, SourceConfig};
+use tokio::task::JoinHandle;
+
+use super::document::{merge_patch, restore_secrets};
+use super::status::{SourceState, SourceStatus, StatusCell};
+use super::store::StoredSource;
+use super::supervisor::SourceMetrics;
+use super::{Federation, FederationError, Managed, Origin};
+use crate::registry::NATIVE_SOURCE;
+
+/// Parses and checks a document, and builds its connector (which checks what only the
+/// adapter knows), without starting anything.
+pub(super) fn parse(
+    document: Value,
+) -> Result<(SourceConfig, Arc<dyn Connector>), FederationError> {
+    let config = SourceConfig::from_json(document)?;
+    if config.id() == NATIVE_SOURCE {
+        return Err(FederationError::invalid(
+            "id",
+            "`native` is the built-in registry's id; choose another",
+        ));
+    }
+    let connector =
+        switchboard_connectors::build(&config).map_err(|err| FederationError::Invalid {
+            field: None,
+            message: err.to_string(),
+        })?;
+    Ok((config, connector))
+}
+
+/// Stops a supervisor and waits until it has stopped, so nothing it does can land after.
+async fn halt(task: Option<JoinHandle<()>>) {
+    if let Some(task) = task {
+        task.abort();
+        let _ = task.await;
+    }
+}
+
+impl Federation {
+    /// Adds a source from the API and connects it.
+    pub async fn create(&self, document: Value) -> Result<String, FederationError> {
+        let _change = self.changes.lock().await;
+        let (config, connector) = parse(document.clone())?;
+        let id = config.id().to_owned();
+        if self.read().contains_key(&id) {
+            return Err(FederationError::Exists(id));
+        }
+        self.store_source(&id, &document, true).await?;
+        let status = Arc::new(StatusCell::new(SourceStatus::initial(&config)));
+        let task = self.spawn(&config, connector, &status, false);
+        tracing::info!(source.id = %id, "Source created through the API");
+        self.write().insert(
+            id.clone(),
+            Managed {
+                origin: Origin::Api,
+                document,
+                config,
+                connected: true,
+                status,
+                task: Some(task),
+            },
+        );
+        Ok(id)
+    }
+
+    /// Replaces an API source's document (`PUT`). Secrets sent as `***` keep their value.
+    pub async fn replace(&self, id: &str, document: Value) -> Result<(), FederationError> {
+        let _change = self.changes.lock().await;
+        let current = self.current_document(id)?;
+        self.reconfigure(id, document, &current).await
+    }
+
+    /// Applies a JSON merge patch to an API source's document (`PATCH`).
+    pub async fn patch(&self, id: &str, patch: &Value) -> Result<(), FederationError> {
+        let _change = self.changes.lock().await;
+        let current = self.current_document(id)?;
+        let mut document = current.clone();
+        merge_patch(&mut document, patch);
+        self.reconfigure(id, document, &current).await
+    }
+
+    /// The stored document of an API source; the errors a change to it can meet first.
+    fn current_document(&self, id: &str) -> Result<Value, FederationError> {
+        let sources = self.read();
+        let managed = sources
+            .get(id)
+            .ok_or_else(|| FederationError::NotFound(id.to_owned()))?;
+        if managed.origin == Origin::File {
+            return Err(FederationError::ReadOnly(id.to_owned()));
+        }
+        Ok(managed.document.clone())
+    }
+
+    /// Swaps in a new document: only this source reconnects. Its instances stay served,
+    /// stale, until the new connection's first full view replaces them.
+    async fn reconfigure(
+        &self,
+        id: &str,
+        mut document: Value,
+        current: &Value,
+    ) -> Result<(), FederationError> {
+        let Some(object) = document.as_object_mut() else {
+            return Err(FederationError::Invalid {
+                field: None,
+                message: "a source document must be a JSON object".to_owned(),
+            });
+        };
+        match object.get("id") {
+            None => {
+                object.insert("id".to_owned(), Value::String(id.to_owned()));
+            }
+            Some(given) if given.as_str() == Some(id) => {}
+            Some(_) => {
+                return Err(FederationError::invalid(
+                    "id",
+                    format!(
+                        "the document's `id` must be `{id}`, the source's id (ids cannot change)"
+                    ),
+                ))
+            }
+        }
+        restore_secrets(&mut document, current);
+        let (config, connector) = parse(document.clone())?;
+        let connected = self.read().get(id).is_some_and(|m| m.connected);
+        self.store_source(id, &document, connected).await?;
+        let (old_task, old_status) = {
+            let mut sources = self.write();
+            let managed = sources
+                .get_mut(id)
+                .ok_or_else(|| FederationError::NotFound(id.to_owned()))?;
+            (managed.task.take(), managed.status.get())
+        };
+        halt(old_task).await;
+        let status = Arc::new(StatusCell::new(SourceStatus::initial(&config)));
+        let task = if connected {
+            let stale_since = old_status.stale_since.unwrap_or_else(Utc::now);
+            status.update(|s| s.stale_since = Some(stale_since));
+            Some(self.spawn(&config, connector, &status, true))
+        } else {
+            status.update(|s| s.state = SourceState::Disconnected);
+            None
+        };
+        tracing::info!(source.id = %id, "Source reconfigured through the API");
+        if let Some(managed) = self.write().get_mut(id) {
+            managed.document = document;
+            managed.config = config;
+            managed.status = status;
+            managed.task = task;
+        }
+        Ok(())
+    }
+
+    /// Removes an API source and everything it contributed.
+    pub async fn delete(&self, id: &str) -> Result<(), FederationError> {
+        let _change = self.changes.lock().await;
+        self.current_document(id)?;
+        let key = id.to_owned();
+        self.store
+            .blocking(move |store| store.delete_source(&key))
+            .await?;
+        let removed = self.write().remove(id);
+        if let Some(managed) = removed {
+            halt(managed.task).await;
+        }
+        self.withdraw(id).await;
+        SourceMetrics::forget(&self.metrics, id);
+        tracing::info!(source.id = %id, "Source deleted through the API");
+        Ok(())
+    }
+
+    /// Stops a source and takes its instances out of the catalog (an operator's action,
+    /// unlike an outage, which keeps them stale).
+    pub async fn disconnect(&self, id: &str) -> Result<(), FederationError> {
+        let _change = self.changes.lock().await;
+        let (origin, document) = self.origin_and_document(id)?;
+        if origin == Origin::Api {
+            self.store_source(id, &document, false).await?;
+        }
+        let task = self.write().get_mut(id).and_then(|m| {
+            m.connected = false;
+            m.task.take()
+        });
+        halt(task).await;
+        self.withdraw(id).await;
+        if let Some(managed) = self.read().get(id) {
+            managed.status.update(|s| {
+                s.state = SourceState::Disconnected;
+                s.endpoint = None;
+                s.stale_since = None;
+            });
+        }
+        SourceMetrics::new(&self.metrics, id).show_state(SourceState::Disconnected);
+        self.readiness.settle(id);
+        tracing::info!(source.id = %id, "Source disconnected through the API");
+        Ok(())
+    }
+
+    /// Connects a disconnected source again; a connected one is left as it is.
+    pub async fn connect(&self, id: &str) -> Result<(), FederationError> {
+        let _change = self.changes.lock().await;
+        let (origin, document) = self.origin_and_document(id)?;
+        if self.read().get(id).is_some_and(|m| m.connected) {
+            return Ok(());
+        }
+        if origin == Origin::Api {
+            self.store_source(id, &document, true).await?;
+        }
+        let config = match self.read().get(id) {
+            Some(managed) => managed.config.clone(),
+            None => return Err(FederationError::NotFound(id.to_owned())),
+        };
+        let connector =
+            switchboard_connectors::build(&config).map_err(|err| FederationError::Invalid {
+                field: None,
+                message: err.to_string(),
+            })?;
+        let status = Arc::new(StatusCell::new(SourceStatus::initial(&config)));
+        let task = self.spawn(&config, connector, &status, false);
+        if let Some(managed) = self.write().get_mut(id) {
+            managed.connected = true;
+            managed.status = status;
+            managed.task = Some(task);
+        }
+        tracing::info!(source.id = %id, "Source connected through the API");
+        Ok(())
+    }
+
+    fn origin_and_document(&self, id: &str) -> Result<(Origin, Value), FederationError> {
+        self.read()
+            .get(id)
+            .map(|m| (m.origin, m.document.clone()))
+            .ok_or_else(|| FederationError::NotFound(id.to_owned()))
+    }
+
+    /// Takes a source's instances out of the catalog and forgets its saved view.
+    async fn withdraw(&self, id: &str) {
+        let source: Arc<str> = Arc::from(id);
+        self.catalog.drop_source(&source).await;
+        self.saver.forget(id);
+    }
+
+    async fn store_source(
+        &self,
+        id: &str,
+        document: &Value,
+        connected: bool,
+    ) -> Result<(), FederationError> {
+        let id = id.to_owned();
+        let record = StoredSource {
+            document: document.clone(),
+            connected,
+        };
+        self.store
+            .blocking(move |store| store.put_source(&id, &record))
+            .await?;
+        Ok(())
+    }
+}

@@ -11,6 +11,7 @@ mod consul;
 mod durability;
 mod etcd;
 mod expiry;
+mod managed;
 mod nacos;
 mod sources;
 mod watch;

@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use super::error::{ApiError, Problem};
 use super::extract::Json;
-use super::AppState;
+use super::{to_completion, AppState};
 use crate::catalog::MergeRule;
 use crate::federation::{FederationError, MergeRulesView};
 
@@ -44,19 +44,13 @@ pub async fn replace(
         let field = err.path().to_string();
         ApiError::bad_request("invalid_merge_rule", err.into_inner().to_string()).with_field(field)
     })?;
-    state
-        .merge
-        .replace(body.rules)
-        .await
-        .map_err(|err| match err {
-            FederationError::Invalid { field, message } => {
-                let error = ApiError::bad_request("invalid_merge_rule", message);
-                match field {
-                    Some(field) => error.with_field(field),
-                    None => error,
-                }
-            }
-            other => other.into(),
-        })?;
+    let shared = state.clone();
+    let replaced = to_completion(async move { shared.merge.replace(body.rules).await }).await?;
+    replaced.map_err(|err| match err {
+        FederationError::Invalid { field, message } => {
+            ApiError::bad_request("invalid_merge_rule", message).with_field_if(field)
+        }
+        other => other.into(),
+    })?;
     Ok(axum::Json(state.merge.view().await))
 }

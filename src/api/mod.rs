@@ -77,6 +77,21 @@ impl AppState {
     }
 }
 
+/// Runs `work` to the end even if the client goes away. axum drops a handler whose
+/// connection closes; a change to the set of sources cut off half-way would leave the
+/// store, the catalog and the running sources disagreeing.
+pub(crate) async fn to_completion<T: Send + 'static>(
+    work: impl std::future::Future<Output = T> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::spawn(work).await.map_err(|err| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            format!("the change did not complete: {err}"),
+        )
+    })
+}
+
 /// Every route, as metrics label it (and as `/openapi.json` documents it).
 pub const ROUTES: &[&str] = &[
     "/api/v1/services",

@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use super::error::{ApiError, Problem};
 use super::extract::{Json, PathParam};
-use super::AppState;
+use super::{to_completion, AppState};
 use crate::federation::{FederationError, ProbeReport, SourceStatus, SourceView};
 
 impl From<FederationError> for ApiError {
@@ -102,7 +102,8 @@ pub async fn create(
     State(state): State<AppState>,
     Json(document): Json<Value>,
 ) -> Result<Response, ApiError> {
-    let id = state.federation.create(document).await?;
+    let shared = state.clone();
+    let id = to_completion(async move { shared.federation.create(document).await }).await??;
     Ok((StatusCode::CREATED, current(&state, &id)?).into_response())
 }
 
@@ -124,7 +125,8 @@ pub async fn replace(
     PathParam(id): PathParam,
     Json(document): Json<Value>,
 ) -> Result<axum::Json<SourceView>, ApiError> {
-    state.federation.replace(&id, document).await?;
+    let (shared, key) = (state.clone(), id.clone());
+    to_completion(async move { shared.federation.replace(&key, document).await }).await??;
     current(&state, &id)
 }
 
@@ -146,7 +148,8 @@ pub async fn patch(
     PathParam(id): PathParam,
     Json(patch): Json<Value>,
 ) -> Result<axum::Json<SourceView>, ApiError> {
-    state.federation.patch(&id, &patch).await?;
+    let (shared, key) = (state.clone(), id.clone());
+    to_completion(async move { shared.federation.patch(&key, &patch).await }).await??;
     current(&state, &id)
 }
 
@@ -164,7 +167,7 @@ pub async fn delete(
     State(state): State<AppState>,
     PathParam(id): PathParam,
 ) -> Result<StatusCode, ApiError> {
-    state.federation.delete(&id).await?;
+    to_completion(async move { state.federation.delete(&id).await }).await??;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -181,7 +184,8 @@ pub async fn connect(
     State(state): State<AppState>,
     PathParam(id): PathParam,
 ) -> Result<axum::Json<SourceView>, ApiError> {
-    state.federation.connect(&id).await?;
+    let (shared, key) = (state.clone(), id.clone());
+    to_completion(async move { shared.federation.connect(&key).await }).await??;
     current(&state, &id)
 }
 
@@ -199,7 +203,8 @@ pub async fn disconnect(
     State(state): State<AppState>,
     PathParam(id): PathParam,
 ) -> Result<axum::Json<SourceView>, ApiError> {
-    state.federation.disconnect(&id).await?;
+    let (shared, key) = (state.clone(), id.clone());
+    to_completion(async move { shared.federation.disconnect(&key).await }).await??;
     current(&state, &id)
 }
 

@@ -56,6 +56,9 @@ pub enum Reason {
     Renamed,
     /// `failover` serves a source of higher priority.
     LowerPriority,
+    /// `failover` passed over this source although it comes first: none of its instances
+    /// is healthy and active, or its view is stale.
+    Unavailable,
     /// A preferred report of the same endpoint is served instead.
     Merged,
     /// The source has been down longer than its `max_stale`.
@@ -211,12 +214,28 @@ pub(super) fn explain(
         }
     }
     let selected = plan.selected.map(|s| s.to_string()).unwrap_or_default();
+    let rank = |r: &Reported<'_>| (std::cmp::Reverse(r.meta.priority), r.source.clone());
+    let selected_rank = plan.endpoints.first().map(|endpoint| rank(&endpoint[0]));
     for passed in &plan.passed_over {
+        let (reason, detail) = if selected_rank.as_ref().is_some_and(|s| rank(passed) < *s) {
+            (
+                Reason::Unavailable,
+                format!(
+                    "source `{}` has no healthy, active instance with a fresh view; failover serves source `{selected}`",
+                    passed.source
+                ),
+            )
+        } else {
+            (
+                Reason::LowerPriority,
+                format!("failover serves source `{selected}`, which comes first"),
+            )
+        };
         verdicts.push(InstanceVerdict::new(
             passed.source,
             passed.instance,
-            Some(Reason::LowerPriority),
-            format!("failover serves source `{selected}`, which comes first"),
+            Some(reason),
+            detail,
         ));
     }
     verdicts.sort_by(|a, b| (&a.source, &a.id).cmp(&(&b.source, &b.id)));

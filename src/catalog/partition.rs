@@ -67,6 +67,10 @@ pub(super) struct Partition {
     held: HashMap<ServiceKey, Held>,
     /// Emptyings held so far (for metrics).
     pub holds: u64,
+    /// The source's services changed since its view was last saved (when it is saved).
+    pub unsaved: HashSet<ServiceKey>,
+    /// The source's staleness changed since its view was last saved.
+    pub unsaved_meta: bool,
 }
 
 impl Partition {
@@ -162,11 +166,15 @@ impl Partition {
         self.touch(raw_touched, touched);
     }
 
-    /// Records the served keys of the source's `raw` keys as touched.
-    fn touch(&self, raw: HashSet<ServiceKey>, touched: &mut HashSet<ServiceKey>) {
+    /// Records the served keys of the source's `raw` keys as touched, and the raw keys as
+    /// not yet saved.
+    fn touch(&mut self, raw: HashSet<ServiceKey>, touched: &mut HashSet<ServiceKey>) {
         for key in raw {
             if let Mapped::Served(served) = self.meta.names.map(&key) {
                 touched.insert(served);
+            }
+            if self.meta.persist {
+                self.unsaved.insert(key);
             }
         }
     }
@@ -252,22 +260,23 @@ impl Partition {
             }
             self.held.remove(&key);
         }
-        let served = self.services.get(&key).is_some_and(|s| !s.is_empty());
-        match self.meta.empty_confirm {
-            Some(confirm) if served && guarded => {
+        // Only a service clients get is worth holding (not one the source's name mapping
+        // leaves out).
+        let served = self.services.get(&key).is_some_and(|s| !s.is_empty())
+            && matches!(self.meta.names.map(&key), Mapped::Served(_));
+        let until = self
+            .meta
+            .empty_confirm
+            .and_then(|confirm| now.checked_add(confirm));
+        match until {
+            Some(until) if served && guarded => {
                 tracing::warn!(
                     service = %key,
-                    confirm = ?confirm,
+                    confirm = ?self.meta.empty_confirm,
                     "Source reports no instances for a served service; holding for confirmation"
                 );
                 self.holds += 1;
-                self.held.insert(
-                    key,
-                    Held {
-                        until: now + confirm,
-                        desired,
-                    },
-                );
+                self.held.insert(key, Held { until, desired });
             }
             _ => self.remove_bucket(&key),
         }

@@ -1,6 +1,7 @@
 //! A source's view as saved for a warm restart: its instances under the source's own
 //! service names (so the name mapping in force at the next start applies), and since
-//! when it was stale, if it was.
+//! when it was stale, if it was. Saved service by service, so a change rewrites only
+//! the services it touched.
 
 use std::sync::Arc;
 
@@ -8,7 +9,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use switchboard_connectors::{Instance, ServiceKey};
 
-/// One source's last view.
+/// One source's last view; as the catalog hands it over for saving, only the services
+/// changed since the last save (a service with no instances is gone).
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct SavedView {
     /// Set when the source was already unreachable when this view was saved.

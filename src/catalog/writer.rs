@@ -35,8 +35,6 @@ pub(crate) struct Writer {
     live_services: usize,
     last_prune: Instant,
     rules: Arc<MergeRules>,
-    /// Sources whose view changed since the last export.
-    dirty: HashSet<Arc<str>>,
 }
 
 impl Writer {
@@ -56,7 +54,6 @@ impl Writer {
             live_services: 0,
             last_prune: Instant::now(),
             rules: Arc::default(),
-            dirty: HashSet::new(),
         }
     }
 
@@ -96,24 +93,21 @@ impl Writer {
                     guarded,
                     done,
                 } => {
-                    let partition = self.partitions.entry(source.clone()).or_default();
+                    let partition = self.partitions.entry(source).or_default();
                     if let Some(mut meta) = meta {
                         touched.extend(partition.served_keys().cloned());
                         partition.rename(meta.names.clone(), &mut touched);
                         meta.names = partition.meta.names.clone();
+                        partition.unsaved_meta |= meta.stale_since != partition.meta.stale_since;
                         partition.meta = meta;
                     }
                     partition.apply(update, now, guarded, &mut touched);
-                    if partition.meta.persist {
-                        self.dirty.insert(source);
-                    }
                     acks.extend(done);
                 }
                 Command::Drop { source, done } => {
                     if let Some(partition) = self.partitions.remove(&source) {
                         touched.extend(partition.served_keys().cloned());
                     }
-                    self.dirty.remove(&source);
                     self.metrics.source_instances.remove(&SourceLabels {
                         source: source.to_string(),
                     });
@@ -228,27 +222,38 @@ impl Writer {
             .collect()
     }
 
-    /// The views of the sources that changed since the last call, under the sources'
-    /// own service keys. Only pointers are copied here; encoding happens elsewhere.
+    /// What changed in the saved sources' views since the last call: each such source's
+    /// staleness and changed services, under the sources' own service keys. Only
+    /// pointers are copied here; encoding and writing happen elsewhere.
     fn export(&mut self) -> Vec<(Arc<str>, SavedView)> {
-        let dirty = std::mem::take(&mut self.dirty);
-        dirty
-            .into_iter()
-            .filter_map(|source| {
-                let partition = self.partitions.get(&source)?;
-                let services = partition
-                    .services
-                    .iter()
-                    .map(|(raw, instances)| SavedService {
-                        service: raw.clone(),
-                        instances: instances.iter().map(|by_id| by_id.0.clone()).collect(),
+        self.partitions
+            .iter_mut()
+            .filter(|(_, partition)| {
+                partition.meta.persist && (partition.unsaved_meta || !partition.unsaved.is_empty())
+            })
+            .map(|(source, partition)| {
+                partition.unsaved_meta = false;
+                let services = std::mem::take(&mut partition.unsaved)
+                    .into_iter()
+                    .map(|raw| {
+                        let instances = partition
+                            .services
+                            .get(&raw)
+                            .map(|instances| {
+                                instances.iter().map(|by_id| by_id.0.clone()).collect()
+                            })
+                            .unwrap_or_default();
+                        SavedService {
+                            service: raw,
+                            instances,
+                        }
                     })
                     .collect();
                 let view = SavedView {
                     stale_since: partition.meta.stale_since,
                     services,
                 };
-                Some((source, view))
+                (source.clone(), view)
             })
             .collect()
     }

@@ -171,6 +171,7 @@ impl Federation {
             halt(managed.task).await;
         }
         self.withdraw(id).await;
+        self.readiness.settle(id);
         SourceMetrics::forget(&self.metrics, id);
         tracing::info!(source.id = %id, "Source deleted through the API");
         Ok(())

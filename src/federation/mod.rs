@@ -146,6 +146,19 @@ pub(crate) fn meta_of(
     }
 }
 
+/// Whether a view stale since `stale_since` is past the source's `max_stale`.
+pub(crate) fn past_max_stale(
+    config: &SourceConfig,
+    stale_since: Option<chrono::DateTime<Utc>>,
+) -> bool {
+    match (config.common.max_stale, stale_since) {
+        (Some(max_stale), Some(since)) => {
+            (Utc::now() - since).to_std().unwrap_or_default() >= max_stale
+        }
+        _ => false,
+    }
+}
+
 impl Federation {
     /// Loads the API's stored sources next to the file's, puts every connected source's
     /// saved view into the catalog as stale, and starts their supervisors, which run
@@ -166,6 +179,9 @@ impl Federation {
                 (Origin::File, shown, config.clone(), true)
             })
             .collect();
+        // Views of stored sources are kept even when a source no longer parses: fixed
+        // through the API, it comes back with its view.
+        let mut known: Vec<String> = stored.iter().map(|(id, _)| id.clone()).collect();
         for (
             id,
             StoredSource {
@@ -185,10 +201,11 @@ impl Federation {
                 }
             }
         }
-        let known: Vec<String> = entries
-            .iter()
-            .map(|(_, _, config, _)| config.id().to_owned())
-            .collect();
+        known.extend(
+            entries
+                .iter()
+                .map(|(_, _, config, _)| config.id().to_owned()),
+        );
         store
             .blocking(move |store| store.retain_views(&known))
             .await?;
@@ -206,11 +223,29 @@ impl Federation {
             let status = Arc::new(StatusCell::new(SourceStatus::initial(&config)));
             let mut task = None;
             if connected {
-                let connector = switchboard_connectors::build(&config)
-                    .map_err(|err| anyhow::anyhow!("source `{}`: {err}", config.id()))?;
-                federation.load_saved_view(&config, &status).await;
-                federation.readiness.lock().insert(config.id().to_owned());
-                task = Some(federation.spawn(&config, connector, &status, false));
+                match switchboard_connectors::build(&config) {
+                    Ok(connector) => {
+                        let loaded = federation.load_saved_view(&config, &status).await;
+                        federation.readiness.lock().insert(config.id().to_owned());
+                        task = Some(federation.spawn(&config, connector, &status, loaded));
+                    }
+                    Err(err) if origin == Origin::File => {
+                        anyhow::bail!("source `{}`: {err}", config.id())
+                    }
+                    // A stored source must not stop the server from starting: it shows
+                    // as down with the reason, and can be fixed through the API.
+                    Err(err) => {
+                        tracing::error!(source.id = config.id(), error = %err, "Cannot start a stored source");
+                        status.update(|s| {
+                            s.state = SourceState::Down;
+                            s.last_error = Some(LastError {
+                                kind: err.kind(),
+                                message: err.to_string(),
+                                time: Utc::now(),
+                            });
+                        });
+                    }
+                }
             } else {
                 status.update(|s| s.state = SourceState::Disconnected);
             }
@@ -230,14 +265,15 @@ impl Federation {
     }
 
     /// Serves the source's last saved view, stale, until its connector delivers its own.
-    async fn load_saved_view(&self, config: &SourceConfig, status: &StatusCell) {
+    /// Returns whether there was one.
+    async fn load_saved_view(&self, config: &SourceConfig, status: &StatusCell) -> bool {
         let id = config.id().to_owned();
         let view = match self.store.blocking(move |store| store.view(&id)).await {
             Ok(Some(view)) => view,
-            Ok(None) => return,
+            Ok(None) => return false,
             Err(err) => {
                 tracing::error!(source.id = config.id(), error = %err, "Cannot read the saved view");
-                return;
+                return false;
             }
         };
         let stale_since = view.stale_since.unwrap_or_else(Utc::now);
@@ -248,11 +284,18 @@ impl Federation {
             "Serving the source's saved view as stale until it connects"
         );
         status.update(|s| s.stale_since = Some(stale_since));
-        let meta = meta_of(config, Arc::new(names_of(config)), Some(stale_since), false);
+        let expired = past_max_stale(config, Some(stale_since));
+        let meta = meta_of(
+            config,
+            Arc::new(names_of(config)),
+            Some(stale_since),
+            expired,
+        );
         let source: Arc<str> = Arc::from(config.id());
         self.catalog
             .apply_with_meta(&source, Update::Reset(instances), meta)
             .await;
+        true
     }
 
     /// Starts a supervisor for `config` with `status`.

@@ -7,8 +7,10 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use super::store::SourceStore;
-use crate::catalog::Catalog;
+use std::sync::Arc;
+
+use super::store::{view_key, SourceStore, ViewChanges};
+use crate::catalog::{Catalog, SavedView};
 
 /// How often changed views are written: changes within it are coalesced.
 const SAVE_EVERY: Duration = Duration::from_secs(1);
@@ -64,18 +66,21 @@ async fn run(catalog: Catalog, store: SourceStore, mut requests: mpsc::Unbounded
     loop {
         let mut forget = Vec::new();
         let mut stopping = false;
+        let mut take = |request: Option<Request>| match request {
+            Some(Request::Forget(source)) => forget.push(source),
+            Some(Request::Stop) | None => stopping = true,
+        };
         tokio::select! {
             _ = tick.tick() => {}
-            request = requests.recv() => match request {
-                Some(Request::Forget(source)) => forget.push(source),
-                Some(Request::Stop) | None => stopping = true,
-            },
+            request = requests.recv() => take(request),
         }
-        let views = if forget.is_empty() {
-            catalog.export_changed().await
-        } else {
-            Vec::new()
-        };
+        // Every request already made counts before the views are taken, so a removal
+        // asked for earlier never erases a view saved later (they share a transaction,
+        // removals first).
+        while let Ok(request) = requests.try_recv() {
+            take(Some(request));
+        }
+        let views = catalog.export_changed().await;
         if views.is_empty() && forget.is_empty() {
             if stopping {
                 return;
@@ -83,20 +88,8 @@ async fn run(catalog: Catalog, store: SourceStore, mut requests: mpsc::Unbounded
             continue;
         }
         let saved = store
-            .blocking(move |store| {
-            let puts: Vec<(String, Vec<u8>)> = views
-                .into_iter()
-                .filter_map(|(source, view)| match serde_json::to_vec(&view) {
-                    Ok(bytes) => Some((source.to_string(), bytes)),
-                    Err(err) => {
-                        tracing::error!(source.id = %source, error = %err, "Cannot encode a source's view");
-                        None
-                    }
-                })
-                .collect();
-            store.save_views(&puts, &forget)
-        })
-        .await;
+            .blocking(move |store| store.save_views(&encode(views), &forget))
+            .await;
         if let Err(err) = saved {
             tracing::error!(error = %err, "Cannot save source views; they are saved again on their next change");
         }
@@ -104,4 +97,34 @@ async fn run(catalog: Catalog, store: SourceStore, mut requests: mpsc::Unbounded
             return;
         }
     }
+}
+
+/// Encodes each changed service's instances (a gone service has none: its record goes).
+fn encode(views: Vec<(Arc<str>, SavedView)>) -> Vec<ViewChanges> {
+    views
+        .into_iter()
+        .map(|(source, view)| ViewChanges {
+            services: view
+                .services
+                .iter()
+                .filter_map(|saved| {
+                    let key = view_key(&source, &saved.service);
+                    if saved.instances.is_empty() {
+                        return Some((key, None));
+                    }
+                    // Instances always encode; should one not, its service keeps what was
+                    // saved before rather than being saved empty.
+                    match serde_json::to_vec(&saved.instances) {
+                        Ok(bytes) => Some((key, Some(bytes))),
+                        Err(err) => {
+                            tracing::error!(source.id = %source, error = %err, "Cannot encode a service's instances");
+                            None
+                        }
+                    }
+                })
+                .collect(),
+            source: source.to_string(),
+            stale_since: view.stale_since,
+        })
+        .collect()
 }

@@ -8,7 +8,9 @@
 //!
 //! A source whose configuration was just changed starts with its old view (stale), and
 //! its first full view replaces that without the wipe-out guard: services the new
-//! configuration no longer yields are gone by design, not by a backend's hiccup.
+//! configuration no longer yields are gone by design, not by a backend's hiccup. The same
+//! holds for a view loaded from the store at start-up, and for a view that `max_stale`
+//! had taken out of service: the live view replaces them outright.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -44,8 +46,9 @@ pub struct Supervisor {
     metrics: SourceMetrics,
     readiness: Arc<Readiness>,
     names: Arc<NameMap>,
-    /// Set until the first full view after a configuration change is applied.
-    reconfigured: AtomicBool,
+    /// Set until the first full view is applied when it must replace the partition
+    /// without the wipe-out guard (see the module docs).
+    replace_unguarded: AtomicBool,
     /// Set while the source's stale view is past `max_stale` and not served.
     expired: AtomicBool,
 }
@@ -114,7 +117,8 @@ enum Ended {
 }
 
 impl Supervisor {
-    /// `reconfigured`: the source's configuration just changed (see the module docs).
+    /// `replace_unguarded`: the partition holds a view from before this supervisor (a
+    /// configuration change or the store), which its first full view replaces outright.
     pub fn new(
         config: SourceConfig,
         connector: Arc<dyn Connector>,
@@ -122,9 +126,10 @@ impl Supervisor {
         status: Arc<StatusCell>,
         metrics: &Metrics,
         readiness: Arc<Readiness>,
-        reconfigured: bool,
+        replace_unguarded: bool,
     ) -> Supervisor {
         let source: Arc<str> = Arc::from(config.id());
+        let expired = super::past_max_stale(&config, status.get().stale_since);
         Supervisor {
             metrics: SourceMetrics::new(metrics, &source),
             names: Arc::new(super::names_of(&config)),
@@ -134,8 +139,8 @@ impl Supervisor {
             catalog,
             status,
             readiness,
-            reconfigured: AtomicBool::new(reconfigured),
-            expired: AtomicBool::new(false),
+            replace_unguarded: AtomicBool::new(replace_unguarded),
+            expired: AtomicBool::new(expired),
         }
     }
 
@@ -221,8 +226,8 @@ impl Supervisor {
             match update {
                 Update::Reset(instances) => {
                     let count = instances.len();
-                    self.expired.store(false, Ordering::Relaxed);
-                    if self.reconfigured.swap(false, Ordering::Relaxed) {
+                    let was_expired = self.expired.swap(false, Ordering::Relaxed);
+                    if self.replace_unguarded.swap(false, Ordering::Relaxed) || was_expired {
                         self.catalog
                             .replace_source(&self.source, instances, self.meta(None))
                             .await;
@@ -340,7 +345,7 @@ impl Supervisor {
         let max_stale = self.config.common.max_stale?;
         let since = self.status.get().stale_since?;
         let stale_for = (Utc::now() - since).to_std().unwrap_or_default();
-        Some(Instant::now() + max_stale.saturating_sub(stale_for))
+        Instant::now().checked_add(max_stale.saturating_sub(stale_for))
     }
 
     fn set_state(&self, state: SourceState) {

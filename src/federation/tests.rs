@@ -193,6 +193,30 @@ async fn max_stale_stops_serving_a_down_sources_instances() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_source_back_after_max_stale_serves_its_new_view_without_the_old_held() {
+    let h = start(config(r#", "max_stale": "2s""#));
+    let first = h.connector.session();
+    first
+        .send(Ok(Update::Reset(vec![instance("a1", 1)])))
+        .unwrap();
+    until("ready", || h.status.get().state == SourceState::Ready).await;
+    drop(first);
+    until("no longer served", || served(&h).is_empty()).await;
+
+    // Back, without `svc`: the wipe-out guard must not bring the dropped view back.
+    let second = h.connector.session();
+    let other = Instance::new("b1", ServiceKey::named("other"), "10.0.0.2", 1);
+    second.send(Ok(Update::Reset(vec![other]))).unwrap();
+    until("ready again", || h.status.get().state == SourceState::Ready).await;
+    assert!(served(&h).is_empty(), "{:?}", served(&h));
+    assert!(h
+        .catalog
+        .snapshot()
+        .service("public", "DEFAULT", "other")
+        .is_some());
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_source_that_never_answers_settles_readiness_as_down() {
     let h = start(config(""));
     until("down", || h.status.get().state == SourceState::Down).await;

@@ -54,9 +54,13 @@ impl Client {
     pub fn new(config: &NacosConfig, namespace: &str, source_id: &str) -> Client {
         // Private to this process and source, and removed with the client: Switchboard
         // never loads it (`naming_load_cache_at_start` is off), the SDK only writes it.
+        // Numbered too: a source's replacement (or a dry run of the same id) gets its own
+        // folder, so dropping one client never removes another's.
+        static CLIENTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = CLIENTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let cache_dir = std::env::temp_dir()
             .join("switchboard-nacos-cache")
-            .join(format!("{}-{source_id}", std::process::id()));
+            .join(format!("{}-{source_id}-{n}", std::process::id()));
         Client {
             config: config.clone(),
             namespace: namespace.to_owned(),

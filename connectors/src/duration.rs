@@ -78,8 +78,14 @@ pub mod serde_text {
         super::parse(&text).map_err(serde::de::Error::custom)
     }
 
+    /// Whole seconds the Go way (`10s`, `1m30s`), anything finer in milliseconds
+    /// (`250ms`), so a config read back looks like what was written.
     pub fn serialize<S: Serializer>(value: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&format!("{}ms", value.as_millis()))
+        if value.subsec_nanos() == 0 {
+            s.serialize_str(&super::format(*value))
+        } else {
+            s.serialize_str(&format!("{}ms", value.as_millis()))
+        }
     }
 
     /// The same for optional durations.
@@ -123,6 +129,30 @@ mod tests {
         for bad in ["", "s", "10x", "abc", "-5s", "1..2s", "1e400h", &huge] {
             assert!(parse(bad).is_err(), "{bad:?} should not parse");
         }
+    }
+
+    #[test]
+    fn config_values_read_back_as_written() {
+        #[derive(serde::Serialize)]
+        struct Shown {
+            #[serde(with = "serde_text")]
+            value: Duration,
+        }
+        for (duration, text) in [(30, "30s"), (90, "1m30s")] {
+            let shown = Shown {
+                value: Duration::from_secs(duration),
+            };
+            assert_eq!(serde_json::to_value(&shown).unwrap()["value"], text);
+        }
+        let shown = Shown {
+            value: Duration::from_millis(1500),
+        };
+        let text = serde_json::to_value(&shown).unwrap()["value"].clone();
+        assert_eq!(text, "1500ms");
+        assert_eq!(
+            parse(text.as_str().unwrap()),
+            Ok(Duration::from_millis(1500))
+        );
     }
 
     #[test]

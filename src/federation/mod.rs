@@ -276,6 +276,9 @@ impl Federation {
                 return false;
             }
         };
+        if view.services.is_empty() {
+            return false;
+        }
         let stale_since = view.stale_since.unwrap_or_else(Utc::now);
         let instances = view.into_instances();
         tracing::info!(

@@ -298,7 +298,7 @@ mod tests {
         );
         let shown: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(shown["prefix"], "/services/");
-        assert_eq!(shown["empty_confirm"], "10000ms");
+        assert_eq!(shown["empty_confirm"], "10s");
         assert_eq!(shown["include"], json!(["pay-*"]));
         assert_eq!(shown["service_rename"]["orders"], "orders-svc");
         assert!(shown.get("group").is_none(), "{shown}");

@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use super::store::{view_key, SourceStore, ViewChanges};
 use crate::catalog::{Catalog, SavedView};
+use crate::registry::StoreError;
 
 /// How often changed views are written: changes within it are coalesced.
 const SAVE_EVERY: Duration = Duration::from_secs(1);
@@ -88,7 +89,7 @@ async fn run(catalog: Catalog, store: SourceStore, mut requests: mpsc::Unbounded
             continue;
         }
         let saved = store
-            .blocking(move |store| store.save_views(&encode(views), &forget))
+            .blocking(move |store| save(store, views, &forget))
             .await;
         if let Err(err) = saved {
             tracing::error!(error = %err, "Cannot save source views; they are saved again on their next change");
@@ -99,32 +100,91 @@ async fn run(catalog: Catalog, store: SourceStore, mut requests: mpsc::Unbounded
     }
 }
 
-/// Encodes each changed service's instances (a gone service has none: its record goes).
-fn encode(views: Vec<(Arc<str>, SavedView)>) -> Vec<ViewChanges> {
-    views
-        .into_iter()
-        .map(|(source, view)| ViewChanges {
-            services: view
-                .services
-                .iter()
-                .filter_map(|saved| {
-                    let key = view_key(&source, &saved.service);
-                    if saved.instances.is_empty() {
-                        return Some((key, None));
-                    }
-                    // Instances always encode; should one not, its service keeps what was
-                    // saved before rather than being saved empty.
-                    match serde_json::to_vec(&saved.instances) {
-                        Ok(bytes) => Some((key, Some(bytes))),
-                        Err(err) => {
-                            tracing::error!(source.id = %source, error = %err, "Cannot encode a service's instances");
-                            None
-                        }
-                    }
-                })
-                .collect(),
+/// Encoded instances written per transaction. Saving a large source's first view in one
+/// piece would hold all of it, encoded, in memory at once (about 300 bytes an instance);
+/// in pieces the cost stays this small whatever the catalog's size.
+const CHUNK_BYTES: usize = 1024 * 1024;
+
+/// Removes `forget`'s views, then writes the changed services, a chunk per transaction.
+fn save(
+    store: &SourceStore,
+    views: Vec<(Arc<str>, SavedView)>,
+    forget: &[String],
+) -> Result<(), StoreError> {
+    let mut chunk: Vec<ViewChanges> = Vec::new();
+    let mut bytes = 0;
+    let mut forget = forget;
+    for (source, view) in views {
+        let changes = || ViewChanges {
             source: source.to_string(),
             stale_since: view.stale_since,
-        })
-        .collect()
+            services: Vec::new(),
+        };
+        let mut current = changes();
+        for saved in &view.services {
+            let key = view_key(&source, &saved.service);
+            if saved.instances.is_empty() {
+                current.services.push((key, None));
+                continue;
+            }
+            // Instances always encode; should one not, its service keeps what was saved
+            // before rather than being saved empty.
+            match serde_json::to_vec(&saved.instances) {
+                Ok(encoded) => {
+                    bytes += encoded.len();
+                    current.services.push((key, Some(encoded)));
+                }
+                Err(err) => {
+                    tracing::error!(source.id = %source, error = %err, "Cannot encode a service's instances");
+                }
+            }
+            if bytes >= CHUNK_BYTES {
+                chunk.push(std::mem::replace(&mut current, changes()));
+                store.save_views(&chunk, forget)?;
+                (chunk, bytes, forget) = (Vec::new(), 0, &[]);
+            }
+        }
+        chunk.push(current);
+    }
+    store.save_views(&chunk, forget)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use switchboard_connectors::{Instance, ServiceKey};
+
+    use super::*;
+    use crate::catalog::SavedService;
+
+    #[test]
+    fn a_view_larger_than_a_chunk_is_saved_whole_and_removals_come_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = redb::Database::create(dir.path().join("views.redb")).unwrap();
+        let store = SourceStore::open(Arc::new(db)).unwrap();
+        let view = |services: usize| SavedView {
+            stale_since: None,
+            services: (0..services)
+                .map(|s| {
+                    let service = ServiceKey::named(format!("svc-{s}"));
+                    let instances = (0..100)
+                        .map(|i| {
+                            let id = format!("svc-{s}-{i}");
+                            Arc::new(Instance::new(id, service.clone(), "10.0.0.1", 80))
+                        })
+                        .collect();
+                    SavedService { service, instances }
+                })
+                .collect(),
+        };
+        save(&store, vec![(Arc::from("a"), view(2))], &[]).unwrap();
+        // About 3 MB encoded: several transactions. `a` is removed before any of them.
+        let views = vec![(Arc::from("b"), view(100))];
+        save(&store, views, &["a".to_owned()]).unwrap();
+        assert!(store.view("a").unwrap().is_none());
+        let saved = store.view("b").unwrap().unwrap();
+        assert_eq!(saved.services.len(), 100);
+        assert!(saved.services.iter().all(|s| s.instances.len() == 100));
+    }
 }

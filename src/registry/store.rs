@@ -15,6 +15,10 @@ const HEARTBEATS: TableDefinition<'_, &str, i64> = TableDefinition::new("heartbe
 /// Small bookkeeping values, such as the start-up count.
 const META: TableDefinition<'_, &str, u64> = TableDefinition::new("meta");
 const EPOCH_KEY: &str = "epoch";
+/// redb's page cache. Everything here is read once at start-up and otherwise only
+/// written, so a small cache costs nothing; redb's default (1 GiB) would keep every page
+/// written (saved source views included) in memory.
+const CACHE_BYTES: usize = 4 * 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -52,7 +56,10 @@ pub struct RedbStore {
 impl RedbStore {
     pub fn open(data_dir: &Path) -> Result<RedbStore, StoreError> {
         std::fs::create_dir_all(data_dir).map_err(|err| db_err(redb::StorageError::Io(err)))?;
-        let db = Database::create(data_dir.join("switchboard.redb")).map_err(db_err)?;
+        let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(data_dir.join("switchboard.redb"))
+            .map_err(db_err)?;
         let txn = db.begin_write().map_err(db_err)?;
         txn.open_table(INSTANCES).map_err(db_err)?;
         txn.open_table(HEARTBEATS).map_err(db_err)?;

@@ -30,6 +30,20 @@ fn not_found(id: &str) -> ApiError {
     FederationError::NotFound(id.to_owned()).into()
 }
 
+/// Runs a change to source `id` to completion, then answers with the source as it is
+/// now (with its new configuration).
+async fn change_then_show<Fut>(
+    state: AppState,
+    id: String,
+    change: impl FnOnce(AppState, String) -> Fut,
+) -> Result<axum::Json<SourceView>, ApiError>
+where
+    Fut: std::future::Future<Output = Result<(), FederationError>> + Send + 'static,
+{
+    to_completion(change(state.clone(), id.clone())).await??;
+    current(&state, &id)
+}
+
 /// The source as it is now (after a change: with its new configuration).
 fn current(state: &AppState, id: &str) -> Result<axum::Json<SourceView>, ApiError> {
     let snapshot = state.catalog.snapshot();
@@ -125,9 +139,10 @@ pub async fn replace(
     PathParam(id): PathParam,
     Json(document): Json<Value>,
 ) -> Result<axum::Json<SourceView>, ApiError> {
-    let (shared, key) = (state.clone(), id.clone());
-    to_completion(async move { shared.federation.replace(&key, document).await }).await??;
-    current(&state, &id)
+    change_then_show(state, id, |state, id| async move {
+        state.federation.replace(&id, document).await
+    })
+    .await
 }
 
 /// Changes some fields of an API source (a JSON merge patch, RFC 7386: `null` removes a
@@ -148,9 +163,10 @@ pub async fn patch(
     PathParam(id): PathParam,
     Json(patch): Json<Value>,
 ) -> Result<axum::Json<SourceView>, ApiError> {
-    let (shared, key) = (state.clone(), id.clone());
-    to_completion(async move { shared.federation.patch(&key, &patch).await }).await??;
-    current(&state, &id)
+    change_then_show(state, id, |state, id| async move {
+        state.federation.patch(&id, &patch).await
+    })
+    .await
 }
 
 /// Removes an API source and its instances.
@@ -184,9 +200,10 @@ pub async fn connect(
     State(state): State<AppState>,
     PathParam(id): PathParam,
 ) -> Result<axum::Json<SourceView>, ApiError> {
-    let (shared, key) = (state.clone(), id.clone());
-    to_completion(async move { shared.federation.connect(&key).await }).await??;
-    current(&state, &id)
+    change_then_show(state, id, |state, id| async move {
+        state.federation.connect(&id).await
+    })
+    .await
 }
 
 /// Disconnects a source and removes its instances from the catalog at once (unlike an
@@ -203,9 +220,10 @@ pub async fn disconnect(
     State(state): State<AppState>,
     PathParam(id): PathParam,
 ) -> Result<axum::Json<SourceView>, ApiError> {
-    let (shared, key) = (state.clone(), id.clone());
-    to_completion(async move { shared.federation.disconnect(&key).await }).await??;
-    current(&state, &id)
+    change_then_show(state, id, |state, id| async move {
+        state.federation.disconnect(&id).await
+    })
+    .await
 }
 
 /// Dry run: checks a source document and tries to connect, without adding it.

@@ -214,10 +214,13 @@ pub(super) fn explain(
         }
     }
     let selected = plan.selected.map(|s| s.to_string()).unwrap_or_default();
-    let rank = |r: &Reported<'_>| (std::cmp::Reverse(r.meta.priority), r.source.clone());
-    let selected_rank = plan.endpoints.first().map(|endpoint| rank(&endpoint[0]));
+    let selected_rank = plan
+        .endpoints
+        .first()
+        .map(|endpoint| merge::failover_rank(&endpoint[0]));
     for passed in &plan.passed_over {
-        let (reason, detail) = if selected_rank.as_ref().is_some_and(|s| rank(passed) < *s) {
+        let passed_first = selected_rank.is_some_and(|s| merge::failover_rank(passed) < s);
+        let (reason, detail) = if passed_first {
             (
                 Reason::Unavailable,
                 format!(

@@ -69,7 +69,7 @@ pub fn plan(policy: Policy, reports: Vec<Reported<'_>>) -> Plan<'_> {
 /// healthy, active instance and a fresh view; failing that, the highest-priority one
 /// with any instance, since a stale or unhealthy answer beats none.
 fn failover_choice<'a>(reports: &[Reported<'a>]) -> Option<&'a Arc<str>> {
-    let rank = |r: &&Reported<'a>| (std::cmp::Reverse(r.meta.priority), r.source.clone());
+    let rank = |r: &&Reported<'a>| failover_rank(r);
     let usable = |r: &&Reported<'a>| {
         r.meta.stale_since.is_none() && r.instance.healthy && r.instance.status == Status::Active
     };
@@ -79,6 +79,11 @@ fn failover_choice<'a>(reports: &[Reported<'a>]) -> Option<&'a Arc<str>> {
         .min_by_key(rank)
         .or_else(|| reports.iter().min_by_key(rank))
         .map(|r| r.source)
+}
+
+/// The order `failover` tries sources in: higher priority first, then the lower id.
+pub fn failover_rank<'a>(report: &Reported<'a>) -> (std::cmp::Reverse<i32>, &'a Arc<str>) {
+    (std::cmp::Reverse(report.meta.priority), report.source)
 }
 
 fn by_endpoint(reports: Vec<Reported<'_>>) -> Vec<Vec<Reported<'_>>> {

@@ -25,7 +25,6 @@ use switchboard_connectors::{ServiceKey, Update};
 use tokio::sync::{mpsc, oneshot, watch};
 
 pub use explain::{Explanation, InstanceVerdict, MergedInto, Reason, SourceReport};
-pub use glob::matches as glob_matches;
 pub use names::{Mapped, NameMap};
 pub use notify::Notifier;
 pub use rules::{MergeRule, MergeRules, Policy};
@@ -181,21 +180,24 @@ impl Catalog {
     /// Explains service `key` (`None`: no source reports it). Goes through the writer,
     /// which owns every source's raw reports; discovery reads never do.
     pub async fn explain(&self, key: ServiceKey) -> Option<Explanation> {
-        let (reply, answer) = oneshot::channel();
-        self.commands
-            .send(Command::Explain { key, reply })
+        self.ask(|reply| Command::Explain { key, reply })
             .await
-            .ok()?;
-        answer.await.ok().flatten()
+            .flatten()
     }
 
     /// The views changed since the last export.
     pub async fn export_changed(&self) -> Vec<(Arc<str>, SavedView)> {
+        self.ask(|reply| Command::Export { reply })
+            .await
+            .unwrap_or_default()
+    }
+
+    /// Sends a question to the writer and waits for its answer (`None` when the runtime
+    /// is shutting down).
+    async fn ask<T>(&self, command: impl FnOnce(oneshot::Sender<T>) -> Command) -> Option<T> {
         let (reply, answer) = oneshot::channel();
-        if self.commands.send(Command::Export { reply }).await.is_err() {
-            return Vec::new();
-        }
-        answer.await.unwrap_or_default()
+        self.commands.send(command(reply)).await.ok()?;
+        answer.await.ok()
     }
 
     /// Sets a source's priority and staleness; its services are re-merged.

@@ -2,6 +2,7 @@
 //! first (on the source's name), then an exact rename, else a prefix. This is what lets
 //! `orders` in Consul and `orders-svc` in Nacos be one service.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use switchboard_connectors::ServiceKey;
@@ -37,15 +38,17 @@ impl NameMap {
             && !glob::any_matches(&self.exclude, name)
     }
 
-    /// The served name of a name the source reports, if it is served.
-    pub fn served_name(&self, name: &str) -> Option<String> {
+    /// The served name of a name the source reports, if it is served. Borrowed unless a
+    /// prefix builds a new one, so mapping every instance of an unmapped source costs no
+    /// allocation.
+    pub fn served_name<'a>(&'a self, name: &'a str) -> Option<Cow<'a, str>> {
         if !self.admits(name) {
             return None;
         }
         Some(match (self.rename.get(name), &self.prefix) {
-            (Some(renamed), _) => renamed.clone(),
-            (None, Some(prefix)) => format!("{prefix}{name}"),
-            (None, None) => name.to_owned(),
+            (Some(renamed), _) => Cow::Borrowed(renamed.as_str()),
+            (None, Some(prefix)) => Cow::Owned(format!("{prefix}{name}")),
+            (None, None) => Cow::Borrowed(name),
         })
     }
 
@@ -54,7 +57,7 @@ impl NameMap {
         match self.served_name(&key.name) {
             Some(name) if name == key.name => Mapped::Served(key.clone()),
             Some(name) => Mapped::Served(ServiceKey {
-                name,
+                name: name.into_owned(),
                 ..key.clone()
             }),
             None => Mapped::Excluded,

@@ -181,10 +181,12 @@ impl Partition {
 
     /// The instance as stored: under the name it is served as.
     fn place(&self, mut instance: Instance) -> ById {
-        if let Mapped::Served(served) = self.meta.names.map(&instance.service) {
-            if served != instance.service {
-                instance.service = served;
-            }
+        let renamed = match self.meta.names.served_name(&instance.service.name) {
+            Some(name) if name != instance.service.name => Some(name.into_owned()),
+            _ => None,
+        };
+        if let Some(name) = renamed {
+            instance.service.name = name;
         }
         ById(Arc::new(instance))
     }

@@ -94,10 +94,9 @@ impl Writer {
                     done,
                 } => {
                     let partition = self.partitions.entry(source).or_default();
-                    if let Some(mut meta) = meta {
+                    if let Some(meta) = meta {
                         touched.extend(partition.served_keys().cloned());
                         partition.rename(meta.names.clone(), &mut touched);
-                        meta.names = partition.meta.names.clone();
                         partition.unsaved_meta |= meta.stale_since != partition.meta.stale_since;
                         partition.meta = meta;
                     }

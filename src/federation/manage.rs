@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use serde_json::Value;
-use switchboard_connectors::{Connector, SourceConfig};
+use switchboard_connectors::{Connector, SourceConfig, SourceConfigError};
 use tokio::task::JoinHandle;
 
 use super::document::{merge_patch, restore_secrets};
@@ -28,12 +28,13 @@ pub(super) fn parse(
             "`native` is the built-in registry's id; choose another",
         ));
     }
-    let connector =
-        switchboard_connectors::build(&config).map_err(|err| FederationError::Invalid {
-            field: None,
-            message: err.to_string(),
-        })?;
+    let connector = build(&config)?;
     Ok((config, connector))
+}
+
+/// Builds a source's connector; what the adapter refuses names its field when it can.
+fn build(config: &SourceConfig) -> Result<Arc<dyn Connector>, FederationError> {
+    switchboard_connectors::build(config).map_err(|err| SourceConfigError::from(err).into())
 }
 
 /// Stops a supervisor and waits until it has stopped, so nothing it does can land after.
@@ -89,14 +90,19 @@ impl Federation {
 
     /// The stored document of an API source; the errors a change to it can meet first.
     fn current_document(&self, id: &str) -> Result<Value, FederationError> {
-        let sources = self.read();
-        let managed = sources
-            .get(id)
-            .ok_or_else(|| FederationError::NotFound(id.to_owned()))?;
-        if managed.origin == Origin::File {
+        let (origin, document) = self.entry(id, |m| (m.origin, m.document.clone()))?;
+        if origin == Origin::File {
             return Err(FederationError::ReadOnly(id.to_owned()));
         }
-        Ok(managed.document.clone())
+        Ok(document)
+    }
+
+    /// Reads what `read` takes from source `id`; unknown ids are `NotFound`.
+    fn entry<T>(&self, id: &str, read: impl FnOnce(&Managed) -> T) -> Result<T, FederationError> {
+        self.read()
+            .get(id)
+            .map(read)
+            .ok_or_else(|| FederationError::NotFound(id.to_owned()))
     }
 
     /// Swaps in a new document: only this source reconnects. Its instances stay served,
@@ -129,7 +135,7 @@ impl Federation {
         }
         restore_secrets(&mut document, current);
         let (config, connector) = parse(document.clone())?;
-        let connected = self.read().get(id).is_some_and(|m| m.connected);
+        let connected = self.entry(id, |m| m.connected)?;
         self.store_source(id, &document, connected).await?;
         let (old_task, old_status) = {
             let mut sources = self.write();
@@ -181,7 +187,7 @@ impl Federation {
     /// unlike an outage, which keeps them stale).
     pub async fn disconnect(&self, id: &str) -> Result<(), FederationError> {
         let _change = self.changes.lock().await;
-        let (origin, document) = self.origin_and_document(id)?;
+        let (origin, document) = self.entry(id, |m| (m.origin, m.document.clone()))?;
         if origin == Origin::Api {
             self.store_source(id, &document, false).await?;
         }
@@ -207,22 +213,16 @@ impl Federation {
     /// Connects a disconnected source again; a connected one is left as it is.
     pub async fn connect(&self, id: &str) -> Result<(), FederationError> {
         let _change = self.changes.lock().await;
-        let (origin, document) = self.origin_and_document(id)?;
-        if self.read().get(id).is_some_and(|m| m.connected) {
+        let (origin, document, config, connected) = self.entry(id, |m| {
+            (m.origin, m.document.clone(), m.config.clone(), m.connected)
+        })?;
+        if connected {
             return Ok(());
         }
         if origin == Origin::Api {
             self.store_source(id, &document, true).await?;
         }
-        let config = match self.read().get(id) {
-            Some(managed) => managed.config.clone(),
-            None => return Err(FederationError::NotFound(id.to_owned())),
-        };
-        let connector =
-            switchboard_connectors::build(&config).map_err(|err| FederationError::Invalid {
-                field: None,
-                message: err.to_string(),
-            })?;
+        let connector = build(&config)?;
         let status = Arc::new(StatusCell::new(SourceStatus::initial(&config)));
         let task = self.spawn(&config, connector, &status, false);
         if let Some(managed) = self.write().get_mut(id) {
@@ -232,13 +232,6 @@ impl Federation {
         }
         tracing::info!(source.id = %id, "Source connected through the API");
         Ok(())
-    }
-
-    fn origin_and_document(&self, id: &str) -> Result<(Origin, Value), FederationError> {
-        self.read()
-            .get(id)
-            .map(|m| (m.origin, m.document.clone()))
-            .ok_or_else(|| FederationError::NotFound(id.to_owned()))
     }
 
     /// Takes a source's instances out of the catalog and forgets its saved view.

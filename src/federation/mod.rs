@@ -96,8 +96,8 @@ pub struct SourceView {
 /// One source and what runs for it.
 struct Managed {
     origin: Origin,
-    /// The document as given, secrets included (API sources; file sources keep their
-    /// parsed form, never written anywhere).
+    /// The document as given, secrets included (API sources; null for file sources,
+    /// which the API never changes).
     document: Value,
     config: SourceConfig,
     connected: bool,
@@ -172,16 +172,17 @@ impl Federation {
         store: SourceStore,
     ) -> anyhow::Result<Federation> {
         let stored = store.blocking(|store| store.sources()).await?;
-        let mut entries: Vec<(Origin, Value, SourceConfig, bool)> = file
-            .iter()
-            .map(|config| {
-                let shown = serde_json::to_value(config).unwrap_or_default();
-                (Origin::File, shown, config.clone(), true)
-            })
-            .collect();
         // Views of stored sources are kept even when a source no longer parses: fixed
         // through the API, it comes back with its view.
-        let mut known: Vec<String> = stored.iter().map(|(id, _)| id.clone()).collect();
+        let known: Vec<String> = stored
+            .iter()
+            .map(|(id, _)| id.clone())
+            .chain(file.iter().map(|config| config.id().to_owned()))
+            .collect();
+        let mut entries: Vec<(Origin, Value, SourceConfig, bool)> = file
+            .iter()
+            .map(|config| (Origin::File, Value::Null, config.clone(), true))
+            .collect();
         for (
             id,
             StoredSource {
@@ -201,11 +202,6 @@ impl Federation {
                 }
             }
         }
-        known.extend(
-            entries
-                .iter()
-                .map(|(_, _, config, _)| config.id().to_owned()),
-        );
         store
             .blocking(move |store| store.retain_views(&known))
             .await?;
@@ -330,14 +326,6 @@ impl Federation {
     /// of the store.
     pub async fn shutdown(&self) {
         self.saver.stop().await;
-    }
-
-    /// Every source's status, by id, with counts from `snapshot`.
-    pub fn statuses(&self, snapshot: &Snapshot) -> Vec<SourceStatus> {
-        self.read()
-            .values()
-            .map(|managed| with_counts(managed, snapshot))
-            .collect()
     }
 
     /// One source's status, with counts from `snapshot`.

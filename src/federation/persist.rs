@@ -82,17 +82,13 @@ async fn run(catalog: Catalog, store: SourceStore, mut requests: mpsc::Unbounded
             take(Some(request));
         }
         let views = catalog.export_changed().await;
-        if views.is_empty() && forget.is_empty() {
-            if stopping {
-                return;
+        if !views.is_empty() || !forget.is_empty() {
+            let saved = store
+                .blocking(move |store| save(store, views, &forget))
+                .await;
+            if let Err(err) = saved {
+                tracing::error!(error = %err, "Cannot save source views; they are saved again on their next change");
             }
-            continue;
-        }
-        let saved = store
-            .blocking(move |store| save(store, views, &forget))
-            .await;
-        if let Err(err) = saved {
-            tracing::error!(error = %err, "Cannot save source views; they are saved again on their next change");
         }
         if stopping {
             return;

@@ -15,6 +15,7 @@ use utoipa::ToSchema;
 use super::manage::parse;
 use super::status::LastError;
 use super::{names_of, Federation, FederationError};
+use crate::catalog::Mapped;
 
 /// The longest a dry run waits for the source's first full view.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -63,12 +64,8 @@ impl Federation {
                 let mut services = HashSet::new();
                 let mut served = 0;
                 for instance in &instances {
-                    if let Some(name) = names.served_name(&instance.service.name) {
-                        services.insert((
-                            instance.service.namespace.clone(),
-                            instance.service.group.clone(),
-                            name,
-                        ));
+                    if let Mapped::Served(key) = names.map(&instance.service) {
+                        services.insert(key);
                         served += 1;
                     }
                 }

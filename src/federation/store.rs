@@ -99,7 +99,19 @@ impl SourceStore {
     /// Every stored source by id. An unreadable record is skipped (and logged), its bytes
     /// kept for a later fix.
     pub fn sources(&self) -> Result<Vec<(String, StoredSource)>, StoreError> {
-        self.read_all(SOURCES)
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let table = txn.open_table(SOURCES).map_err(db_err)?;
+        let mut out = Vec::new();
+        for row in table.iter().map_err(db_err)? {
+            let (id, bytes) = row.map_err(db_err)?;
+            match serde_json::from_slice(bytes.value()) {
+                Ok(source) => out.push((id.value().to_owned(), source)),
+                Err(err) => {
+                    tracing::error!(source.id = id.value(), error = %err, "Skipping an unreadable stored source")
+                }
+            }
+        }
+        Ok(out)
     }
 
     pub fn put_source(&self, id: &str, source: &StoredSource) -> Result<(), StoreError> {
@@ -217,25 +229,6 @@ impl SourceStore {
             .insert(key, bytes)
             .map_err(db_err)?;
         txn.commit().map_err(db_err)
-    }
-
-    fn read_all<T: for<'de> Deserialize<'de>>(
-        &self,
-        table: TableDefinition<'_, &str, &[u8]>,
-    ) -> Result<Vec<(String, T)>, StoreError> {
-        let txn = self.db.begin_read().map_err(db_err)?;
-        let table = txn.open_table(table).map_err(db_err)?;
-        let mut out = Vec::new();
-        for row in table.iter().map_err(db_err)? {
-            let (key, bytes) = row.map_err(db_err)?;
-            match serde_json::from_slice(bytes.value()) {
-                Ok(value) => out.push((key.value().to_owned(), value)),
-                Err(err) => {
-                    tracing::error!(key = key.value(), error = %err, "Skipping an unreadable stored record")
-                }
-            }
-        }
-        Ok(out)
     }
 }
 

@@ -49,4 +49,17 @@ pub trait Connector: Send + Sync + 'static {
 pub trait RegistryWriter: Send + Sync {
     async fn register(&self, instance: &Instance) -> Result<(), ConnectorError>;
     async fn deregister(&self, key: &InstanceKey) -> Result<(), ConnectorError>;
+
+    /// Deregisters `instance` as it was written. Writers that address an instance by
+    /// more than its key (an endpoint, a rendered path) use the whole instance, so this
+    /// works after a restart, when the writer no longer remembers what it wrote.
+    async fn deregister_instance(&self, instance: &Instance) -> Result<(), ConnectorError> {
+        self.deregister(&instance.key()).await
+    }
+
+    /// True when what this writer registers expires unless it keeps it alive (an etcd
+    /// lease, a Consul TTL check): a new writer must register it again to keep it.
+    fn keeps_alive(&self) -> bool {
+        false
+    }
 }

@@ -107,6 +107,11 @@ impl RegistryWriter for ConsulWriter {
         };
         deregister(http, endpoint, &key.id).await
     }
+
+    /// Every registration carries a TTL check only this writer's keeper passes.
+    fn keeps_alive(&self) -> bool {
+        true
+    }
 }
 
 /// The path of agent registrations.

@@ -101,6 +101,20 @@ impl NacosWriter {
         }
     }
 
+    /// Where Nacos keeps `instance`: its service, endpoint and cluster.
+    fn entry_of(&self, instance: &Instance) -> Entry {
+        Entry {
+            service: self.nacos_service(instance),
+            ip: instance.host.clone(),
+            port: instance.port,
+            cluster: instance
+                .metadata
+                .get("nacos.cluster")
+                .cloned()
+                .unwrap_or_else(|| "DEFAULT".to_owned()),
+        }
+    }
+
     async fn remove(&self, entry: &Entry) -> Result<(), ConnectorError> {
         if self.ephemeral {
             let naming = self.client.naming().await?;
@@ -185,16 +199,7 @@ fn nacos_weight(weight: u32) -> f64 {
 #[async_trait]
 impl RegistryWriter for NacosWriter {
     async fn register(&self, instance: &Instance) -> Result<(), ConnectorError> {
-        let entry = Entry {
-            service: self.nacos_service(instance),
-            ip: instance.host.clone(),
-            port: instance.port,
-            cluster: instance
-                .metadata
-                .get("nacos.cluster")
-                .cloned()
-                .unwrap_or_else(|| "DEFAULT".to_owned()),
-        };
+        let entry = self.entry_of(instance);
         let key = instance.key();
         let moved = self.written.lock().await.get(&key).cloned();
         if let Some(old) = moved.filter(|old| *old != entry) {
@@ -233,6 +238,14 @@ impl RegistryWriter for NacosWriter {
             self.http.call(Method::POST, INSTANCE_PATH, params).await?;
         }
         self.written.lock().await.insert(key, entry);
+        Ok(())
+    }
+
+    /// Removes the entry at the instance's endpoint: no lookup by `switchboard.id`, so
+    /// it works after a restart and in a server that dropped the metadata.
+    async fn deregister_instance(&self, instance: &Instance) -> Result<(), ConnectorError> {
+        self.remove(&self.entry_of(instance)).await?;
+        self.written.lock().await.remove(&instance.key());
         Ok(())
     }
 

@@ -22,7 +22,7 @@ mod one_or_many;
 #[cfg(any(feature = "consul", feature = "nacos"))]
 mod session;
 mod source;
-#[cfg(any(feature = "consul", feature = "nacos"))]
+#[cfg(any(feature = "consul", feature = "etcd", feature = "nacos"))]
 mod task;
 
 #[cfg(feature = "consul")]

@@ -43,6 +43,14 @@ pub struct EtcdConfig {
     /// Deadline for connecting, authenticating and each listing request (default `5s`).
     #[serde(default = "default_timeout", with = "serde_text")]
     pub timeout: Duration,
+    /// When Switchboard writes instances here (sync-back): the TTL of the lease its keys
+    /// carry (default `30s`, at least `2s`; rounded up to whole seconds). Switchboard
+    /// keeps the lease alive, so the keys vanish about this long after it stops.
+    #[serde(default = "default_write_lease_ttl", with = "serde_text")]
+    pub write_lease_ttl: Duration,
+    /// Write keys without a lease, so they stay until deregistered (default `false`).
+    #[serde(default)]
+    pub write_persistent: bool,
 }
 
 fn default_prefix() -> String {
@@ -56,6 +64,14 @@ fn default_key_template() -> String {
 fn default_timeout() -> Duration {
     Duration::from_secs(5)
 }
+
+fn default_write_lease_ttl() -> Duration {
+    Duration::from_secs(30)
+}
+
+/// etcd's shortest lease: it raises shorter TTLs to about 1.5 election timeouts (1.5s
+/// with its defaults), and whole seconds are what it grants.
+const MIN_WRITE_LEASE_TTL: Duration = Duration::from_secs(2);
 
 impl EtcdConfig {
     /// A config with every optional field at its default.
@@ -73,6 +89,8 @@ impl EtcdConfig {
             format: ValueFormat::default(),
             key_template: default_key_template(),
             timeout: default_timeout(),
+            write_lease_ttl: default_write_lease_ttl(),
+            write_persistent: false,
         }
     }
 
@@ -93,6 +111,12 @@ impl EtcdConfig {
         }
         if self.timeout.is_zero() {
             return Err("`timeout` must be more than zero".to_owned());
+        }
+        if self.write_lease_ttl < MIN_WRITE_LEASE_TTL {
+            return Err(format!(
+                "`write_lease_ttl` must be at least {} (etcd's shortest lease)",
+                crate::duration::format(MIN_WRITE_LEASE_TTL)
+            ));
         }
         let template = KeyTemplate::parse(&self.key_template)
             .map_err(|why| format!("`key_template` {why}"))?;
@@ -149,7 +173,12 @@ mod tests {
         assert_eq!(config.format, ValueFormat::Auto);
         assert_eq!(config.key_template, "{service}/{id}");
         assert_eq!(config.timeout, Duration::from_secs(5));
+        assert_eq!(config.write_lease_ttl, Duration::from_secs(30));
+        assert!(!config.write_persistent);
         config.validate().unwrap();
+        let shown = serde_json::to_value(&config).unwrap();
+        assert_eq!(shown["write_lease_ttl"], "30s");
+        assert_eq!(shown["write_persistent"], false);
     }
 
     #[test]
@@ -163,6 +192,8 @@ mod tests {
             "format": "json",
             "key_template": "{service}/{version}/{id}",
             "timeout": "750ms",
+            "write_lease_ttl": "1m",
+            "write_persistent": true,
         }))
         .unwrap();
         config.validate().unwrap();
@@ -174,6 +205,22 @@ mod tests {
         assert_eq!(shown["password"], "***");
         assert_eq!(shown["timeout"], "750ms");
         assert_eq!(shown["tls"]["ca"], "/etc/etcd/ca.pem");
+        assert_eq!(config.write_lease_ttl, Duration::from_secs(60));
+        assert!(config.write_persistent);
+        assert_eq!(shown["write_lease_ttl"], "1m0s");
+        assert_eq!(shown["write_persistent"], true);
+    }
+
+    #[test]
+    fn write_lease_ttl_is_at_least_two_seconds() {
+        let mut config = EtcdConfig::new(["http://127.0.0.1:2379"]);
+        config.write_lease_ttl = Duration::from_millis(1999);
+        assert!(config_error(&config).contains("`write_lease_ttl` must be at least 2s"));
+        config.write_lease_ttl = Duration::from_secs(2);
+        config.validate().unwrap();
+        let err =
+            parse(json!({ "endpoints": ["http://a:1"], "write_lease_ttl": "soon" })).unwrap_err();
+        assert!(err.contains("`soon`"), "{err}");
     }
 
     #[test]

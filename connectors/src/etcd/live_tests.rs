@@ -2,7 +2,8 @@
 //! `make deps`), started here on free ports with a private data dir and killed when the
 //! test ends. The cross-connector conformance suite and the server-level etcd tests live
 //! elsewhere; these cover what only this adapter does: the list-then-watch handover,
-//! leases, compaction, auth and an unreachable cluster.
+//! leases, compaction, auth and an unreachable cluster. `writer_tests.rs` reuses the
+//! harness for the writer.
 
 use std::fs::File;
 use std::net::TcpListener;
@@ -18,9 +19,9 @@ use crate::{
     BoxUpdateStream, Connector, ConnectorError, InstanceKey, ServiceKey, SourceCommon, Update,
 };
 
-const DEADLINE: Duration = Duration::from_secs(30);
+pub(super) const DEADLINE: Duration = Duration::from_secs(30);
 
-struct Etcd {
+pub(super) struct Etcd {
     client_port: u16,
     peer_port: u16,
     dir: PathBuf,
@@ -28,7 +29,7 @@ struct Etcd {
 }
 
 impl Etcd {
-    async fn start() -> Etcd {
+    pub(super) async fn start() -> Etcd {
         let (client, peer) = (free_port(), free_port());
         let dir = std::env::temp_dir().join(format!(
             "switchboard-etcd-{}-{}",
@@ -47,7 +48,7 @@ impl Etcd {
         etcd
     }
 
-    fn endpoint(&self) -> String {
+    pub(super) fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.client_port)
     }
 
@@ -99,7 +100,7 @@ impl Etcd {
         }
     }
 
-    async fn client(&self) -> Client {
+    pub(super) async fn client(&self) -> Client {
         Client::connect([self.endpoint()], None).await.unwrap()
     }
 }
@@ -111,7 +112,7 @@ impl Drop for Etcd {
     }
 }
 
-fn free_port() -> TcpListener {
+pub(super) fn free_port() -> TcpListener {
     TcpListener::bind("127.0.0.1:0").unwrap()
 }
 
@@ -127,7 +128,7 @@ fn common() -> SourceCommon {
     }
 }
 
-fn connector(config: EtcdConfig) -> EtcdConnector {
+pub(super) fn connector(config: EtcdConfig) -> EtcdConnector {
     EtcdConnector::new(common(), config).unwrap()
 }
 
@@ -139,7 +140,7 @@ async fn next(stream: &mut BoxUpdateStream) -> Result<Update, ConnectorError> {
     }
 }
 
-fn ikey(service: &str, id: &str) -> InstanceKey {
+pub(super) fn ikey(service: &str, id: &str) -> InstanceKey {
     InstanceKey {
         service: ServiceKey::named(service),
         id: id.into(),

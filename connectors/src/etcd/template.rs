@@ -1,5 +1,6 @@
 //! `key_template`: the layout of a key below the prefix, parsed once and matched against
-//! every key to learn its service, version and id.
+//! every key to learn its service, version and id, or rendered for an instance the
+//! writer puts.
 
 /// One `/`-separated piece of a key below the prefix.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -57,6 +58,34 @@ impl KeyTemplate {
         self.segments.contains(&segment)
     }
 
+    /// The part of a key below the prefix holding `parts`: what [`KeyTemplate::matches`]
+    /// reads back as the same parts. Fails naming the placeholder that `parts` cannot fill
+    /// (missing, empty, or holding a `/` that would change the key's shape).
+    pub(super) fn render(&self, parts: &KeyParts) -> Result<String, String> {
+        let mut pieces = Vec::with_capacity(self.segments.len());
+        for segment in &self.segments {
+            let (placeholder, value) = match segment {
+                Segment::Literal(literal) => {
+                    pieces.push(literal.as_str());
+                    continue;
+                }
+                Segment::Service => ("{service}", &parts.service),
+                Segment::Version => ("{version}", &parts.version),
+                Segment::Id => ("{id}", &parts.id),
+            };
+            match value.as_deref() {
+                None | Some("") => return Err(format!("`{placeholder}` has no value")),
+                Some(value) if value.contains('/') => {
+                    return Err(format!(
+                        "`{placeholder}` would be `{value}`, which holds a `/`"
+                    ))
+                }
+                Some(value) => pieces.push(value),
+            }
+        }
+        Ok(pieces.join("/"))
+    }
+
     /// Matches the part of a key below the prefix; `None` when the shapes differ.
     pub(super) fn matches(&self, rest: &str) -> Option<KeyParts> {
         let pieces: Vec<&str> = rest.trim_start_matches('/').split('/').collect();
@@ -108,5 +137,50 @@ mod tests {
                 .as_deref(),
             Some("notification-server")
         );
+    }
+
+    #[test]
+    fn rendered_keys_match_back() {
+        let template = KeyTemplate::parse("/{service}/instances/{version}/{id}/").unwrap();
+        let parts = KeyParts {
+            service: Some("user".into()),
+            version: Some("1.0.0".into()),
+            id: Some("10.0.0.1:80".into()),
+        };
+        let rendered = template.render(&parts).unwrap();
+        assert_eq!(rendered, "user/instances/1.0.0/10.0.0.1:80");
+        assert_eq!(template.matches(&rendered), Some(parts.clone()));
+        for (broken, expected) in [
+            (
+                KeyParts {
+                    version: None,
+                    ..parts.clone()
+                },
+                "`{version}` has no value",
+            ),
+            (
+                KeyParts {
+                    id: Some(String::new()),
+                    ..parts.clone()
+                },
+                "`{id}` has no value",
+            ),
+            (
+                KeyParts {
+                    service: Some("a/b".into()),
+                    ..parts.clone()
+                },
+                "holds a `/`",
+            ),
+        ] {
+            let err = template.render(&broken).unwrap_err();
+            assert!(err.contains(expected), "{broken:?}: {err}");
+        }
+        let without_version = KeyTemplate::parse("{service}/{id}").unwrap();
+        let parts = KeyParts {
+            version: None,
+            ..parts
+        };
+        assert_eq!(without_version.render(&parts).unwrap(), "user/10.0.0.1:80");
     }
 }

@@ -1,29 +1,22 @@
-//! Talking to etcd: connect (auth, TLS), list the prefix page by page at one revision,
-//! and the update stream of one `watch()` call. The stream starts with the listing's
-//! `Reset`, then follows a prefix watch from the next revision, so nothing between list
-//! and watch is missed. When the watch breaks (compaction, cancel, transport error) it
+//! Reading etcd: list the prefix page by page at one revision, and the update stream of
+//! one `watch()` call. The stream starts with the listing's `Reset`, then follows a
+//! prefix watch from the next revision, so nothing between list and watch is missed. When the watch breaks (compaction, cancel, transport error) it
 //! re-lists and sends a fresh `Reset` in the same stream; when the re-list fails too, the
-//! stream ends with the error and the supervisor reconnects.
-//!
-//! Failover is explicit: a client talks to one endpoint, the one `endpoint()` reports.
-//! When it stops answering, the next endpoints are tried in turn. (etcd-client's balanced
-//! channel over several endpoints keeps sending some requests to a dead member.)
+//! stream ends with the error and the supervisor reconnects. The endpoint it lists on is
+//! the one `endpoint()` reports; `client.rs` fails over to the next ones.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use etcd_client::{
-    Certificate, Client, ConnectOptions, EventType, GetOptions, Identity, TlsOptions, WatchOptions,
-    WatchResponse, WatchStream,
-};
+use etcd_client::{Client, EventType, GetOptions, WatchOptions, WatchResponse, WatchStream};
 use futures::StreamExt;
 use tracing::{debug, info, warn};
 
+use super::client::{error_chain, on_any_endpoint, within};
 use super::config::EtcdConfig;
 use super::state::{coalesce, Entry, Step, Tracker};
-use crate::endpoint::TlsConfig;
 use crate::{BoxUpdateStream, ConnectorError, Update};
 
 /// Keys fetched per listing request; big registries are read in pages at one revision.
@@ -31,26 +24,11 @@ const PAGE_SIZE: i64 = 500;
 /// Largest response accepted. etcd values reach 1.5 MiB, so a page or a catching-up watch
 /// response can pass gRPC's default 4 MiB.
 const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
-/// HTTP/2 pings detect a silently dead connection while the watch is idle. etcd's
-/// default `--grpc-keepalive-min-time` is 5s, so pinging every 10s is allowed.
-const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
-const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(5);
 /// A watch that broke this many times in a row, each time soon after being opened, ends
 /// the stream rather than re-listing forever; the supervisor then backs off.
 const MAX_QUICK_RECOVERIES: u32 = 5;
 /// A watch that lived this long counts as healthy: its failure starts a new count.
 const HEALTHY_AFTER: Duration = Duration::from_secs(30);
-
-// gRPC status codes (tonic's `Code` as numbers; this crate does not depend on tonic).
-const CODE_PERMISSION_DENIED: i32 = 7;
-const CODE_UNAUTHENTICATED: i32 = 16;
-/// Parts of etcd's messages about credentials and permissions.
-const AUTH_MESSAGES: &[&str] = &[
-    "authentication",
-    "auth token",
-    "permission denied",
-    "user name",
-];
 
 /// A client on one endpoint with the listing it made, ready to watch.
 struct Opened {
@@ -61,128 +39,22 @@ struct Opened {
 }
 
 /// Connects to the endpoints in turn, starting at `first`, until one lists the prefix.
-/// Credentials and configuration errors stop at once: every member would say the same.
 async fn open_any(
     config: &EtcdConfig,
     prefix: &[u8],
     first: usize,
     source_id: &str,
 ) -> Result<Opened, ConnectorError> {
-    let count = config.endpoints.len();
-    let mut failures = Vec::new();
-    for index in (first..first + count).map(|i| i % count) {
-        let endpoint = &config.endpoints[index];
-        let attempt = async {
-            let client = connect(config, endpoint).await?;
-            let (revision, entries) = list(&client, prefix, config.timeout).await?;
-            Ok::<_, ConnectorError>(Opened {
-                client,
-                index,
-                revision,
-                entries,
-            })
-        };
-        match attempt.await {
-            Ok(opened) => return Ok(opened),
-            Err(ConnectorError::Connection(why)) => {
-                warn!(source.id = %source_id, %endpoint, error = %why, "etcd endpoint did not answer");
-                failures.push(format!("{endpoint}: {why}"));
-            }
-            Err(err) => return Err(err),
-        }
-    }
-    Err(ConnectorError::Connection(failures.join("; ")))
-}
-
-/// Connects and authenticates to one endpoint. With a user, this already talks to it.
-async fn connect(config: &EtcdConfig, endpoint: &str) -> Result<Client, ConnectorError> {
-    let mut options = ConnectOptions::new()
-        .with_connect_timeout(config.timeout)
-        .with_keep_alive(KEEPALIVE_INTERVAL, KEEPALIVE_TIMEOUT)
-        .with_keep_alive_while_idle(false)
-        // A member cut off from the quorum fails the watch instead of going silent.
-        .with_require_leader(true)
-        .with_auto_token_refresh(true);
-    if let (Some(user), Some(password)) = (&config.username, &config.password) {
-        options = options.with_user(user.clone(), password.expose());
-    }
-    if let Some(tls) = &config.tls {
-        options = options.with_tls(tls_options(tls).await?);
-    }
-    within(
-        config.timeout,
-        "connecting",
-        Client::connect([endpoint], Some(options)),
-    )
-    .await
-}
-
-async fn tls_options(tls: &TlsConfig) -> Result<TlsOptions, ConnectorError> {
-    let files = tls.read().await?;
-    let mut options = TlsOptions::new().ca_certificate(Certificate::from_pem(files.ca));
-    if let Some((cert, key)) = files.identity {
-        options = options.identity(Identity::from_pem(cert, key));
-    }
-    Ok(options)
-}
-
-/// Runs one etcd request with a deadline, mapping its error.
-async fn within<T>(
-    timeout: Duration,
-    what: &str,
-    request: impl std::future::Future<Output = Result<T, etcd_client::Error>>,
-) -> Result<T, ConnectorError> {
-    match tokio::time::timeout(timeout, request).await {
-        Ok(result) => result.map_err(map_error),
-        Err(_) => Err(ConnectorError::Connection(format!(
-            "no answer from etcd within {} while {what}",
-            crate::duration::format(timeout)
-        ))),
-    }
-}
-
-/// Sorts the client's errors into the supervisor's classes. etcd's own messages never
-/// hold the password.
-pub(crate) fn map_error(err: etcd_client::Error) -> ConnectorError {
-    use etcd_client::Error as E;
-    match err {
-        E::GRpcStatus(status) => {
-            let code = i32::from(status.code());
-            let mut message = status.message().to_owned();
-            if let Some(source) = std::error::Error::source(&status) {
-                message = format!("{message}: {}", error_chain(source));
-            }
-            // etcd answers a bad or missing login with InvalidArgument ("user name is
-            // empty", "authentication failed, invalid user ID or password").
-            let auth = code == CODE_UNAUTHENTICATED
-                || code == CODE_PERMISSION_DENIED
-                || AUTH_MESSAGES.iter().any(|m| message.contains(m));
-            if auth {
-                ConnectorError::Auth(message)
-            } else {
-                ConnectorError::Connection(format!("etcd returned {:?}: {message}", status.code()))
-            }
-        }
-        E::InvalidArgs(_) | E::InvalidUri(_) | E::EndpointError(_) => {
-            ConnectorError::Config(error_chain(&err))
-        }
-        other => ConnectorError::Connection(error_chain(&other)),
-    }
-}
-
-/// An error with its sources (tonic's transport errors say little on their own).
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
+    let timeout = config.timeout;
+    let listing = |client: Client| async move { list(&client, prefix, timeout).await };
+    let (client, index, (revision, entries)) =
+        on_any_endpoint(config, first, source_id, listing).await?;
+    Ok(Opened {
+        client,
+        index,
+        revision,
+        entries,
+    })
 }
 
 /// The end of the key range holding every key that starts with `prefix`.
@@ -505,13 +377,5 @@ mod tests {
         assert_eq!(prefix_end(b"a\xff"), b"b");
         assert_eq!(prefix_end(b""), [0]);
         assert_eq!(prefix_end(b"\xff\xff"), [0]);
-    }
-
-    #[test]
-    fn invalid_arguments_are_config_errors() {
-        let err = map_error(etcd_client::Error::InvalidArgs("empty endpoints".into()));
-        assert!(matches!(err, ConnectorError::Config(_)), "{err:?}");
-        let err = map_error(etcd_client::Error::WatchError("gone".into()));
-        assert!(matches!(err, ConnectorError::Connection(_)), "{err:?}");
     }
 }

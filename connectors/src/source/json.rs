@@ -298,6 +298,8 @@ mod tests {
         );
         let shown: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(shown["prefix"], "/services/");
+        assert_eq!(shown["write_lease_ttl"], "30s");
+        assert_eq!(shown["write_persistent"], false);
         assert_eq!(shown["empty_confirm"], "10s");
         assert_eq!(shown["include"], json!(["pay-*"]));
         assert_eq!(shown["service_rename"]["orders"], "orders-svc");

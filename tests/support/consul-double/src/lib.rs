@@ -1,7 +1,8 @@
 //! An in-process test double of Consul's HTTP API: one agent on one node, serving the
 //! endpoints a service-discovery client uses, with Consul's blocking queries, error texts and
 //! headers, plus hooks to make it misbehave the way a real cluster does (ACLs, lost leader,
-//! snapshot restore, crash and restart).
+//! snapshot restore, crash and restart) or the way a lossy registry does (`strip_meta`: one
+//! that drops every service's `Meta` on registration).
 //!
 //! ```text
 //!   test ──► ConsulDouble (lib.rs) ── hooks ──────────────┐
@@ -61,6 +62,12 @@ pub struct Options {
     pub token: Option<String>,
     /// Port on 127.0.0.1 to listen on; 0 (the default) picks a free one.
     pub port: u16,
+    /// Act like a registry that drops service metadata: every service registered while this
+    /// is on is stored with an empty `Meta`, so every read shows `"Meta": {}` for it (tags,
+    /// address, port, weights and checks are kept as given). Lets tests show that a client
+    /// which marks its writes in `Meta` copes when the marks never come back. Default
+    /// `false`; see also [`ConsulDouble::set_strip_meta`].
+    pub strip_meta: bool,
 }
 
 impl Default for Options {
@@ -71,6 +78,7 @@ impl Default for Options {
             node_address: "127.0.0.1".to_owned(),
             token: None,
             port: 0,
+            strip_meta: false,
         }
     }
 }
@@ -101,7 +109,7 @@ impl ConsulDouble {
             address: options.node_address,
             id: uuid::Uuid::new_v4().to_string(),
         };
-        let shared = Arc::new(Shared::new(node, options.token));
+        let shared = Arc::new(Shared::new(node, options.token, options.strip_meta));
         let router = routes::router(shared.clone());
         let listener = server::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, options.port)))
             .unwrap_or_else(|err| {
@@ -153,6 +161,12 @@ impl ConsulDouble {
     /// Requires this ACL token from now on (`None`: no ACLs).
     pub fn set_token(&self, token: Option<&str>) {
         self.shared.set_token(token.map(str::to_owned));
+    }
+
+    /// Turns [`Options::strip_meta`] on or off for later registrations. Services already
+    /// stored keep the `Meta` they were stored with, as a real registry's data would.
+    pub fn set_strip_meta(&self, strip: bool) {
+        self.shared.set_strip_meta(strip);
     }
 
     /// "Snapshot restore": the global index and every stored index drop to `index` (min

@@ -1,6 +1,6 @@
 //! What the HTTP handlers, the timer task and the test's handle share: the store behind a
 //! mutex (never held across `.await`), the signal that wakes parked blocking queries, and
-//! the test hooks' switches (ACL token, failing mode, request counters).
+//! the test hooks' switches (ACL token, failing mode, metadata stripping, request counters).
 //!
 //! Waking: every write bumps a `watch` generation, and parked queries re-check their own
 //! index when it moves, so a write to one service wakes the others' watchers only long
@@ -25,6 +25,8 @@ pub struct Shared {
     pub timers: Notify,
     token: Mutex<Option<String>>,
     failing: AtomicBool,
+    /// Registrations are stored without their `Meta`.
+    strip_meta: AtomicBool,
     /// Bumped to make every parked query answer now.
     epoch: AtomicU64,
     requests: AtomicU64,
@@ -38,7 +40,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Shared {
-    pub fn new(node: NodeInfo, token: Option<String>) -> Shared {
+    pub fn new(node: NodeInfo, token: Option<String>, strip_meta: bool) -> Shared {
         Shared {
             node,
             store: Mutex::new(Store::new()),
@@ -46,6 +48,7 @@ impl Shared {
             timers: Notify::new(),
             token: Mutex::new(token),
             failing: AtomicBool::new(false),
+            strip_meta: AtomicBool::new(strip_meta),
             epoch: AtomicU64::new(0),
             requests: AtomicU64::new(0),
             paths: Mutex::new(HashMap::new()),
@@ -95,6 +98,14 @@ impl Shared {
         if failing {
             self.interrupt();
         }
+    }
+
+    pub fn strips_meta(&self) -> bool {
+        self.strip_meta.load(Ordering::SeqCst)
+    }
+
+    pub fn set_strip_meta(&self, strip: bool) {
+        self.strip_meta.store(strip, Ordering::SeqCst);
     }
 
     /// Counts a request on arrival.

@@ -1,6 +1,7 @@
 //! The agent's write endpoints: registering and deregistering services, and setting TTL
 //! checks (pass/warn/fail with `?note`, or `update` with `{Status, Output}`). Answers are
-//! Consul's: `200` with an empty body, or its error texts.
+//! Consul's: `200` with an empty body, or its error texts. With `strip_meta` on, a
+//! registration loses its `Meta` here, after validation and before the store.
 
 use std::sync::Arc;
 
@@ -20,7 +21,12 @@ pub async fn register(
     RawQuery(query): RawQuery,
     body: Bytes,
 ) -> Result<StatusCode, ApiError> {
-    let registration = Registration::decode(&body).map_err(ApiError::bad_request)?;
+    let mut registration = Registration::decode(&body).map_err(ApiError::bad_request)?;
+    // Dropped before the store sees it, so every read agrees and a re-registration that
+    // differs only in `Meta` is an unchanged row (no index moves), as in a lossy registry.
+    if shared.strips_meta() {
+        registration.service.meta.clear();
+    }
     let params = Params::parse(query.as_deref());
     // Consul: the bare flag or `=true`; any other value leaves existing checks alone.
     let replace = matches!(params.get("replace-existing-checks"), Some("" | "true"));

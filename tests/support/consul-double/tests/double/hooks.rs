@@ -1,11 +1,11 @@
-//! The test hooks: ACL tokens, failing mode, snapshot restore, stop/resume, and the request
-//! counters, each also while requests are in flight.
+//! The test hooks: ACL tokens, failing mode, snapshot restore, stop/resume, the request
+//! counters (each also while requests are in flight), and metadata stripping.
 
 use std::time::Duration;
 
 use crate::common::{get, health, park, park_catalog, Answer};
 use consul_double::{ConsulDouble, Options};
-use serde_json::json;
+use serde_json::{json, Value};
 
 const HEALTH: &str = "/v1/health/service/";
 
@@ -170,4 +170,82 @@ async fn requests_are_counted_on_arrival_by_path() {
         2,
         "refused requests count too"
     );
+}
+
+/// A registration marked the way Switchboard marks its writes, plus a user key.
+fn marked(id: &str, sync: &str) -> Value {
+    json!({
+        "Name": "web", "ID": id, "Tags": ["v1"], "Address": "10.0.0.1", "Port": 80,
+        "Meta": {"switchboard.sync": sync, "zone": "a"},
+        "Weights": {"Passing": 3, "Warning": 2},
+        "Check": {"TTL": "30s", "Status": "passing"},
+    })
+}
+
+/// `Meta` of service `id` in `/v1/health/service/web` and in `/v1/agent/services`.
+async fn meta_of(double: &ConsulDouble, id: &str) -> (Value, Value) {
+    let (_, entries) = health(double, "web", "").await;
+    let entry = entries.iter().find(|e| e["Service"]["ID"] == id);
+    let health_meta =
+        entry.unwrap_or_else(|| panic!("no {id} in {entries:?}"))["Service"]["Meta"].clone();
+    let agent = get(double, "/v1/agent/services").await.json();
+    (health_meta, agent[id]["Meta"].clone())
+}
+
+#[tokio::test]
+async fn strip_meta_stores_registrations_without_meta_and_keeps_the_rest() {
+    let options = Options {
+        strip_meta: true,
+        ..Options::default()
+    };
+    let double = ConsulDouble::start_with(options).await;
+    double.register(marked("web-1", "j1")).await;
+
+    assert_eq!(meta_of(&double, "web-1").await, (json!({}), json!({})));
+    let (index, entries) = health(&double, "web", "").await;
+    let service = &entries[0]["Service"];
+    assert_eq!(service["Tags"], json!(["v1"]));
+    assert_eq!(
+        (&service["Address"], &service["Port"]),
+        (&json!("10.0.0.1"), &json!(80))
+    );
+    assert_eq!(service["Weights"], json!({"Passing": 3, "Warning": 2}));
+    let checks = entries[0]["Checks"].as_array().unwrap();
+    assert_eq!(checks[1]["CheckID"], "service:web-1");
+    assert_eq!(checks[1]["Status"], "passing");
+    let agent = get(&double, "/v1/agent/services").await.json();
+    assert_eq!(agent["web-1"]["Tags"], json!(["v1"]));
+    assert_eq!(
+        agent["web-1"]["Weights"],
+        json!({"Passing": 3, "Warning": 2})
+    );
+
+    // What a syncing client's rewrite looks like once the registry has dropped the marks: an
+    // unchanged row, so no watcher of the name wakes.
+    double.register(marked("web-1", "j2")).await;
+    assert_eq!(health(&double, "web", "").await.0, index);
+}
+
+#[tokio::test]
+async fn meta_is_kept_by_default_and_stripping_can_be_switched_at_runtime() {
+    let double = ConsulDouble::start().await;
+    let kept = json!({"switchboard.sync": "j1", "zone": "a"});
+    double.register(marked("web-1", "j1")).await;
+    assert_eq!(
+        meta_of(&double, "web-1").await,
+        (kept.clone(), kept.clone())
+    );
+
+    double.set_strip_meta(true);
+    double.register(marked("web-2", "j1")).await;
+    assert_eq!(meta_of(&double, "web-2").await, (json!({}), json!({})));
+    // Stripping happens on registration: what is already stored stays.
+    assert_eq!(
+        meta_of(&double, "web-1").await,
+        (kept.clone(), kept.clone())
+    );
+
+    double.set_strip_meta(false);
+    double.register(marked("web-3", "j1")).await;
+    assert_eq!(meta_of(&double, "web-3").await, (kept.clone(), kept));
 }

@@ -15,6 +15,7 @@ use switchboard_connectors::SourceConfig;
 use crate::catalog::MergeRule;
 use crate::duration::serde_text;
 use crate::registry::NATIVE_SOURCE;
+use crate::sync::SyncSpec;
 
 /// Prefix of environment overrides. `__` separates nested keys:
 /// `SWITCHBOARD_REGISTRY__DEFAULT_TTL=10s` sets `registry.default_ttl`.
@@ -25,7 +26,7 @@ const ENV_NOT_KEYS: &[&str] = &["SWITCHBOARD_CONFIG"];
 /// `SWITCHBOARD_URL`, say) is not meant for the server and is ignored with a warning;
 /// one naming a key under a known section is checked like the file.
 const TOP_LEVEL_KEYS: &[&str] = &[
-    "listen", "data_dir", "log", "registry", "api", "sources", "merge",
+    "listen", "data_dir", "log", "registry", "api", "sources", "merge", "syncs",
 ];
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -45,6 +46,10 @@ pub struct Config {
     /// How overlapping sources merge, by service glob (`[[merge]]`); the first matching
     /// rule wins, `union` when none does. Rules set through the API come after these.
     pub merge: Vec<MergeRule>,
+    /// Sync-back jobs (`[[syncs]]`): copy the merged view, or some sources of it, into the
+    /// native registry or a writable source.
+    #[serde(skip_serializing)]
+    pub syncs: Vec<SyncSpec>,
     /// `SWITCHBOARD_*` variables that name no config key (reported at start-up).
     #[serde(skip)]
     pub ignored_env: Vec<String>,
@@ -95,6 +100,7 @@ impl Default for Config {
             api: ApiConfig::default(),
             sources: Vec::new(),
             merge: Vec::new(),
+            syncs: Vec::new(),
             ignored_env: Vec::new(),
         }
     }
@@ -227,6 +233,21 @@ impl Config {
         for (i, rule) in self.merge.iter().enumerate() {
             if let Err((field, message)) = rule.validate() {
                 return fail(&format!("merge[{i}].{field}"), &message);
+            }
+        }
+        let mut sync_ids = std::collections::HashSet::new();
+        for (i, sync) in self.syncs.iter().enumerate() {
+            if let Err(err) = sync.validate() {
+                return fail(
+                    &format!("syncs[{i}].{}", err.field.unwrap_or_default()),
+                    &err.message,
+                );
+            }
+            if !sync_ids.insert(&sync.id) {
+                return fail(
+                    &format!("syncs[{i}].id"),
+                    &format!("duplicate sync id `{}`", sync.id),
+                );
             }
         }
         let mut seen = std::collections::HashSet::new();
@@ -425,6 +446,33 @@ mod tests {
                 err.contains("sources") && err.contains(expected),
                 "{table}: {err}"
             );
+        }
+    }
+
+    #[test]
+    fn sync_jobs_parse_and_bad_ones_name_the_key() {
+        let load = |text: &str| {
+            let file = write(text);
+            Config::load_from(Some(file.path()), env(&[]), &Overrides::default())
+                .map_err(|err| err.to_string())
+        };
+        let config = load("[[syncs]]\nid = \"j\"\nfrom = \"etcd\"\nto = \"native\"\n").unwrap();
+        assert_eq!(config.syncs[0].id, "j");
+        assert_eq!(config.syncs[0].debounce, Duration::from_millis(500));
+        let cases = [
+            ("[[syncs]]\nid = \"j\"\n", "missing field `to`"),
+            (
+                "[[syncs]]\nid = \"j\"\nto = \"n\"\nservices = \"a/b\"\n",
+                "syncs[0].services[0]",
+            ),
+            (
+                "[[syncs]]\nid = \"j\"\nto = \"n\"\n[[syncs]]\nid = \"j\"\nto = \"m\"\n",
+                "syncs[1].id",
+            ),
+        ];
+        for (text, expected) in cases {
+            let err = load(text).unwrap_err();
+            assert!(err.contains(expected), "{text}: {err}");
         }
     }
 

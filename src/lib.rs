@@ -14,6 +14,8 @@
 //!   snapshots; readers never wait for it.
 //! - [`registry`]: the native registry (register, heartbeat, status, expiry) on the
 //!   embedded [`registry::RedbStore`]; it is the catalog's `native` source.
+//! - [`federation`]: one supervised connector per external source; [`sync`]: sync-back
+//!   jobs writing the merged view into the native registry or an external source.
 //! - [`api`]: the axum router; [`config`]: file < env < flags; [`telemetry`]: logs and metrics.
 //!
 //! [`run`] takes a bound listener, so tests bind `127.0.0.1:0`.
@@ -23,6 +25,7 @@ pub mod catalog;
 pub mod config;
 pub mod federation;
 pub mod registry;
+pub mod sync;
 pub mod telemetry;
 
 /// Go-style durations, shared with the connectors crate.
@@ -39,6 +42,7 @@ use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::federation::{Federation, MergeSettings, SourceStore};
 use crate::registry::{RedbStore, Registry, Store};
+use crate::sync::{SyncStore, Syncs};
 use crate::telemetry::Metrics;
 
 /// A started Switchboard: store loaded, catalog published, background work running.
@@ -66,6 +70,7 @@ impl App {
         // from an earlier run is always below what this run issues.
         let epoch = store.next_epoch()?;
         let source_store = SourceStore::open(store.database())?;
+        let store_db = store.database();
         let catalog = Catalog::start_at(metrics.clone(), epoch << 32);
         let registry = Registry::open(
             Arc::new(store),
@@ -80,16 +85,28 @@ impl App {
         let merge =
             MergeSettings::start(config.merge.clone(), source_store.clone(), catalog.clone())
                 .await?;
-        let federation = Federation::start(
-            &config.sources,
+        let federation = Arc::new(
+            Federation::start(
+                &config.sources,
+                &catalog,
+                &metrics,
+                &stopping_rx,
+                source_store,
+            )
+            .await?,
+        );
+        let syncs = Syncs::start(
+            &config.syncs,
             &catalog,
+            &federation,
+            &registry,
             &metrics,
-            &stopping_rx,
-            source_store,
+            SyncStore::open(store_db)?,
         )
         .await?;
         let state = AppState::new(Shared {
             federation,
+            syncs,
             merge,
             catalog,
             registry,
@@ -118,6 +135,7 @@ impl App {
     /// Stops sweeps, writes the last heartbeat times and every source's latest view.
     pub async fn shutdown(self) -> anyhow::Result<()> {
         self.begin_shutdown();
+        self.state.syncs.shutdown().await;
         self.state.federation.shutdown().await;
         let _ = self.stop.send(true);
         self.background.await?;

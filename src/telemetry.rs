@@ -62,6 +62,72 @@ pub struct SourceStateLabels {
     pub state: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SyncLabels {
+    pub sync: String,
+}
+
+/// What every sync-back job reports, by job id.
+#[derive(Default)]
+pub struct SyncMetrics {
+    pub writes: Family<SyncLabels, Counter>,
+    pub deletes: Family<SyncLabels, Counter>,
+    pub errors: Family<SyncLabels, Counter>,
+    pub lag_seconds: Family<SyncLabels, Gauge<f64, AtomicU64>>,
+    pub ledger_instances: Family<SyncLabels, Gauge>,
+    pub deletes_paused: Family<SyncLabels, Gauge>,
+}
+
+impl SyncMetrics {
+    fn register(registry: &mut Registry) -> SyncMetrics {
+        let metrics = SyncMetrics::default();
+        registry.register(
+            "sync_writes",
+            "Instances a sync job wrote into its target",
+            metrics.writes.clone(),
+        );
+        registry.register(
+            "sync_deletes",
+            "Instances a sync job deleted from its target",
+            metrics.deletes.clone(),
+        );
+        registry.register(
+            "sync_errors",
+            "Writes and deletes a sync job's target refused or failed",
+            metrics.errors.clone(),
+        );
+        registry.register(
+            "sync_lag_seconds",
+            "Age of a sync job's oldest change not yet written",
+            metrics.lag_seconds.clone(),
+        );
+        registry.register(
+            "sync_ledger_instances",
+            "Instances a sync job has written and keeps in its ledger",
+            metrics.ledger_instances.clone(),
+        );
+        registry.register(
+            "sync_deletes_paused",
+            "1 while a sync job holds back deletes because a source is down or stale",
+            metrics.deletes_paused.clone(),
+        );
+        metrics
+    }
+
+    /// Drops a deleted job's series.
+    pub fn forget(&self, sync: &str) {
+        let labels = SyncLabels {
+            sync: sync.to_owned(),
+        };
+        self.writes.remove(&labels);
+        self.deletes.remove(&labels);
+        self.errors.remove(&labels);
+        self.lag_seconds.remove(&labels);
+        self.ledger_instances.remove(&labels);
+        self.deletes_paused.remove(&labels);
+    }
+}
+
 /// All metrics of one server instance (tests run several servers in one process, so this
 /// is owned, not global).
 pub struct Metrics {
@@ -83,6 +149,7 @@ pub struct Metrics {
     pub source_errors: Family<SourceLabels, Counter>,
     pub source_skipped: Family<SourceLabels, Counter>,
     pub source_last_sync: Family<SourceLabels, Gauge<f64, AtomicU64>>,
+    pub sync: SyncMetrics,
 }
 
 /// Counts requests currently parked in a blocking wait.
@@ -209,7 +276,9 @@ impl Metrics {
             "Blocking queries currently waiting for a change",
             blocking_queries.0.clone(),
         );
+        let sync = SyncMetrics::register(&mut registry);
         Self {
+            sync,
             source_state,
             source_errors,
             source_skipped,

@@ -15,6 +15,7 @@ pub mod query;
 pub mod services;
 pub mod sources;
 pub mod stats;
+pub mod syncs;
 pub mod system;
 pub mod watch;
 
@@ -34,6 +35,7 @@ use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::federation::{Federation, MergeSettings};
 use crate::registry::Registry;
+use crate::sync::Syncs;
 use crate::telemetry::{LatencyLabels, Metrics, RouteLabels};
 use error::ApiError;
 
@@ -45,7 +47,9 @@ pub struct AppState(Arc<Shared>);
 /// The parts of [`AppState`].
 pub struct Shared {
     pub catalog: Catalog,
-    pub federation: Federation,
+    pub federation: Arc<Federation>,
+    /// Sync-back jobs.
+    pub syncs: Syncs,
     /// The merge rules (file and API).
     pub merge: MergeSettings,
     pub registry: Arc<Registry>,
@@ -114,6 +118,12 @@ pub const ROUTES: &[&str] = &[
     "/api/v1/sources/{id}/connect",
     "/api/v1/sources/{id}/disconnect",
     "/api/v1/merge",
+    "/api/v1/syncs",
+    "/api/v1/syncs:plan",
+    "/api/v1/syncs/{id}",
+    "/api/v1/syncs/{id}/status",
+    "/api/v1/syncs/{id}/pause",
+    "/api/v1/syncs/{id}/resume",
     "/health",
     "/ready",
     "/metrics",
@@ -161,6 +171,15 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/sources/{id}/connect", post(sources::connect))
         .route("/api/v1/sources/{id}/disconnect", post(sources::disconnect))
         .route("/api/v1/merge", get(merge::get).put(merge::replace))
+        .route("/api/v1/syncs", get(syncs::list).post(syncs::create))
+        .route("/api/v1/syncs:plan", post(syncs::plan))
+        .route(
+            "/api/v1/syncs/{id}",
+            get(syncs::get).put(syncs::replace).delete(syncs::delete),
+        )
+        .route("/api/v1/syncs/{id}/status", get(syncs::status))
+        .route("/api/v1/syncs/{id}/pause", post(syncs::pause))
+        .route("/api/v1/syncs/{id}/resume", post(syncs::resume))
         .route("/health", get(system::health))
         .route("/ready", get(system::ready))
         .route("/metrics", get(system::metrics))

@@ -7,7 +7,7 @@ use axum::response::IntoResponse;
 use bytes::Bytes;
 use utoipa::OpenApi;
 
-use super::{admin, explain, instances, merge, services, sources, stats, system, watch};
+use super::{admin, explain, instances, merge, services, sources, stats, syncs, system, watch};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -24,6 +24,8 @@ use super::{admin, explain, instances, merge, services, sources, stats, system, 
         sources::list, sources::get, sources::status, sources::create, sources::replace,
         sources::patch, sources::delete, sources::connect, sources::disconnect,
         sources::validate, merge::get, merge::replace,
+        syncs::list, syncs::get, syncs::status, syncs::create, syncs::replace, syncs::delete,
+        syncs::pause, syncs::resume, syncs::plan,
         system::health, system::ready, system::metrics, openapi,
     ),
     tags(
@@ -32,6 +34,7 @@ use super::{admin, explain, instances, merge, services, sources, stats, system, 
         (name = "stats", description = "Totals"),
         (name = "admin", description = "Operator endpoints"),
         (name = "sources", description = "External registries: status, runtime management, merge rules"),
+        (name = "syncs", description = "Sync-back jobs: copy the merged view into a store"),
         (name = "system", description = "Health, readiness, metrics, this document"),
     )
 )]

@@ -31,6 +31,14 @@ pub fn matches(pattern: &str, name: &str) -> bool {
     pattern[p..].iter().all(|&c| c == b'*')
 }
 
+/// Whether `pattern` is a service-name glob: `[A-Za-z0-9._-]` with `*` and `?`.
+pub fn is_glob(pattern: &str) -> bool {
+    !pattern.is_empty()
+        && pattern
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-*?".contains(&b))
+}
+
 /// Whether any of `patterns` matches `name`.
 pub fn any_matches(patterns: &[String], name: &str) -> bool {
     patterns.iter().any(|pattern| matches(pattern, name))

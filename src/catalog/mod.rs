@@ -7,11 +7,12 @@
 //! (`arc-swap`). Watchers are woken per service through the [`Notifier`].
 
 mod explain;
-mod glob;
+pub(crate) mod glob;
 mod merge;
 mod names;
 mod notify;
 mod partition;
+mod reports;
 mod rules;
 mod saved;
 mod snapshot;
@@ -22,11 +23,12 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use switchboard_connectors::{ServiceKey, Update};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 pub use explain::{Explanation, InstanceVerdict, MergedInto, Reason, SourceReport};
 pub use names::{Mapped, NameMap};
 pub use notify::Notifier;
+pub use reports::{KeyFilter, ServiceReports, SourceSlice};
 pub use rules::{MergeRule, MergeRules, Policy};
 pub use saved::{SavedService, SavedView};
 pub use snapshot::{InstanceView, ServiceSummary, ServiceView, Snapshot, SourceCounts};
@@ -84,7 +86,17 @@ pub(crate) enum Command {
     Export {
         reply: oneshot::Sender<Vec<(Arc<str>, SavedView)>>,
     },
+    /// Every source's instances of some services (for sync-back).
+    Reports {
+        filter: KeyFilter,
+        target: Option<Arc<str>>,
+        reply: oneshot::Sender<Vec<ServiceReports>>,
+    },
 }
+
+/// How many published batches of changed services the change feed buffers per
+/// receiver; one that falls further behind is told it lagged and re-reads everything.
+const CHANGE_FEED_DEPTH: usize = 1024;
 
 /// A cheap, cloneable handle: send updates to the writer, read snapshots, subscribe.
 #[derive(Clone)]
@@ -92,6 +104,7 @@ pub struct Catalog {
     commands: mpsc::Sender<Command>,
     current: Arc<ArcSwap<Snapshot>>,
     notifier: Arc<Notifier>,
+    changes: broadcast::Sender<Arc<[ServiceKey]>>,
 }
 
 impl Catalog {
@@ -106,12 +119,15 @@ impl Catalog {
         let (commands, receiver) = mpsc::channel(4096);
         let current = Arc::new(ArcSwap::from_pointee(Snapshot::empty_at(base)));
         let notifier = Arc::new(Notifier::default());
-        let writer = writer::Writer::new(current.clone(), notifier.clone(), metrics, base);
+        let (changes, _) = broadcast::channel(CHANGE_FEED_DEPTH);
+        let writer = writer::Writer::new(current.clone(), notifier.clone(), metrics, base)
+            .with_change_feed(changes.clone());
         tokio::spawn(writer.run(receiver));
         Catalog {
             commands,
             current,
             notifier,
+            changes,
         }
     }
 
@@ -190,6 +206,27 @@ impl Catalog {
         self.ask(|reply| Command::Export { reply })
             .await
             .unwrap_or_default()
+    }
+
+    /// Every source's instances of the services `filter` picks, and what `target` holds
+    /// under those services' own keys.
+    pub async fn reports(
+        &self,
+        filter: KeyFilter,
+        target: Option<Arc<str>>,
+    ) -> Vec<ServiceReports> {
+        self.ask(|reply| Command::Reports {
+            filter,
+            target,
+            reply,
+        })
+        .await
+        .unwrap_or_default()
+    }
+
+    /// The services whose merged view changed, one batch per published snapshot.
+    pub fn changes(&self) -> broadcast::Receiver<Arc<[ServiceKey]>> {
+        self.changes.subscribe()
     }
 
     /// Sends a question to the writer and waits for its answer (`None` when the runtime

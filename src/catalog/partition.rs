@@ -106,6 +106,11 @@ impl Partition {
             .filter_map(|raw| self.services.get_key_value(raw))
     }
 
+    /// Whether the wipe-out guard holds an emptying of the source's service `raw`.
+    pub fn is_held(&self, raw: &ServiceKey) -> bool {
+        self.held.contains_key(raw)
+    }
+
     /// Applies `update` as of `now`, recording every served service it touched.
     /// `guarded: false` bypasses the wipe-out guard (a source's first view after its
     /// configuration changed may legitimately drop services).

@@ -45,15 +45,11 @@ impl MergeRule {
         if self.services.is_empty() {
             return Err(("services".into(), "needs at least one glob".into()));
         }
-        for (i, glob) in self.services.iter().enumerate() {
-            let ok = !glob.is_empty()
-                && glob
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"._-*?".contains(&b));
-            if !ok {
+        for (i, pattern) in self.services.iter().enumerate() {
+            if !glob::is_glob(pattern) {
                 return Err((
                     format!("services[{i}]"),
-                    format!("`{glob}` is not a service-name glob ([A-Za-z0-9._-] with * and ?)"),
+                    format!("`{pattern}` is not a service-name glob ([A-Za-z0-9._-] with * and ?)"),
                 ));
             }
         }

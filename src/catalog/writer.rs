@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use switchboard_connectors::ServiceKey;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::time::Instant;
 
 use super::merge::{self, Reported};
@@ -15,7 +15,7 @@ use super::partition::Partition;
 use super::rules::MergeRules;
 use super::saved::{SavedService, SavedView};
 use super::snapshot::{ServiceView, Snapshot, SourceCounts, ViewsOfName};
-use super::{explain, Command};
+use super::{explain, reports, Command};
 use crate::telemetry::{Metrics, SourceLabels};
 
 /// Most commands folded into one published snapshot.
@@ -35,6 +35,8 @@ pub(crate) struct Writer {
     live_services: usize,
     last_prune: Instant,
     rules: Arc<MergeRules>,
+    /// Where the services changed by each batch are announced (sync-back jobs listen).
+    change_feed: Option<broadcast::Sender<Arc<[ServiceKey]>>>,
 }
 
 impl Writer {
@@ -54,7 +56,14 @@ impl Writer {
             live_services: 0,
             last_prune: Instant::now(),
             rules: Arc::default(),
+            change_feed: None,
         }
+    }
+
+    /// Announces the services each batch changed on `feed`.
+    pub fn with_change_feed(mut self, feed: broadcast::Sender<Arc<[ServiceKey]>>) -> Writer {
+        self.change_feed = Some(feed);
+        self
     }
 
     pub async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
@@ -125,6 +134,14 @@ impl Writer {
                 Command::Export { reply } => {
                     let _ = reply.send(self.export());
                 }
+                Command::Reports {
+                    filter,
+                    target,
+                    reply,
+                } => {
+                    let answer = reports::reports(&self.partitions, &filter, target.as_deref());
+                    let _ = reply.send(answer);
+                }
             }
         }
         for partition in self.partitions.values_mut() {
@@ -143,6 +160,7 @@ impl Writer {
             for (key, index) in &changed {
                 self.notifier.notify(key, *index);
             }
+            self.announce(&changed);
         }
         for ack in acks {
             let _ = ack.send(self.index);
@@ -196,6 +214,18 @@ impl Writer {
         self.by_name
             .insert(Arc::from(key.name.as_str()), updated.into());
         Some((key, self.index))
+    }
+
+    /// Tells change-feed listeners (if any) which services changed.
+    fn announce(&self, changed: &[(ServiceKey, u64)]) {
+        let Some(feed) = self.change_feed.as_ref() else {
+            return;
+        };
+        if changed.is_empty() || feed.receiver_count() == 0 {
+            return;
+        }
+        let keys: Arc<[ServiceKey]> = changed.iter().map(|(key, _)| key.clone()).collect();
+        let _ = feed.send(keys);
     }
 
     fn source_counts(&self) -> HashMap<String, SourceCounts> {

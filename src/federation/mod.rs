@@ -350,6 +350,14 @@ impl Federation {
             .map(|managed| view_of(managed, snapshot))
     }
 
+    /// Source `id`'s configuration and current state (for sync-back jobs).
+    pub fn source(&self, id: &str) -> Option<(SourceConfig, SourceState, bool)> {
+        self.read().get(id).map(|managed| {
+            let state = managed.status.update(|status| status.state);
+            (managed.config.clone(), state, managed.connected)
+        })
+    }
+
     fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Managed>> {
         // Entries are replaced whole; a poisoned lock still holds a consistent map.
         self.sources

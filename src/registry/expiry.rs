@@ -116,7 +116,7 @@ impl Registry {
             let limit = self.deregister_after_of(&record)?;
             return (now_ms - offline_ms > limit.as_millis() as i64).then_some(SweepAction::Delete);
         }
-        if record.instance.status == Status::Offline {
+        if record.instance.status == Status::Offline || record.persistent {
             return None;
         }
         (now_ms > self.deadline_ms(entry, &record)).then_some(SweepAction::Expire)

@@ -166,6 +166,38 @@ impl Registry {
         &self,
         request: RegisterRequest,
     ) -> Result<(InstanceView, bool), RegistryError> {
+        self.register_with(request, false).await
+    }
+
+    /// Registers a copy written by a sync-back job: validated like any registration,
+    /// stored durably, never expired by TTL.
+    pub async fn register_persistent(
+        &self,
+        instance: &Instance,
+    ) -> Result<InstanceView, RegistryError> {
+        let request = RegisterRequest {
+            id: Some(instance.id.clone()),
+            service: Some(instance.service.name.clone()),
+            namespace: Some(instance.service.namespace.clone()),
+            group: Some(instance.service.group.clone()),
+            host: Some(instance.host.clone()),
+            port: Some(i64::from(instance.port)),
+            protocol: Some(instance.protocol.clone()),
+            version: instance.version.clone(),
+            weight: Some(i64::from(instance.weight)),
+            status: Some(instance.status.as_str().to_owned()),
+            metadata: Some(instance.metadata.clone()),
+            tags: Some(instance.tags.clone()),
+            ..RegisterRequest::default()
+        };
+        Ok(self.register_with(request, true).await?.0)
+    }
+
+    async fn register_with(
+        &self,
+        request: RegisterRequest,
+        persistent: bool,
+    ) -> Result<(InstanceView, bool), RegistryError> {
         let valid = request.validate()?;
         let _guard = self.mutation.lock().await;
         let holders = self.ids_at_endpoint(&valid.service, &valid.host, valid.port);
@@ -199,6 +231,7 @@ impl Registry {
             ttl_seconds: valid.ttl_seconds,
             deregister_after_seconds: valid.deregister_after_seconds,
             expired_from: None,
+            persistent,
         };
 
         self.persist(vec![record.clone()], displaced.clone())

@@ -18,6 +18,10 @@ pub struct StoredInstance {
     /// Set while TTL expiry (not an operator) holds the instance offline: the status a
     /// heartbeat restores.
     pub expired_from: Option<Status>,
+    /// Written by a sync-back job: no heartbeats, so no TTL expiry (like a Nacos
+    /// persistent instance); the job deletes it when its origin goes.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub persistent: bool,
 }
 
 impl StoredInstance {
@@ -27,6 +31,7 @@ impl StoredInstance {
             ttl_seconds: None,
             deregister_after_seconds: None,
             expired_from: None,
+            persistent: false,
         }
     }
 

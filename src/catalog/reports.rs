@@ -1,0 +1,95 @@
+//! What each source reports per served service, with the state that decides whether its
+//! silence can be trusted: the input of sync-back jobs. Answered by the writer, which owns
+//! the partitions; discovery reads never go through here.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use switchboard_connectors::{Instance, ServiceKey};
+
+use super::partition::Partition;
+
+/// Which services a question is about.
+pub enum KeyFilter {
+    /// These served keys (whether or not any source reports them now).
+    Keys(Vec<ServiceKey>),
+    /// Every served key some source reports that matches.
+    Matching(Arc<dyn Fn(&ServiceKey) -> bool + Send + Sync>),
+}
+
+/// One source's instances of one served service.
+#[derive(Clone, Debug)]
+pub struct SourceSlice {
+    pub source: Arc<str>,
+    pub priority: i32,
+    /// Stale (unreachable) or past `max_stale`: its missing instances prove nothing.
+    pub stale: bool,
+    /// The wipe-out guard holds an emptying of one of its services under this name.
+    pub held: bool,
+    /// Each instance with the source's own service key (before name mapping).
+    pub instances: Vec<(ServiceKey, Arc<Instance>)>,
+}
+
+/// Every source's report of one served service.
+#[derive(Clone, Debug)]
+pub struct ServiceReports {
+    pub key: ServiceKey,
+    pub sources: Vec<SourceSlice>,
+    /// What `raw_of` (the question's target source) holds under its own key equal to
+    /// `key`: where a sync job's writes into it show up.
+    pub raw_of_target: Vec<Arc<Instance>>,
+}
+
+/// Answers a reports question over the writer's partitions.
+pub(super) fn reports(
+    partitions: &HashMap<Arc<str>, Partition>,
+    filter: &KeyFilter,
+    target: Option<&str>,
+) -> Vec<ServiceReports> {
+    let keys: BTreeSet<ServiceKey> = match filter {
+        KeyFilter::Keys(keys) => keys.iter().cloned().collect(),
+        KeyFilter::Matching(matches) => partitions
+            .values()
+            .flat_map(Partition::served_keys)
+            .filter(|key| matches(key))
+            .cloned()
+            .collect(),
+    };
+    let target = target.and_then(|id| partitions.get(id));
+    keys.into_iter()
+        .map(|key| {
+            let sources = partitions
+                .iter()
+                .filter_map(|(source, partition)| slice(source, partition, &key))
+                .collect();
+            let raw_of_target = target
+                .and_then(|partition| partition.services.get(&key))
+                .map(|instances| instances.iter().map(|by_id| by_id.0.clone()).collect())
+                .unwrap_or_default();
+            ServiceReports {
+                key,
+                sources,
+                raw_of_target,
+            }
+        })
+        .collect()
+}
+
+fn slice(source: &Arc<str>, partition: &Partition, key: &ServiceKey) -> Option<SourceSlice> {
+    let mut held = false;
+    let mut instances = Vec::new();
+    for (raw, bucket) in partition.served_as(key) {
+        held |= partition.is_held(raw);
+        instances.extend(bucket.iter().map(|by_id| (raw.clone(), by_id.0.clone())));
+    }
+    if instances.is_empty() && !held {
+        return None;
+    }
+    Some(SourceSlice {
+        source: source.clone(),
+        priority: partition.meta.priority,
+        stale: partition.meta.stale_since.is_some() || partition.meta.expired,
+        held,
+        instances,
+    })
+}

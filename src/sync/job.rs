@@ -1,0 +1,546 @@
+//! One running sync job: follows the catalog's change feed, waits until a changed
+//! service has been quiet for `debounce`, plans it against the ledger and applies the
+//! plan at most `rate_limit` operations per second. Failed writes are retried with
+//! backoff and counted; nothing is dropped. Every `RESYNC` (and after the feed lagged)
+//! every covered service is planned again, which also heals a target that lost copies.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use switchboard_connectors::ServiceKey;
+use tokio::sync::{broadcast, watch};
+use tokio::time::Instant;
+
+use super::echoes::Echoes;
+use super::ledger::{Ledger, LedgerEntry, Spot};
+use super::plan::{self, Plan, World};
+use super::spec::SyncSpec;
+use super::status::{StatusCell, SyncFailure, SyncState};
+use super::store::{LedgerChange, SyncStore};
+use super::target::{Target, WriteError};
+use crate::catalog::{Catalog, KeyFilter, ServiceReports};
+use crate::federation::{Federation, SourceState};
+use crate::registry::{Registry, NATIVE_SOURCE};
+use crate::telemetry::{Metrics, SyncLabels};
+
+/// How often every covered service is planned again, changed or not.
+const RESYNC: Duration = Duration::from_secs(30);
+/// Longest a service that keeps changing waits (its changes are written at least this
+/// often even if it is never quiet for `debounce`).
+const MAX_WAIT_FACTOR: u32 = 10;
+/// Ledger changes written per transaction.
+const LEDGER_BATCH: usize = 256;
+const BACKOFF_MIN: Duration = Duration::from_secs(1);
+const BACKOFF_MAX: Duration = Duration::from_secs(60);
+
+/// What every job shares.
+pub struct Context {
+    pub catalog: Catalog,
+    pub federation: Arc<Federation>,
+    pub registry: Arc<Registry>,
+    pub store: SyncStore,
+    pub echoes: Echoes,
+    pub metrics: Arc<Metrics>,
+}
+
+impl World for Context {
+    fn is_echo(&self, source: &str, name: &str, host: &str, port: u16) -> bool {
+        self.echoes.contains(source, name, host, port)
+    }
+
+    fn trusts_absence(&self, source: &str) -> Result<(), String> {
+        if source == NATIVE_SOURCE {
+            return Ok(());
+        }
+        // A deleted or disconnected source is an operator's decision, not an outage.
+        let Some((_, state, _)) = self.federation.source(source) else {
+            return Ok(());
+        };
+        match state {
+            SourceState::Ready | SourceState::Degraded | SourceState::Disconnected => Ok(()),
+            other => Err(format!(
+                "source `{source}` is {}",
+                serde_json::to_value(other)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default()
+            )),
+        }
+    }
+}
+
+impl Context {
+    /// The target `spec` writes into, built from the target source's configuration.
+    pub fn target(&self, spec: &SyncSpec) -> Result<Target, WriteError> {
+        if spec.to_native() {
+            return Ok(Target::Native(self.registry.clone()));
+        }
+        let (config, _, _) = self.federation.source(&spec.to).ok_or_else(|| {
+            WriteError::NotWritable(format!("target source `{}` does not exist", spec.to))
+        })?;
+        Target::external(&config)
+    }
+
+    /// Every source's report of the services `spec` covers or `ledger` holds (or only
+    /// of `keys`, when given).
+    pub async fn reports(
+        &self,
+        spec: &SyncSpec,
+        ledger: &Ledger,
+        keys: Option<Vec<ServiceKey>>,
+    ) -> Vec<ServiceReports> {
+        let target = Some(Arc::<str>::from(spec.to.as_str()));
+        match keys {
+            Some(keys) => self.catalog.reports(KeyFilter::Keys(keys), target).await,
+            None => {
+                let covering = spec.clone();
+                let matching = KeyFilter::Matching(Arc::new(move |key: &ServiceKey| {
+                    covering.covers(&key.name)
+                }));
+                let mut reports = self.catalog.reports(matching, target.clone()).await;
+                let seen: BTreeSet<&ServiceKey> = reports.iter().map(|r| &r.key).collect();
+                let unseen: BTreeSet<ServiceKey> = (ledger.keys())
+                    .map(|spot| &spot.service)
+                    .filter(|key| !seen.contains(key))
+                    .cloned()
+                    .collect();
+                if !unseen.is_empty() {
+                    let keys = KeyFilter::Keys(unseen.into_iter().collect());
+                    reports.extend(self.catalog.reports(keys, target).await);
+                }
+                reports
+            }
+        }
+    }
+}
+
+/// A service with changes not yet written.
+#[derive(Clone, Copy)]
+struct Pending {
+    first: Instant,
+    first_at: chrono::DateTime<Utc>,
+    last: Instant,
+}
+
+pub struct Job {
+    ctx: Arc<Context>,
+    spec: SyncSpec,
+    ledger: Ledger,
+    status: Arc<StatusCell>,
+    labels: SyncLabels,
+    target: Option<Target>,
+    pending: HashMap<ServiceKey, Pending>,
+    full_due: Instant,
+    /// Set after a failed pass: nothing runs before it.
+    retry_at: Option<Instant>,
+    backoff: Duration,
+    /// When the next operation may start (the rate limit).
+    next_slot: Instant,
+    unsaved: Vec<LedgerChange>,
+}
+
+impl Job {
+    pub fn new(ctx: Arc<Context>, spec: SyncSpec, ledger: Ledger, status: Arc<StatusCell>) -> Job {
+        let labels = SyncLabels {
+            sync: spec.id.clone(),
+        };
+        let now = Instant::now();
+        Job {
+            ctx,
+            labels,
+            spec,
+            ledger,
+            status,
+            target: None,
+            pending: HashMap::new(),
+            full_due: now,
+            retry_at: None,
+            backoff: BACKOFF_MIN,
+            next_slot: now,
+            unsaved: Vec::new(),
+        }
+    }
+
+    /// Runs until `stop` turns true; the ledger is saved, then returned.
+    pub async fn run(mut self, mut stop: watch::Receiver<bool>) -> Ledger {
+        let mut changes = self.ctx.catalog.changes();
+        self.refresh_kept_alive(&stop).await;
+        loop {
+            if *stop.borrow() {
+                break;
+            }
+            let due = self.next_due();
+            tokio::select! {
+                _ = stop.changed() => {}
+                received = changes.recv() => match received {
+                    Ok(keys) => self.mark(&keys),
+                    Err(broadcast::error::RecvError::Lagged(_)) => self.full_due = Instant::now(),
+                    Err(broadcast::error::RecvError::Closed) => break,
+                },
+                _ = tokio::time::sleep_until(due) => self.run_due(&stop).await,
+            }
+        }
+        self.save_ledger().await;
+        self.ledger
+    }
+
+    fn mark(&mut self, keys: &[ServiceKey]) {
+        let now = Instant::now();
+        for key in keys {
+            let ours = self.spec.covers(&key.name) || self.has_ledger_service(key);
+            if !ours {
+                continue;
+            }
+            let pending = self.pending.entry(key.clone()).or_insert(Pending {
+                first: now,
+                first_at: Utc::now(),
+                last: now,
+            });
+            pending.last = now;
+        }
+        self.show_pending();
+    }
+
+    fn has_ledger_service(&self, key: &ServiceKey) -> bool {
+        let start = Spot {
+            service: key.clone(),
+            host: String::new(),
+            port: 0,
+        };
+        (self.ledger.range(start..).next()).is_some_and(|(spot, _)| spot.service == *key)
+    }
+
+    fn max_wait(&self) -> Duration {
+        (self.spec.debounce * MAX_WAIT_FACTOR).max(Duration::from_secs(1))
+    }
+
+    fn ready_at(&self, pending: &Pending) -> Instant {
+        (pending.last + self.spec.debounce).min(pending.first + self.max_wait())
+    }
+
+    fn next_due(&self) -> Instant {
+        let pending = self.pending.values().map(|p| self.ready_at(p)).min();
+        let due = pending.map_or(self.full_due, |at| at.min(self.full_due));
+        self.retry_at.map_or(due, |retry| due.max(retry))
+    }
+
+    async fn run_due(&mut self, stop: &watch::Receiver<bool>) {
+        let now = Instant::now();
+        if self.retry_at.is_some_and(|retry| retry > now) {
+            return;
+        }
+        let keys = if self.full_due <= now {
+            self.full_due = now + RESYNC;
+            None
+        } else {
+            let ready: Vec<ServiceKey> = (self.pending.iter())
+                .filter(|(_, p)| self.ready_at(p) <= now)
+                .map(|(key, _)| key.clone())
+                .collect();
+            if ready.is_empty() {
+                return;
+            }
+            Some(ready)
+        };
+        let taken: HashMap<ServiceKey, Pending> = match &keys {
+            None => std::mem::take(&mut self.pending),
+            Some(ready) => (ready.iter())
+                .filter_map(|key| self.pending.remove_entry(key))
+                .collect(),
+        };
+        let failed = self.pass(keys, stop).await;
+        if failed.is_empty() {
+            self.retry_at = None;
+            self.backoff = BACKOFF_MIN;
+        } else {
+            // Failed services wait again, keeping their age for the lag (the unnamed key
+            // only stands for "the target could not be reached").
+            for key in failed.into_iter().filter(|key| !key.name.is_empty()) {
+                let pending = taken.get(&key).copied().unwrap_or(Pending {
+                    first: now,
+                    first_at: Utc::now(),
+                    last: now,
+                });
+                self.pending.entry(key).or_insert(pending);
+            }
+            self.retry_at = Some(Instant::now() + self.backoff);
+            self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
+        }
+        self.show_pending();
+    }
+
+    /// Plans and applies `keys` (all covered services when `None`); returns the services
+    /// whose writes or deletes failed.
+    async fn pass(
+        &mut self,
+        keys: Option<Vec<ServiceKey>>,
+        stop: &watch::Receiver<bool>,
+    ) -> BTreeSet<ServiceKey> {
+        let everything = keys.is_none();
+        let wanted = keys.clone();
+        if self.target.is_none() {
+            match self.ctx.target(&self.spec) {
+                Ok(target) => self.target = Some(target),
+                Err(err) => {
+                    self.fail(err.to_string(), None);
+                    if everything {
+                        self.full_due = Instant::now();
+                    }
+                    // Retried like a failed write: the services wait, with backoff.
+                    let mut failed: BTreeSet<ServiceKey> =
+                        wanted.unwrap_or_default().into_iter().collect();
+                    failed.insert(ServiceKey::named(""));
+                    return failed;
+                }
+            }
+        }
+        let reports = self.ctx.reports(&self.spec, &self.ledger, keys).await;
+        let plan = plan::plan(&self.spec, &reports, &self.ledger, &*self.ctx, Utc::now());
+        self.show_plan(&plan);
+        let failed = self.apply(plan, stop).await;
+        self.save_ledger().await;
+        self.status.update(|status| {
+            status.last_run = Some(Utc::now());
+            status.synced = self.ledger.len();
+            if failed.is_empty() && status.state == SyncState::Error {
+                status.state = SyncState::Running;
+            }
+        });
+        let synced = self.ledger.len() as i64;
+        self.ctx
+            .metrics
+            .sync
+            .ledger_instances
+            .get_or_create(&self.labels)
+            .set(synced);
+        if everything && !failed.is_empty() {
+            // A full pass that failed is retried as a full pass.
+            self.full_due = Instant::now();
+        }
+        failed
+    }
+
+    async fn apply(&mut self, plan: Plan, stop: &watch::Receiver<bool>) -> BTreeSet<ServiceKey> {
+        let mut failed = BTreeSet::new();
+        for (spot, entry) in plan.adopted {
+            self.record(spot, Some(entry));
+        }
+        for write in plan.writes {
+            if *stop.borrow() {
+                failed.insert(write.instance.service.clone());
+                continue;
+            }
+            self.pace().await;
+            let result = self.target_ref().register(&write.instance).await;
+            let spot = Spot::of(&write.instance);
+            match result {
+                Ok(()) => {
+                    let entry = LedgerEntry {
+                        written: write.instance,
+                        origin: write.origin,
+                        hash: write.hash,
+                        written_at: Utc::now(),
+                    };
+                    self.record(spot, Some(entry));
+                    self.save_full_batch().await;
+                    self.status.update(|status| status.writes += 1);
+                    self.ctx
+                        .metrics
+                        .sync
+                        .writes
+                        .get_or_create(&self.labels)
+                        .inc();
+                }
+                Err(err) => {
+                    self.fail(
+                        format!("writing {}: {err}", write.instance.address()),
+                        Some(&spot.service),
+                    );
+                    failed.insert(spot.service);
+                }
+            }
+        }
+        for delete in plan.deletes {
+            if *stop.borrow() {
+                failed.insert(delete.instance.service.clone());
+                continue;
+            }
+            self.pace().await;
+            let spot = Spot::of(&delete.instance);
+            match self.target_ref().deregister(&delete.instance).await {
+                Ok(()) => {
+                    self.record(spot, None);
+                    self.save_full_batch().await;
+                    self.status.update(|status| status.deletes += 1);
+                    self.ctx
+                        .metrics
+                        .sync
+                        .deletes
+                        .get_or_create(&self.labels)
+                        .inc();
+                }
+                Err(err) => {
+                    self.fail(
+                        format!("deleting {}: {err}", delete.instance.address()),
+                        Some(&spot.service),
+                    );
+                    failed.insert(spot.service);
+                }
+            }
+        }
+        failed
+    }
+
+    fn target_ref(&self) -> &Target {
+        self.target
+            .as_ref()
+            .expect("built before a pass applies anything")
+    }
+
+    /// Waits for the rate limit's next slot.
+    async fn pace(&mut self) {
+        let now = Instant::now();
+        if self.next_slot > now {
+            tokio::time::sleep_until(self.next_slot).await;
+        }
+        let spacing = Duration::from_secs_f64(1.0 / self.spec.rate_limit);
+        self.next_slot = self.next_slot.max(now) + spacing;
+    }
+
+    /// Puts (or with `None` removes) `spot` in the ledger and the echo index; the store
+    /// follows in batches.
+    fn record(&mut self, spot: Spot, entry: Option<LedgerEntry>) {
+        match entry {
+            Some(entry) => {
+                if self.ledger.insert(spot.clone(), entry.clone()).is_none() {
+                    self.ctx.echoes.add(&self.spec.to, &spot);
+                }
+                self.unsaved.push(LedgerChange::Put(spot, Box::new(entry)));
+            }
+            None => {
+                if self.ledger.remove(&spot).is_some() {
+                    self.ctx.echoes.remove(&self.spec.to, &spot);
+                }
+                self.unsaved.push(LedgerChange::Remove(spot));
+            }
+        }
+    }
+
+    /// Saves the ledger once a batch has gathered: a crash loses at most one batch of
+    /// entries, and those copies are adopted (not written again) at the next start.
+    async fn save_full_batch(&mut self) {
+        if self.unsaved.len() >= LEDGER_BATCH {
+            self.save_ledger().await;
+        }
+    }
+
+    async fn save_ledger(&mut self) {
+        if self.unsaved.is_empty() {
+            return;
+        }
+        let changes = std::mem::take(&mut self.unsaved);
+        let id = self.spec.id.clone();
+        let saved = (self.ctx.store)
+            .blocking(move |store| store.commit_ledger(&id, &changes))
+            .await;
+        if let Err(err) = saved {
+            tracing::error!(sync = %self.spec.id, error = %err, "Cannot save the sync ledger");
+        }
+    }
+
+    /// After a restart, copies in a target that expires them (etcd leases, Consul TTL
+    /// checks) are written again so this run keeps them alive.
+    async fn refresh_kept_alive(&mut self, stop: &watch::Receiver<bool>) {
+        if self.ledger.is_empty() {
+            return;
+        }
+        let target = match self.ctx.target(&self.spec) {
+            Ok(target) => target,
+            Err(err) => return self.fail(err.to_string(), None),
+        };
+        let kept_alive = match &target {
+            Target::Native(_) => false,
+            Target::External(connector) => connector.writer().is_some_and(|w| w.keeps_alive()),
+        };
+        self.target = Some(target);
+        if !kept_alive {
+            return;
+        }
+        let written: Vec<_> = self.ledger.values().map(|e| e.written.clone()).collect();
+        for instance in written {
+            if *stop.borrow() {
+                return;
+            }
+            self.pace().await;
+            match self.target_ref().register(&instance).await {
+                Ok(()) => self.status.update(|status| status.refreshes += 1),
+                Err(err) => {
+                    let message = format!("refreshing {}: {err}", instance.address());
+                    self.fail(message, Some(&instance.service));
+                    // The next full pass finds it missing and writes it.
+                }
+            }
+        }
+    }
+
+    fn fail(&self, message: String, service: Option<&ServiceKey>) {
+        tracing::warn!(sync = %self.spec.id, error = %message, "Sync write failed");
+        self.ctx
+            .metrics
+            .sync
+            .errors
+            .get_or_create(&self.labels)
+            .inc();
+        self.status.update(|status| {
+            status.errors += 1;
+            status.state = SyncState::Error;
+            status.last_error = Some(SyncFailure {
+                message,
+                at: Utc::now(),
+                service: service.map(ToString::to_string),
+            });
+        });
+    }
+
+    fn show_plan(&self, plan: &Plan) {
+        let held = plan.held_deletes.len();
+        let paused_by_outage = (plan.held_deletes.iter()).any(|d| {
+            d.held
+                .as_deref()
+                .is_some_and(|why| !why.contains("`delete = false`"))
+        });
+        let reason = plan.held_deletes.first().and_then(|d| d.held.clone());
+        self.ctx
+            .metrics
+            .sync
+            .deletes_paused
+            .get_or_create(&self.labels)
+            .set(i64::from(paused_by_outage));
+        self.status.update(|status| {
+            status.held_deletes = held;
+            status.held_reason = reason;
+            status.deletes_paused = paused_by_outage;
+            status.foreign = plan.foreign;
+            status.echoes = plan.echoes;
+        });
+    }
+
+    fn show_pending(&self) {
+        let oldest = self.pending.values().map(|p| p.first_at).min();
+        let lag = oldest.map_or(0.0, |at| {
+            (Utc::now() - at).num_milliseconds().max(0) as f64 / 1000.0
+        });
+        self.ctx
+            .metrics
+            .sync
+            .lag_seconds
+            .get_or_create(&self.labels)
+            .set(lag);
+        self.status.update(|status| {
+            status.pending_services = self.pending.len();
+            status.oldest_unsynced = oldest;
+        });
+    }
+}

@@ -1,0 +1,239 @@
+//! Sync jobs in the embedded store: API-created definitions, which jobs are paused, and
+//! every job's ledger. Every method is synchronous and durable when it returns Ok
+//! (callers run it on a blocking thread, through [`SyncStore::blocking`]).
+
+use std::sync::Arc;
+
+use redb::{Database, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::ledger::{Ledger, LedgerEntry, Spot};
+use crate::registry::{db_err, StoreError};
+
+/// API-created job definitions by id.
+const SYNCS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("syncs");
+/// Ids of paused jobs (file jobs too: a pause outlives a restart).
+const PAUSED: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("sync_paused");
+/// Ledger entries by `job\0namespace\0group\0name\0host\0port`.
+const LEDGER: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("sync_ledger");
+
+/// An API-created job as stored.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct StoredSync {
+    pub document: Value,
+}
+
+/// A change to one job's ledger.
+pub enum LedgerChange {
+    Put(Spot, Box<LedgerEntry>),
+    Remove(Spot),
+}
+
+#[derive(Clone)]
+pub struct SyncStore {
+    db: Arc<Database>,
+}
+
+impl SyncStore {
+    pub fn open(db: Arc<Database>) -> Result<SyncStore, StoreError> {
+        let txn = db.begin_write().map_err(db_err)?;
+        txn.open_table(SYNCS).map_err(db_err)?;
+        txn.open_table(PAUSED).map_err(db_err)?;
+        txn.open_table(LEDGER).map_err(db_err)?;
+        txn.commit().map_err(db_err)?;
+        Ok(SyncStore { db })
+    }
+
+    /// Runs `work` on a blocking thread.
+    pub async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&SyncStore) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || work(&store))
+            .await
+            .unwrap_or_else(|err| {
+                let io = std::io::Error::other(format!("store task failed: {err}"));
+                Err(StoreError::Database(Box::new(redb::Error::Io(io))))
+            })
+    }
+
+    /// Every stored job; an unreadable record is skipped and logged.
+    pub fn syncs(&self) -> Result<Vec<(String, StoredSync)>, StoreError> {
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let table = txn.open_table(SYNCS).map_err(db_err)?;
+        let mut out = Vec::new();
+        for row in table.iter().map_err(db_err)? {
+            let (id, bytes) = row.map_err(db_err)?;
+            match serde_json::from_slice(bytes.value()) {
+                Ok(sync) => out.push((id.value().to_owned(), sync)),
+                Err(err) => {
+                    tracing::error!(sync.id = id.value(), error = %err, "Skipping an unreadable stored sync job")
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn put_sync(&self, id: &str, sync: &StoredSync) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(sync)?;
+        let txn = self.db.begin_write().map_err(db_err)?;
+        txn.open_table(SYNCS)
+            .map_err(db_err)?
+            .insert(id, bytes.as_slice())
+            .map_err(db_err)?;
+        txn.commit().map_err(db_err)
+    }
+
+    /// Forgets a job: its definition, pause and ledger, in one transaction.
+    pub fn delete_sync(&self, id: &str) -> Result<(), StoreError> {
+        let txn = self.db.begin_write().map_err(db_err)?;
+        txn.open_table(SYNCS)
+            .map_err(db_err)?
+            .remove(id)
+            .map_err(db_err)?;
+        txn.open_table(PAUSED)
+            .map_err(db_err)?
+            .remove(id)
+            .map_err(db_err)?;
+        {
+            let mut ledger = txn.open_table(LEDGER).map_err(db_err)?;
+            let (from, to) = job_range(id);
+            let keys: Vec<String> = ledger
+                .range(from.as_str()..to.as_str())
+                .map_err(db_err)?
+                .map(|row| row.map(|(key, _)| key.value().to_owned()))
+                .collect::<Result<_, _>>()
+                .map_err(db_err)?;
+            for key in keys {
+                ledger.remove(key.as_str()).map_err(db_err)?;
+            }
+        }
+        txn.commit().map_err(db_err)
+    }
+
+    pub fn paused(&self) -> Result<Vec<String>, StoreError> {
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let table = txn.open_table(PAUSED).map_err(db_err)?;
+        let mut out = Vec::new();
+        for row in table.iter().map_err(db_err)? {
+            out.push(row.map_err(db_err)?.0.value().to_owned());
+        }
+        Ok(out)
+    }
+
+    pub fn set_paused(&self, id: &str, paused: bool) -> Result<(), StoreError> {
+        let txn = self.db.begin_write().map_err(db_err)?;
+        {
+            let mut table = txn.open_table(PAUSED).map_err(db_err)?;
+            if paused {
+                table.insert(id, [].as_slice()).map_err(db_err)?;
+            } else {
+                table.remove(id).map_err(db_err)?;
+            }
+        }
+        txn.commit().map_err(db_err)
+    }
+
+    /// Job `id`'s ledger.
+    pub fn ledger(&self, id: &str) -> Result<Ledger, StoreError> {
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let table = txn.open_table(LEDGER).map_err(db_err)?;
+        let (from, to) = job_range(id);
+        let mut ledger = Ledger::new();
+        for row in table.range(from.as_str()..to.as_str()).map_err(db_err)? {
+            let (key, bytes) = row.map_err(db_err)?;
+            match serde_json::from_slice::<LedgerEntry>(bytes.value()) {
+                Ok(entry) => {
+                    ledger.insert(Spot::of(&entry.written), entry);
+                }
+                Err(err) => {
+                    tracing::error!(key = key.value(), error = %err, "Skipping an unreadable ledger entry")
+                }
+            }
+        }
+        Ok(ledger)
+    }
+
+    /// Applies `changes` to job `id`'s ledger in one transaction.
+    pub fn commit_ledger(&self, id: &str, changes: &[LedgerChange]) -> Result<(), StoreError> {
+        let txn = self.db.begin_write().map_err(db_err)?;
+        {
+            let mut table = txn.open_table(LEDGER).map_err(db_err)?;
+            for change in changes {
+                match change {
+                    LedgerChange::Put(spot, entry) => {
+                        let bytes = serde_json::to_vec(entry)?;
+                        table
+                            .insert(spot.store_key(id).as_str(), bytes.as_slice())
+                            .map_err(db_err)?;
+                    }
+                    LedgerChange::Remove(spot) => {
+                        table.remove(spot.store_key(id).as_str()).map_err(db_err)?;
+                    }
+                }
+            }
+        }
+        txn.commit().map_err(db_err)
+    }
+}
+
+/// Keys from `from` (inclusive) to `to` (exclusive) are job `id`'s ledger.
+fn job_range(id: &str) -> (String, String) {
+    (format!("{id}\0"), format!("{id}\u{1}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+    use switchboard_connectors::{Instance, ServiceKey};
+
+    use super::*;
+    use crate::sync::ledger::content_hash;
+
+    fn entry(port: u16) -> (Spot, LedgerEntry) {
+        let written = Instance::new("i", ServiceKey::named("s"), "10.0.0.1", port);
+        let entry = LedgerEntry {
+            hash: content_hash(&written),
+            origin: "etcd".into(),
+            written,
+            written_at: Utc::now(),
+        };
+        (Spot::of(&entry.written), entry)
+    }
+
+    #[test]
+    fn ledgers_persist_per_job_and_go_with_their_job() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Arc::new(Database::create(dir.path().join("db")).unwrap());
+        let store = SyncStore::open(db).unwrap();
+        let (a, first) = entry(1);
+        let (b, second) = entry(2);
+        store
+            .commit_ledger(
+                "j1",
+                &[LedgerChange::Put(a.clone(), Box::new(first.clone()))],
+            )
+            .unwrap();
+        store
+            .commit_ledger("j10", &[LedgerChange::Put(b.clone(), Box::new(second))])
+            .unwrap();
+        assert_eq!(store.ledger("j1").unwrap().get(&a), Some(&first));
+        assert_eq!(
+            store.ledger("j1").unwrap().len(),
+            1,
+            "j10's entry is not j1's"
+        );
+        store.set_paused("j1", true).unwrap();
+        assert_eq!(store.paused().unwrap(), vec!["j1"]);
+        store.delete_sync("j1").unwrap();
+        assert!(store.ledger("j1").unwrap().is_empty());
+        assert!(store.paused().unwrap().is_empty());
+        assert_eq!(store.ledger("j10").unwrap().len(), 1);
+        store
+            .commit_ledger("j10", &[LedgerChange::Remove(b)])
+            .unwrap();
+        assert!(store.ledger("j10").unwrap().is_empty());
+    }
+}

@@ -16,7 +16,7 @@ use tokio::time::Instant;
 use super::echoes::Echoes;
 use super::ledger::{Ledger, LedgerEntry, Spot};
 use super::plan::{self, Plan, World};
-use super::spec::SyncSpec;
+use super::spec::{From, SyncSpec};
 use super::status::{StatusCell, SyncFailure, SyncState};
 use super::store::{LedgerChange, SyncStore};
 use super::target::{Target, WriteError};
@@ -32,6 +32,8 @@ const RESYNC: Duration = Duration::from_secs(30);
 const MAX_WAIT_FACTOR: u32 = 10;
 /// Ledger changes written per transaction.
 const LEDGER_BATCH: usize = 256;
+/// How often a job looks at its sources' states (for `deletes_paused`).
+const OUTAGE_CHECK: Duration = Duration::from_secs(1);
 const BACKOFF_MIN: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(60);
 
@@ -139,6 +141,10 @@ pub struct Job {
     /// When the next operation may start (the rate limit).
     next_slot: Instant,
     unsaved: Vec<LedgerChange>,
+    /// Deletes held back at the last pass: how many, and why the first was.
+    held: Option<(usize, String)>,
+    /// Whether a source was untrusted at the last check.
+    outage_seen: bool,
 }
 
 impl Job {
@@ -160,12 +166,16 @@ impl Job {
             backoff: BACKOFF_MIN,
             next_slot: now,
             unsaved: Vec::new(),
+            held: None,
+            outage_seen: false,
         }
     }
 
     /// Runs until `stop` turns true; the ledger is saved, then returned.
     pub async fn run(mut self, mut stop: watch::Receiver<bool>) -> Ledger {
         let mut changes = self.ctx.catalog.changes();
+        let mut outages = tokio::time::interval(OUTAGE_CHECK);
+        outages.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         self.refresh_kept_alive(&stop).await;
         loop {
             if *stop.borrow() {
@@ -180,6 +190,7 @@ impl Job {
                     Err(broadcast::error::RecvError::Closed) => break,
                 },
                 _ = tokio::time::sleep_until(due) => self.run_due(&stop).await,
+                _ = outages.tick() => self.watch_outages(),
             }
         }
         self.save_ledger().await;
@@ -504,27 +515,56 @@ impl Job {
         });
     }
 
-    fn show_plan(&self, plan: &Plan) {
-        let held = plan.held_deletes.len();
-        let paused_by_outage = (plan.held_deletes.iter()).any(|d| {
-            d.held
-                .as_deref()
-                .is_some_and(|why| !why.contains("`delete = false`"))
+    fn show_plan(&mut self, plan: &Plan) {
+        self.held = plan.held_deletes.first().map(|delete| {
+            let why = delete.held.clone().unwrap_or_default();
+            (plan.held_deletes.len(), why)
         });
-        let reason = plan.held_deletes.first().and_then(|d| d.held.clone());
+        self.status.update(|status| {
+            status.foreign = plan.foreign;
+            status.echoes = plan.echoes;
+        });
+        self.show_outages();
+    }
+
+    /// Why deletes are paused now, if they are: held at the last pass, or a source
+    /// they would come from cannot be trusted (whether or not a delete is due).
+    fn show_outages(&self) {
+        let outage = self.outage().filter(|_| self.spec.delete);
+        let paused = self.held.is_some() || outage.is_some();
+        let reason = self.held.as_ref().map(|(_, why)| why.clone()).or(outage);
         self.ctx
             .metrics
             .sync
             .deletes_paused
             .get_or_create(&self.labels)
-            .set(i64::from(paused_by_outage));
+            .set(i64::from(paused));
         self.status.update(|status| {
-            status.held_deletes = held;
+            status.held_deletes = self.held.as_ref().map_or(0, |(count, _)| *count);
             status.held_reason = reason;
-            status.deletes_paused = paused_by_outage;
-            status.foreign = plan.foreign;
-            status.echoes = plan.echoes;
+            status.deletes_paused = paused;
         });
+    }
+
+    /// Called every second: refreshes the outage part of the status, and once the
+    /// sources of held deletes can be trusted again, plans everything at once rather
+    /// than at the next resync.
+    fn watch_outages(&mut self) {
+        let outage = self.outage().is_some();
+        if self.outage_seen && !outage && self.held.is_some() {
+            self.full_due = Instant::now();
+        }
+        self.outage_seen = outage;
+        self.show_outages();
+    }
+
+    /// The first source the job's deletes would come from that cannot be trusted.
+    fn outage(&self) -> Option<String> {
+        let origins: BTreeSet<&str> = match &self.spec.from {
+            From::Sources(ids) => ids.iter().map(String::as_str).collect(),
+            From::All => self.ledger.values().map(|e| e.origin.as_str()).collect(),
+        };
+        (origins.into_iter()).find_map(|origin| self.ctx.trusts_absence(origin).err())
     }
 
     fn show_pending(&self) {

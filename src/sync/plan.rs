@@ -199,11 +199,10 @@ fn plan_service(
         if wanted.contains_key(&(spot.host.as_str(), spot.port)) {
             continue;
         }
-        let held = if !spec.delete {
-            Some("the job does not propagate deletions (`delete = false`)".to_owned())
-        } else {
-            origin_holds(report, &entry.origin, world)
-        };
+        if !spec.delete {
+            continue;
+        }
+        let held = origin_holds(report, &entry.origin, world);
         let delete = Delete {
             instance: entry.written.clone(),
             origin: entry.origin.clone(),

@@ -41,5 +41,5 @@ pub use error::ConnectorError;
 pub use model::{Instance, InstanceKey, ServiceKey, Status, DEFAULT_GROUP, DEFAULT_NAMESPACE};
 pub use one_or_many::one_or_many;
 pub use source::{
-    build, AdapterConfig, SourceCommon, SourceConfig, SourceConfigError, ADAPTER_TYPES,
+    build, is_id, AdapterConfig, SourceCommon, SourceConfig, SourceConfigError, ADAPTER_TYPES,
 };

@@ -12,7 +12,7 @@ use serde_json::Value;
 use switchboard_connectors::ServiceKey;
 
 use crate::catalog::{MergeRule, SavedService, SavedView};
-use crate::registry::{db_err, StoreError};
+use crate::registry::{db_err, on_blocking_thread, read_records, StoreError};
 
 /// API-created sources by id.
 const SOURCES: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("sources");
@@ -87,31 +87,13 @@ impl SourceStore {
         &self,
         work: impl FnOnce(&SourceStore) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let store = self.clone();
-        tokio::task::spawn_blocking(move || work(&store))
-            .await
-            .unwrap_or_else(|err| {
-                let io = std::io::Error::other(format!("store task failed: {err}"));
-                Err(StoreError::Database(Box::new(redb::Error::Io(io))))
-            })
+        on_blocking_thread(self, work).await
     }
 
     /// Every stored source by id. An unreadable record is skipped (and logged), its bytes
     /// kept for a later fix.
     pub fn sources(&self) -> Result<Vec<(String, StoredSource)>, StoreError> {
-        let txn = self.db.begin_read().map_err(db_err)?;
-        let table = txn.open_table(SOURCES).map_err(db_err)?;
-        let mut out = Vec::new();
-        for row in table.iter().map_err(db_err)? {
-            let (id, bytes) = row.map_err(db_err)?;
-            match serde_json::from_slice(bytes.value()) {
-                Ok(source) => out.push((id.value().to_owned(), source)),
-                Err(err) => {
-                    tracing::error!(source.id = id.value(), error = %err, "Skipping an unreadable stored source")
-                }
-            }
-        }
-        Ok(out)
+        read_records(&self.db, SOURCES, "source")
     }
 
     pub fn put_source(&self, id: &str, source: &StoredSource) -> Result<(), StoreError> {

@@ -34,6 +34,47 @@ pub fn db_err<E: Into<redb::Error>>(err: E) -> StoreError {
     StoreError::Database(Box::new(err.into()))
 }
 
+/// Runs `work` with a clone of `store` on a blocking thread, as every redb call must be
+/// from async code.
+pub async fn on_blocking_thread<S, T>(
+    store: &S,
+    work: impl FnOnce(&S) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError>
+where
+    S: Clone + Send + 'static,
+    T: Send + 'static,
+{
+    let store = store.clone();
+    tokio::task::spawn_blocking(move || work(&store))
+        .await
+        .unwrap_or_else(|err| {
+            let io = std::io::Error::other(format!("store task failed: {err}"));
+            Err(StoreError::Database(Box::new(redb::Error::Io(io))))
+        })
+}
+
+/// Every JSON record of `table` by key. An unreadable record is skipped and logged (as
+/// `what`), its bytes kept for a later fix.
+pub fn read_records<T: serde::de::DeserializeOwned>(
+    db: &Database,
+    table: TableDefinition<'_, &str, &[u8]>,
+    what: &str,
+) -> Result<Vec<(String, T)>, StoreError> {
+    let txn = db.begin_read().map_err(db_err)?;
+    let table = txn.open_table(table).map_err(db_err)?;
+    let mut out = Vec::new();
+    for row in table.iter().map_err(db_err)? {
+        let (key, bytes) = row.map_err(db_err)?;
+        match serde_json::from_slice(bytes.value()) {
+            Ok(record) => out.push((key.value().to_owned(), record)),
+            Err(err) => {
+                tracing::error!(key = key.value(), error = %err, "Skipping an unreadable stored {what}")
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Storage the native registry writes through. Every method is synchronous and durable
 /// when it returns Ok (callers run it on a blocking thread).
 pub trait Store: Send + Sync + 'static {

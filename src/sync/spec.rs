@@ -205,12 +205,7 @@ fn unknown_or_missing_field(message: &str) -> Option<String> {
 }
 
 fn check_id(id: &str) -> Result<(), String> {
-    let ok = !id.is_empty()
-        && id.len() <= 64
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
-    if ok {
+    if switchboard_connectors::is_id(id) {
         Ok(())
     } else {
         Err(format!("`{id}` is not a sync id ([A-Za-z0-9._-], 1 to 64)"))

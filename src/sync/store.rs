@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::ledger::{Ledger, LedgerEntry, Spot};
-use crate::registry::{db_err, StoreError};
+use crate::registry::{db_err, on_blocking_thread, read_records, StoreError};
 
 /// API-created job definitions by id.
 const SYNCS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("syncs");
@@ -50,30 +50,12 @@ impl SyncStore {
         &self,
         work: impl FnOnce(&SyncStore) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let store = self.clone();
-        tokio::task::spawn_blocking(move || work(&store))
-            .await
-            .unwrap_or_else(|err| {
-                let io = std::io::Error::other(format!("store task failed: {err}"));
-                Err(StoreError::Database(Box::new(redb::Error::Io(io))))
-            })
+        on_blocking_thread(self, work).await
     }
 
     /// Every stored job; an unreadable record is skipped and logged.
     pub fn syncs(&self) -> Result<Vec<(String, StoredSync)>, StoreError> {
-        let txn = self.db.begin_read().map_err(db_err)?;
-        let table = txn.open_table(SYNCS).map_err(db_err)?;
-        let mut out = Vec::new();
-        for row in table.iter().map_err(db_err)? {
-            let (id, bytes) = row.map_err(db_err)?;
-            match serde_json::from_slice(bytes.value()) {
-                Ok(sync) => out.push((id.value().to_owned(), sync)),
-                Err(err) => {
-                    tracing::error!(sync.id = id.value(), error = %err, "Skipping an unreadable stored sync job")
-                }
-            }
-        }
-        Ok(out)
+        read_records(&self.db, SYNCS, "sync job")
     }
 
     pub fn put_sync(&self, id: &str, sync: &StoredSync) -> Result<(), StoreError> {

@@ -145,14 +145,19 @@ fn default_empty_confirm() -> Duration {
     Duration::from_secs(10)
 }
 
-/// The id rule; the message names the field.
-pub(super) fn check_id(id: &str) -> Result<(), String> {
-    let ok = !id.is_empty()
+/// The id rule of sources (and of the server's other named things, such as sync jobs):
+/// 1-64 characters of `[A-Za-z0-9._-]`.
+pub fn is_id(id: &str) -> bool {
+    !id.is_empty()
         && id.len() <= 64
         && id
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
-    if ok {
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+}
+
+/// The id rule; the message names the field.
+pub(super) fn check_id(id: &str) -> Result<(), String> {
+    if is_id(id) {
         Ok(())
     } else {
         Err("`id`: must be 1-64 characters of [A-Za-z0-9._-]".to_owned())

@@ -35,9 +35,12 @@ pub struct SourceSlice {
 pub struct ServiceReports {
     pub key: ServiceKey,
     pub sources: Vec<SourceSlice>,
-    /// What `raw_of` (the question's target source) holds under its own key equal to
-    /// `key`: where a sync job's writes into it show up.
+    /// What the question's target source holds under its own services of the same
+    /// name (in any namespace and group: a target places what it reads back in its own):
+    /// where a sync job's writes into it show up.
     pub raw_of_target: Vec<Arc<Instance>>,
+    /// The endpoints clients get for `key` (the merged view, merge rules applied).
+    pub served: Vec<(String, u16)>,
 }
 
 /// Answers a reports question over the writer's partitions.
@@ -45,6 +48,7 @@ pub(super) fn reports(
     partitions: &HashMap<Arc<str>, Partition>,
     filter: &KeyFilter,
     target: Option<&str>,
+    served: &dyn Fn(&ServiceKey) -> Vec<(String, u16)>,
 ) -> Vec<ServiceReports> {
     let keys: BTreeSet<ServiceKey> = match filter {
         KeyFilter::Keys(keys) => keys.iter().cloned().collect(),
@@ -56,20 +60,33 @@ pub(super) fn reports(
             .collect(),
     };
     let target = target.and_then(|id| partitions.get(id));
+    // The target's own services by name, built once per question.
+    let mut target_by_name: HashMap<&str, Vec<&ServiceKey>> = HashMap::new();
+    for raw in target
+        .into_iter()
+        .flat_map(|partition| partition.services.keys())
+    {
+        target_by_name
+            .entry(raw.name.as_str())
+            .or_default()
+            .push(raw);
+    }
     keys.into_iter()
         .map(|key| {
             let sources = partitions
                 .iter()
                 .filter_map(|(source, partition)| slice(source, partition, &key))
                 .collect();
-            let raw_of_target = target
-                .and_then(|partition| partition.services.get(&key))
-                .map(|instances| instances.iter().map(|by_id| by_id.0.clone()).collect())
-                .unwrap_or_default();
+            let raw_of_target = (target_by_name.get(key.name.as_str()).into_iter().flatten())
+                .filter_map(|raw| target.and_then(|partition| partition.services.get(*raw)))
+                .flat_map(|instances| instances.iter().map(|by_id| by_id.0.clone()))
+                .collect();
+            let served = served(&key);
             ServiceReports {
                 key,
                 sources,
                 raw_of_target,
+                served,
             }
         })
         .collect()

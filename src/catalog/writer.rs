@@ -139,7 +139,9 @@ impl Writer {
                     target,
                     reply,
                 } => {
-                    let answer = reports::reports(&self.partitions, &filter, target.as_deref());
+                    let served = |key: &ServiceKey| self.served_endpoints(key);
+                    let answer =
+                        reports::reports(&self.partitions, &filter, target.as_deref(), &served);
                     let _ = reply.send(answer);
                 }
             }
@@ -147,8 +149,8 @@ impl Writer {
         for partition in self.partitions.values_mut() {
             partition.expire_holds(now, &mut touched);
         }
-        let changed: Vec<(ServiceKey, u64)> = touched
-            .into_iter()
+        let touched: Vec<ServiceKey> = touched.into_iter().collect();
+        let changed: Vec<(ServiceKey, u64)> = (touched.iter().cloned())
             .filter_map(|key| self.recompute(key))
             .collect();
         let counts = self.source_counts();
@@ -160,8 +162,8 @@ impl Writer {
             for (key, index) in &changed {
                 self.notifier.notify(key, *index);
             }
-            self.announce(&changed);
         }
+        self.announce(touched);
         for ack in acks {
             let _ = ack.send(self.index);
         }
@@ -216,16 +218,29 @@ impl Writer {
         Some((key, self.index))
     }
 
-    /// Tells change-feed listeners (if any) which services changed.
-    fn announce(&self, changed: &[(ServiceKey, u64)]) {
+    /// Tells change-feed listeners (if any) which services some source changed, whether
+    /// or not what clients see moved (a lower-priority source's change matters to a job
+    /// copying that source).
+    fn announce(&self, touched: Vec<ServiceKey>) {
         let Some(feed) = self.change_feed.as_ref() else {
             return;
         };
-        if changed.is_empty() || feed.receiver_count() == 0 {
+        if touched.is_empty() || feed.receiver_count() == 0 {
             return;
         }
-        let keys: Arc<[ServiceKey]> = changed.iter().map(|(key, _)| key.clone()).collect();
-        let _ = feed.send(keys);
+        let _ = feed.send(touched.into());
+    }
+
+    /// The endpoints clients get for `key` now.
+    fn served_endpoints(&self, key: &ServiceKey) -> Vec<(String, u16)> {
+        let views = self.by_name.get(key.name.as_str());
+        let view = views.and_then(|views| views.iter().find(|view| view.key == *key));
+        view.map(|view| {
+            (view.instances.iter())
+                .map(|i| (i.instance.host.clone(), i.instance.port))
+                .collect()
+        })
+        .unwrap_or_default()
     }
 
     fn source_counts(&self) -> HashMap<String, SourceCounts> {

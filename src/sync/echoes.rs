@@ -22,7 +22,7 @@ impl Echoes {
     pub fn remove(&self, target: &str, spot: &Spot) {
         let key = key(target, spot);
         let gone = self.0.get_mut(&key).is_some_and(|mut count| {
-            *count -= 1;
+            *count = count.saturating_sub(1);
             *count == 0
         });
         if gone {

@@ -71,9 +71,21 @@ impl World for Context {
             )),
         }
     }
+
+    fn sees(&self, target: &str) -> bool {
+        target == NATIVE_SOURCE
+            || matches!(
+                self.state_of(target),
+                Some(SourceState::Ready | SourceState::Degraded)
+            )
+    }
 }
 
 impl Context {
+    fn state_of(&self, source: &str) -> Option<SourceState> {
+        self.federation.source(source).map(|(_, state, _)| state)
+    }
+
     /// The target `spec` writes into, built from the target source's configuration.
     pub fn target(&self, spec: &SyncSpec) -> Result<Target, WriteError> {
         if spec.to_native() {
@@ -83,6 +95,18 @@ impl Context {
             WriteError::NotWritable(format!("target source `{}` does not exist", spec.to))
         })?;
         Target::external(&config)
+    }
+
+    /// The configuration of `spec`'s target source (`None` for the native registry or a
+    /// missing source).
+    pub fn target_config(&self, spec: &SyncSpec) -> Option<switchboard_connectors::SourceConfig> {
+        (!spec.to_native())
+            .then(|| {
+                self.federation
+                    .source(&spec.to)
+                    .map(|(config, _, _)| config)
+            })
+            .flatten()
     }
 
     /// Every source's report of the services `spec` covers or `ledger` holds (or only
@@ -133,6 +157,8 @@ pub struct Job {
     status: Arc<StatusCell>,
     labels: SyncLabels,
     target: Option<Target>,
+    /// The target source's configuration `target` was built from (`None`: native).
+    target_config: Option<switchboard_connectors::SourceConfig>,
     pending: HashMap<ServiceKey, Pending>,
     full_due: Instant,
     /// Set after a failed pass: nothing runs before it.
@@ -160,6 +186,7 @@ impl Job {
             ledger,
             status,
             target: None,
+            target_config: None,
             pending: HashMap::new(),
             full_due: now,
             retry_at: None,
@@ -291,9 +318,15 @@ impl Job {
     ) -> BTreeSet<ServiceKey> {
         let everything = keys.is_none();
         let wanted = keys.clone();
-        if self.target.is_none() {
+        let current = self.ctx.target_config(&self.spec);
+        if self.target.is_none() || current != self.target_config {
+            // Built once, and again when the target source's configuration changes.
+            self.target = None;
             match self.ctx.target(&self.spec) {
-                Ok(target) => self.target = Some(target),
+                Ok(target) => {
+                    self.target = Some(target);
+                    self.target_config = current;
+                }
                 Err(err) => {
                     self.fail(err.to_string(), None);
                     if everything {
@@ -338,17 +371,29 @@ impl Job {
         for (spot, entry) in plan.adopted {
             self.record(spot, Some(entry));
         }
+        for spot in plan.released {
+            tracing::info!(sync = %self.spec.id, service = %spot.service, endpoint = %format!("{}:{}", spot.host, spot.port), "Someone else now holds a copied endpoint in the target; it is no longer the job's");
+            self.record(spot, None);
+        }
         for write in plan.writes {
-            if *stop.borrow() {
+            if !self.pace(stop).await {
                 failed.insert(write.instance.service.clone());
                 continue;
             }
-            self.pace().await;
-            let result = self.target_ref().register(&write.instance).await;
             let spot = Spot::of(&write.instance);
+            // Known as an echo before the target can show it to another job.
+            let fresh = !self.ledger.contains_key(&spot);
+            if fresh {
+                self.ctx.echoes.add(&self.spec.to, &spot);
+            }
+            let result = self.target_ref().register(&write.instance).await;
+            if fresh {
+                self.ctx.echoes.remove(&self.spec.to, &spot);
+            }
             match result {
                 Ok(()) => {
                     let entry = LedgerEntry {
+                        target: self.spec.to.clone(),
                         written: write.instance,
                         origin: write.origin,
                         hash: write.hash,
@@ -365,20 +410,24 @@ impl Job {
                         .inc();
                 }
                 Err(err) => {
+                    let permanent = err.is_permanent();
                     self.fail(
                         format!("writing {}: {err}", write.instance.address()),
                         Some(&spot.service),
                     );
-                    failed.insert(spot.service);
+                    // A write the target can never take waits for the next resync (or
+                    // a change) instead of holding every other service in backoff.
+                    if !permanent {
+                        failed.insert(spot.service);
+                    }
                 }
             }
         }
         for delete in plan.deletes {
-            if *stop.borrow() {
+            if !self.pace(stop).await {
                 failed.insert(delete.instance.service.clone());
                 continue;
             }
-            self.pace().await;
             let spot = Spot::of(&delete.instance);
             match self.target_ref().deregister(&delete.instance).await {
                 Ok(()) => {
@@ -410,14 +459,22 @@ impl Job {
             .expect("built before a pass applies anything")
     }
 
-    /// Waits for the rate limit's next slot.
-    async fn pace(&mut self) {
+    /// Waits for the rate limit's next slot; false when the job is stopping instead.
+    async fn pace(&mut self, stop: &watch::Receiver<bool>) -> bool {
+        let mut stop = stop.clone();
+        if *stop.borrow_and_update() {
+            return false;
+        }
         let now = Instant::now();
         if self.next_slot > now {
-            tokio::time::sleep_until(self.next_slot).await;
+            tokio::select! {
+                _ = tokio::time::sleep_until(self.next_slot) => {}
+                _ = stop.changed() => return false,
+            }
         }
         let spacing = Duration::from_secs_f64(1.0 / self.spec.rate_limit);
         self.next_slot = self.next_slot.max(now) + spacing;
+        true
     }
 
     /// Puts (or with `None` removes) `spot` in the ledger and the echo index; the store
@@ -427,12 +484,16 @@ impl Job {
             Some(entry) => {
                 if self.ledger.insert(spot.clone(), entry.clone()).is_none() {
                     self.ctx.echoes.add(&self.spec.to, &spot);
+                    self.status
+                        .update(|status| status.synced = self.ledger.len());
                 }
                 self.unsaved.push(LedgerChange::Put(spot, Box::new(entry)));
             }
             None => {
                 if self.ledger.remove(&spot).is_some() {
                     self.ctx.echoes.remove(&self.spec.to, &spot);
+                    self.status
+                        .update(|status| status.synced = self.ledger.len());
                 }
                 self.unsaved.push(LedgerChange::Remove(spot));
             }
@@ -454,10 +515,22 @@ impl Job {
         let changes = std::mem::take(&mut self.unsaved);
         let id = self.spec.id.clone();
         let saved = (self.ctx.store)
-            .blocking(move |store| store.commit_ledger(&id, &changes))
+            .blocking(move |store| {
+                Ok(store
+                    .commit_ledger(&id, &changes)
+                    .map_err(|err| (err, changes)))
+            })
             .await;
-        if let Err(err) = saved {
-            tracing::error!(sync = %self.spec.id, error = %err, "Cannot save the sync ledger");
+        // Kept for the next save when this one fails: the stored ledger must not drift
+        // from what the job did.
+        match saved {
+            Ok(Ok(())) => {}
+            Ok(Err((err, changes))) => {
+                self.fail(format!("saving the ledger: {err}"), None);
+                let newer = std::mem::replace(&mut self.unsaved, changes);
+                self.unsaved.extend(newer);
+            }
+            Err(err) => self.fail(format!("saving the ledger: {err}"), None),
         }
     }
 
@@ -476,15 +549,15 @@ impl Job {
             Target::External(connector) => connector.writer().is_some_and(|w| w.keeps_alive()),
         };
         self.target = Some(target);
+        self.target_config = self.ctx.target_config(&self.spec);
         if !kept_alive {
             return;
         }
         let written: Vec<_> = self.ledger.values().map(|e| e.written.clone()).collect();
         for instance in written {
-            if *stop.borrow() {
+            if !self.pace(stop).await {
                 return;
             }
-            self.pace().await;
             match self.target_ref().register(&instance).await {
                 Ok(()) => self.status.update(|status| status.refreshes += 1),
                 Err(err) => {

@@ -47,6 +47,9 @@ pub struct LedgerEntry {
     pub written: Instance,
     /// The source it was copied from.
     pub origin: String,
+    /// The source (or `native`) it was written into: a ledger is only about its job's
+    /// current target.
+    pub target: String,
     /// [`content_hash`] of `written`.
     pub hash: u64,
     pub written_at: DateTime<Utc>,
@@ -55,6 +58,12 @@ pub struct LedgerEntry {
 /// A job's ledger in memory.
 pub type Ledger = BTreeMap<Spot, LedgerEntry>;
 
+/// `ledger` without entries about targets other than `to`.
+pub fn only_target(mut ledger: Ledger, to: &str) -> Ledger {
+    ledger.retain(|_, entry| entry.target == to);
+    ledger
+}
+
 /// A stable hash of everything a write carries (FNV-1a over its JSON), so it means the
 /// same after a restart and an upgrade.
 pub fn content_hash(instance: &Instance) -> u64 {
@@ -62,6 +71,14 @@ pub fn content_hash(instance: &Instance) -> u64 {
     let bytes = serde_json::to_vec(instance).unwrap_or_default();
     hasher.write(&bytes);
     hasher.finish()
+}
+
+/// 32 bits of [`Fnv1a`] over `bytes` (for short, stable ids).
+pub fn short_hash(bytes: &[u8]) -> u32 {
+    let mut hasher = Fnv1a::default();
+    hasher.write(bytes);
+    let full = hasher.finish();
+    (full ^ (full >> 32)) as u32
 }
 
 /// 64-bit FNV-1a: tiny, stable across Rust versions (unlike `DefaultHasher`).

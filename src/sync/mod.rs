@@ -32,6 +32,7 @@ pub use status::{SyncFailure, SyncState, SyncStatus};
 pub use store::SyncStore;
 
 use self::job::{Context, Job};
+use self::ledger::{only_target, Ledger};
 use self::status::StatusCell;
 use self::store::StoredSync;
 use crate::catalog::Catalog;
@@ -77,7 +78,7 @@ struct Managed {
 struct Running {
     stop: watch::Sender<bool>,
     /// Gives back the job's ledger when it ends.
-    task: JoinHandle<ledger::Ledger>,
+    task: JoinHandle<Ledger>,
 }
 
 /// Every sync job.
@@ -85,6 +86,8 @@ pub struct Syncs {
     jobs: RwLock<BTreeMap<String, Managed>>,
     /// Serialises changes, so two API calls never interleave.
     changes: tokio::sync::Mutex<()>,
+    /// Set at shutdown: no job starts after it.
+    closed: std::sync::atomic::AtomicBool,
     ctx: Arc<Context>,
 }
 
@@ -110,6 +113,7 @@ impl Syncs {
         let syncs = Syncs {
             jobs: RwLock::default(),
             changes: tokio::sync::Mutex::new(()),
+            closed: Default::default(),
             ctx,
         };
         let (stored, paused) = store
@@ -122,6 +126,7 @@ impl Syncs {
                 .map_err(|err| anyhow::anyhow!("config: syncs[{i}].{err}"))?;
             specs.push((spec.clone(), Origin::File));
         }
+        let stored_ids: Vec<String> = stored.iter().map(|(id, _)| id.clone()).collect();
         for (id, stored) in stored {
             if file.iter().any(|spec| spec.id == id) {
                 tracing::warn!(sync = %id, "A stored sync job has the id of a file job; the file job wins");
@@ -134,9 +139,25 @@ impl Syncs {
                 }
             }
         }
+        // A stored job that no longer parses keeps its ledger for when it is fixed.
+        let mut ids: Vec<String> = specs.iter().map(|(spec, _)| spec.id.clone()).collect();
+        ids.extend(stored_ids);
+        store
+            .blocking(move |store| store.forget_other_jobs(&ids))
+            .await?;
+        // Every ledger is in the echo index before any job runs: a job's first pass
+        // must already know every other job's copies.
+        let mut loaded = Vec::new();
         for (spec, origin) in specs {
+            let ledger = syncs.load_ledger(&spec).await?;
+            loaded.push((spec, origin, ledger));
+        }
+        for (spec, origin, ledger) in loaded {
             let is_paused = paused.contains(&spec.id);
-            syncs.install(spec, origin, is_paused).await?;
+            let status = Arc::new(StatusCell::new(SyncStatus::new(
+                &spec.id, &spec.to, is_paused,
+            )));
+            syncs.launch(spec, origin, is_paused, ledger, status);
         }
         Ok(syncs)
     }
@@ -166,12 +187,17 @@ impl Syncs {
         (self.ctx.store)
             .blocking(move |store| store.put_sync(&key, &stored))
             .await?;
-        self.install(spec, Origin::Api, false).await?;
+        let ledger = self.load_ledger(&spec).await?;
+        let status = Arc::new(StatusCell::new(SyncStatus::new(&spec.id, &spec.to, false)));
+        self.launch(spec, Origin::Api, false, ledger, status);
         Ok(id)
     }
 
     /// Replaces a job's definition (its target cannot change: its ledger is about it).
     pub async fn replace(&self, id: &str, mut document: Value) -> Result<(), SyncError> {
+        if self.entry(id, |m| m.origin)? == Origin::File {
+            return Err(SyncError::ReadOnly(id.to_owned()));
+        }
         if let Value::Object(fields) = &mut document {
             fields
                 .entry("id")
@@ -201,9 +227,7 @@ impl Syncs {
         (self.ctx.store)
             .blocking(move |store| store.put_sync(&key, &stored))
             .await?;
-        self.stop(id).await;
-        self.install(spec, Origin::Api, paused).await?;
-        Ok(())
+        self.relaunch(id, spec, Origin::Api, paused).await
     }
 
     /// Stops a job and forgets it with its ledger. What it wrote stays in the target,
@@ -245,18 +269,16 @@ impl Syncs {
         (self.ctx.store)
             .blocking(move |store| store.set_paused(&key, paused))
             .await?;
-        self.stop(id).await;
-        self.install(spec, origin, paused).await?;
-        Ok(())
+        self.relaunch(id, spec, origin, paused).await
     }
 
     /// What `document`'s job would write and delete now (its ledger if it exists).
     pub async fn plan(&self, document: Value) -> Result<Plan, SyncError> {
         let spec = SyncSpec::from_json(document).map_err(SyncError::Invalid)?;
         self.check_sources(&spec).map_err(SyncError::Invalid)?;
-        let id = spec.id.clone();
+        let (id, to) = (spec.id.clone(), spec.to.clone());
         let ledger = (self.ctx.store)
-            .blocking(move |store| store.ledger(&id))
+            .blocking(move |store| store.ledger(&id).map(|l| only_target(l, &to)))
             .await?;
         let reports = self.ctx.reports(&spec, &ledger, None).await;
         Ok(plan::plan(&spec, &reports, &ledger, &*self.ctx, Utc::now()))
@@ -264,9 +286,11 @@ impl Syncs {
 
     /// Stops every job, saving its ledger.
     pub async fn shutdown(&self) {
+        let _change = self.changes.lock().await;
+        self.closed.store(true, std::sync::atomic::Ordering::SeqCst);
         let ids: Vec<String> = self.read().keys().cloned().collect();
         for id in ids {
-            self.stop(&id).await;
+            self.halt(&id).await;
         }
     }
 
@@ -286,30 +310,54 @@ impl Syncs {
         if !exists(&spec.to) {
             return Err(SpecError::at("to", format!("no source `{}`", spec.to)));
         }
+        if let Some(config) = self.ctx.target_config(spec) {
+            target::Target::external(&config).map_err(|err| {
+                SpecError::at("to", format!("cannot write to `{}`: {err}", spec.to))
+            })?;
+        }
         Ok(())
     }
 
-    /// Registers `spec` and starts its task unless paused.
-    async fn install(&self, spec: SyncSpec, origin: Origin, paused: bool) -> Result<(), SyncError> {
-        let status = Arc::new(StatusCell::new(SyncStatus::new(&spec.id, &spec.to, paused)));
-        // Paused jobs' writes are echoes too: a job reading their target must not copy
-        // them back.
+    /// Job `spec`'s stored ledger, its entries put in the echo index. Entries about
+    /// another target (a file job whose `to` changed) are dropped: the job's copies there
+    /// are no longer its business.
+    async fn load_ledger(&self, spec: &SyncSpec) -> Result<Ledger, SyncError> {
         let id = spec.id.clone();
+        let to = spec.to.clone();
         let ledger = (self.ctx.store)
-            .blocking(move |store| store.ledger(&id))
+            .blocking(move |store| store.ledger_for(&id, &to))
             .await?;
         for spot in ledger.keys() {
             self.ctx.echoes.add(&spec.to, spot);
         }
-        status.update(|s| s.synced = ledger.len());
-        let running = if paused {
-            None
-        } else {
+        Ok(ledger)
+    }
+
+    /// Lists job `spec` and starts its task unless paused (or the server is stopping).
+    fn launch(
+        &self,
+        spec: SyncSpec,
+        origin: Origin,
+        paused: bool,
+        ledger: Ledger,
+        status: Arc<StatusCell>,
+    ) {
+        status.update(|s| {
+            s.synced = ledger.len();
+            s.to = spec.to.clone();
+            s.state = if paused {
+                SyncState::Paused
+            } else {
+                SyncState::Running
+            };
+        });
+        let closed = self.closed.load(std::sync::atomic::Ordering::SeqCst);
+        let running = (!paused && !closed).then(|| {
             let job = Job::new(self.ctx.clone(), spec.clone(), ledger, status.clone());
             let (stop, stopped) = watch::channel(false);
             let task = tokio::spawn(job.run(stopped));
-            Some(Running { stop, task })
-        };
+            Running { stop, task }
+        });
         let managed = Managed {
             spec,
             origin,
@@ -318,28 +366,37 @@ impl Syncs {
             running,
         };
         self.write().insert(managed.spec.id.clone(), managed);
+    }
+
+    /// Stops job `id` and starts it again as `spec`, keeping its status counters. Its
+    /// copies stay in the echo index throughout (added again before removed).
+    async fn relaunch(
+        &self,
+        id: &str,
+        spec: SyncSpec,
+        origin: Origin,
+        paused: bool,
+    ) -> Result<(), SyncError> {
+        let Some((old_to, status)) = self
+            .read()
+            .get(id)
+            .map(|m| (m.spec.to.clone(), m.status.clone()))
+        else {
+            return Err(SyncError::NotFound(id.to_owned()));
+        };
+        let old = self.halt(id).await;
+        let ledger = self.load_ledger(&spec).await?;
+        let old = match old {
+            Some(old) => old,
+            None => ledger.clone(),
+        };
+        self.forget_echoes(&old_to, &old);
+        self.launch(spec, origin, paused, ledger, status);
         Ok(())
     }
 
-    /// Stops job `id`'s task (it saves its ledger) and takes its writes out of the echo
-    /// index until it is installed again; the job stays listed.
-    async fn stop(&self, id: &str) {
-        let Some(to) = self.read().get(id).map(|m| m.spec.to.clone()) else {
-            return;
-        };
-        let ledger = match self.halt(id).await {
-            Some(ledger) => ledger,
-            None => {
-                let key = id.to_owned();
-                let stored = self.ctx.store.blocking(move |store| store.ledger(&key));
-                stored.await.unwrap_or_default()
-            }
-        };
-        self.forget_echoes(&to, &ledger);
-    }
-
     /// Stops job `id`'s task, if it runs, and returns its final ledger.
-    async fn halt(&self, id: &str) -> Option<ledger::Ledger> {
+    async fn halt(&self, id: &str) -> Option<Ledger> {
         let running = self.write().get_mut(id)?.running.take()?;
         let _ = running.stop.send(true);
         match running.task.await {
@@ -351,7 +408,7 @@ impl Syncs {
         }
     }
 
-    fn forget_echoes(&self, to: &str, ledger: &ledger::Ledger) {
+    fn forget_echoes(&self, to: &str, ledger: &Ledger) {
         for spot in ledger.keys() {
             self.ctx.echoes.remove(to, spot);
         }

@@ -23,13 +23,25 @@ use switchboard_connectors::{Instance, ServiceKey};
 use utoipa::ToSchema;
 
 use super::ledger::{content_hash, Ledger, LedgerEntry, Spot};
-use super::spec::SyncSpec;
+use super::spec::{From, SyncSpec};
 use crate::catalog::ServiceReports;
 
 /// Metadata key naming the source a written instance was copied from.
 pub const ORIGIN_KEY: &str = "switchboard.origin";
 /// Metadata key naming the sync job that wrote an instance.
 pub const SYNC_KEY: &str = "switchboard.sync";
+/// How Consul, which allows no `.` in metadata keys, keeps [`SYNC_KEY`].
+const SYNC_KEY_MANGLED: &str = "switchboard_sync";
+/// How long after a write a target may still not show it (its own propagation) before
+/// the copy counts as lost and is written again.
+const MISSING_GRACE: chrono::TimeDelta = chrono::TimeDelta::seconds(30);
+
+/// The sync job that wrote `instance`, as far as its metadata says.
+fn written_by(instance: &Instance) -> Option<&str> {
+    (instance.metadata.get(SYNC_KEY))
+        .or_else(|| instance.metadata.get(SYNC_KEY_MANGLED))
+        .map(String::as_str)
+}
 
 /// What the planner asks about the world besides the reports.
 pub trait World {
@@ -37,6 +49,9 @@ pub trait World {
     fn is_echo(&self, source: &str, name: &str, host: &str, port: u16) -> bool;
     /// `Err(why)` when `source`'s silence cannot be trusted (down, stale, not yet synced).
     fn trusts_absence(&self, source: &str) -> Result<(), String>;
+    /// Whether the catalog holds a live view of `target` (connected, synced, fresh), so
+    /// a copy it does not show is really gone.
+    fn sees(&self, target: &str) -> bool;
 }
 
 /// Why an instance is written.
@@ -47,6 +62,8 @@ pub enum WriteReason {
     New,
     /// Its content changed since it was written.
     Changed,
+    /// Written before, but the target no longer has it (it expired or was removed there).
+    Missing,
 }
 
 /// One planned write.
@@ -87,11 +104,18 @@ pub struct Plan {
     /// The job's own earlier writes found in the target without a ledger entry.
     #[serde(skip)]
     pub adopted: Vec<(Spot, LedgerEntry)>,
+    /// Ledger entries whose endpoint someone else now holds in the target: forgotten,
+    /// neither written over nor deleted.
+    #[serde(skip)]
+    pub released: Vec<Spot>,
 }
 
 impl Plan {
     pub fn is_empty(&self) -> bool {
-        self.writes.is_empty() && self.deletes.is_empty() && self.adopted.is_empty()
+        self.writes.is_empty()
+            && self.deletes.is_empty()
+            && self.adopted.is_empty()
+            && self.released.is_empty()
     }
 }
 
@@ -127,13 +151,22 @@ fn plan_service(
 ) {
     let key = &report.key;
     let mut wanted: BTreeMap<(&str, u16), Wanted<'_>> = BTreeMap::new();
+    // `"*"` copies the merged view: only endpoints clients get (merge rules, max_stale).
+    let served: Option<std::collections::HashSet<(&str, u16)>> = matches!(spec.from, From::All)
+        .then(|| {
+            report
+                .served
+                .iter()
+                .map(|(host, port)| (host.as_str(), *port))
+                .collect()
+        });
     if spec.covers(&key.name) {
         for slice in &report.sources {
             if !spec.from.includes(&slice.source, &spec.to) {
                 continue;
             }
             for (raw, instance) in &slice.instances {
-                let echo = instance.metadata.contains_key(SYNC_KEY)
+                let echo = written_by(instance).is_some()
                     || world.is_echo(&slice.source, &raw.name, &instance.host, instance.port);
                 if echo {
                     plan.echoes += 1;
@@ -145,6 +178,12 @@ fn plan_service(
                     instance,
                 };
                 let endpoint = (instance.host.as_str(), instance.port);
+                if served
+                    .as_ref()
+                    .is_some_and(|served| !served.contains(&endpoint))
+                {
+                    continue;
+                }
                 let better = wanted.get(&endpoint).is_none_or(|current| {
                     (candidate.priority, std::cmp::Reverse(candidate.origin))
                         > (current.priority, std::cmp::Reverse(current.origin))
@@ -155,6 +194,8 @@ fn plan_service(
             }
         }
     }
+    let target_trusted = world.sees(&spec.to)
+        && !(report.sources.iter()).any(|slice| *slice.source == *spec.to && slice.stale);
     let in_target: HashMap<(&str, u16), &Instance> = report
         .raw_of_target
         .iter()
@@ -164,12 +205,25 @@ fn plan_service(
         let written = written_copy(want.instance, key, want.origin, &spec.id);
         let hash = content_hash(&written);
         let spot = Spot::of(&written);
+        let there = in_target.get(endpoint).copied();
         let reason = match ledger.get(&spot) {
-            Some(entry) if entry.hash == hash => continue,
+            Some(entry) if there.is_some_and(|there| !is_ours(there, entry, &spec.id)) => {
+                plan.released.push(spot);
+                continue;
+            }
+            Some(entry) if entry.hash == hash => {
+                let lost =
+                    there.is_none() && target_trusted && now - entry.written_at > MISSING_GRACE;
+                if !lost {
+                    continue;
+                }
+                WriteReason::Missing
+            }
             Some(_) => WriteReason::Changed,
-            None => match in_target.get(endpoint) {
-                Some(there) if there.metadata.get(SYNC_KEY) == Some(&spec.id) => {
+            None => match there {
+                Some(there) if written_by(there) == Some(&spec.id) || there.id == written.id => {
                     let entry = LedgerEntry {
+                        target: spec.to.clone(),
                         written,
                         origin: want.origin.to_owned(),
                         hash,
@@ -196,10 +250,15 @@ fn plan_service(
         .range(service_start(key)..)
         .take_while(|(spot, _)| spot.service == *key);
     for (spot, entry) in service_range {
-        if wanted.contains_key(&(spot.host.as_str(), spot.port)) {
+        let endpoint = (spot.host.as_str(), spot.port);
+        if wanted.contains_key(&endpoint) {
             continue;
         }
         if !spec.delete {
+            continue;
+        }
+        if (in_target.get(&endpoint)).is_some_and(|there| !is_ours(there, entry, &spec.id)) {
+            plan.released.push(spot.clone());
             continue;
         }
         let held = origin_holds(report, &entry.origin, world);
@@ -262,10 +321,20 @@ pub fn written_copy(instance: &Instance, key: &ServiceKey, origin: &str, job: &s
     written
 }
 
-/// `{service}-{host}-{port}` with anything but `[A-Za-z0-9._-]` as `_`: readable in every
-/// target, and the same for an endpoint whichever source it comes from.
+/// Whether the instance the target holds at a ledger entry's endpoint is still the job's
+/// copy: its metadata names the job, or (metadata stripped) it keeps the written id.
+fn is_ours(there: &Instance, entry: &LedgerEntry, job: &str) -> bool {
+    match written_by(there) {
+        Some(writer) => writer == job,
+        None => there.id == entry.written.id,
+    }
+}
+
+/// `{service}-{host}-{port}-{hash}`, anything but `[A-Za-z0-9._-]` as `_`: readable in
+/// every target, the same for an endpoint whichever source it comes from, and distinct
+/// across namespaces and groups (the hash covers the whole service key and endpoint).
 fn synced_id(key: &ServiceKey, host: &str, port: u16) -> String {
-    format!("{}-{host}-{port}", key.name)
+    let readable: String = format!("{}-{host}-{port}", key.name)
         .chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || "._-".contains(c) {
@@ -274,7 +343,15 @@ fn synced_id(key: &ServiceKey, host: &str, port: u16) -> String {
                 '_'
             }
         })
-        .collect()
+        .collect();
+    let whole = format!(
+        "{}\0{}\0{}\0{host}\0{port}",
+        key.namespace, key.group, key.name
+    );
+    format!(
+        "{readable}-{:08x}",
+        super::ledger::short_hash(whole.as_bytes())
+    )
 }
 
 #[cfg(test)]

@@ -30,6 +30,10 @@ impl World for Fake {
             Ok(())
         }
     }
+
+    fn sees(&self, target: &str) -> bool {
+        !self.down.contains(&target)
+    }
 }
 
 fn spec() -> SyncSpec {
@@ -58,6 +62,7 @@ fn report(sources: Vec<SourceSlice>, target: Vec<Arc<Instance>>) -> ServiceRepor
         key: ServiceKey::named("pay"),
         sources,
         raw_of_target: target,
+        served: Vec::new(),
     }
 }
 
@@ -66,6 +71,7 @@ fn ledger_of(plan: &Plan) -> Ledger {
         .iter()
         .map(|write| {
             let entry = LedgerEntry {
+                target: "nacos".into(),
                 written: write.instance.clone(),
                 origin: write.origin.clone(),
                 hash: write.hash,
@@ -93,7 +99,7 @@ fn new_instances_are_written_once_with_origin_metadata() {
     let written = &first.writes[0].instance;
     assert_eq!(written.metadata[ORIGIN_KEY], "etcd");
     assert_eq!(written.metadata[SYNC_KEY], "j");
-    assert_eq!(written.id, "pay-10.0.0.1-80");
+    assert!(written.id.starts_with("pay-10.0.0.1-80-"), "{}", written.id);
     assert_eq!(first.writes[0].reason, WriteReason::New);
     let again = plan(
         &spec(),
@@ -270,4 +276,102 @@ fn services_outside_the_globs_are_not_copied_and_earlier_copies_go() {
     );
     assert!(planned.writes.is_empty());
     assert_eq!(planned.deletes.len(), 1);
+}
+
+#[test]
+fn a_copy_the_target_lost_is_written_again_after_a_grace() {
+    let reports = [report(
+        vec![slice("etcd", 0, vec![instance("10.0.0.1", 80)])],
+        vec![],
+    )];
+    let first = plan(
+        &spec(),
+        &reports,
+        &Ledger::new(),
+        &Fake::default(),
+        Utc::now(),
+    );
+    let ledger = ledger_of(&first);
+    let soon = plan(&spec(), &reports, &ledger, &Fake::default(), Utc::now());
+    assert!(soon.writes.is_empty(), "the target may not show it yet");
+    let later = Utc::now() + chrono::TimeDelta::seconds(60);
+    let again = plan(&spec(), &reports, &ledger, &Fake::default(), later);
+    assert_eq!(again.writes.len(), 1);
+    assert_eq!(again.writes[0].reason, WriteReason::Missing);
+    let down = Fake {
+        down: vec!["nacos"],
+        ..Fake::default()
+    };
+    let unsure = plan(&spec(), &reports, &ledger, &down, later);
+    assert!(unsure.writes.is_empty(), "a down target proves nothing");
+}
+
+#[test]
+fn an_endpoint_someone_else_took_over_is_released() {
+    let reports = [report(
+        vec![slice("etcd", 0, vec![instance("10.0.0.1", 80)])],
+        vec![],
+    )];
+    let first = plan(
+        &spec(),
+        &reports,
+        &Ledger::new(),
+        &Fake::default(),
+        Utc::now(),
+    );
+    let ledger = ledger_of(&first);
+    let mut changed = (*instance("10.0.0.1", 80)).clone();
+    changed.weight = 3;
+    let taken = instance("10.0.0.1", 80);
+    let reports = [report(
+        vec![slice("etcd", 0, vec![Arc::new(changed)])],
+        vec![taken.clone()],
+    )];
+    let planned = plan(&spec(), &reports, &ledger, &Fake::default(), Utc::now());
+    assert!(planned.writes.is_empty(), "never written over");
+    assert_eq!(planned.released.len(), 1);
+    let gone = [report(vec![], vec![taken])];
+    let planned = plan(&spec(), &gone, &ledger, &Fake::default(), Utc::now());
+    assert!(planned.deletes.is_empty(), "never deleted");
+    assert_eq!(planned.released.len(), 1);
+}
+
+#[test]
+fn everything_copies_only_what_clients_are_served() {
+    let all = SyncSpec::from_json(json!({"id": "j", "to": "nacos"})).unwrap();
+    let mut served = report(
+        vec![
+            slice("etcd", 5, vec![instance("10.0.0.1", 80)]),
+            slice("consul", 1, vec![instance("10.0.0.2", 80)]),
+        ],
+        vec![],
+    );
+    // A failover rule serves only etcd's instance.
+    served.served = vec![("10.0.0.1".to_owned(), 80)];
+    let planned = plan(
+        &all,
+        &[served],
+        &Ledger::new(),
+        &Fake::default(),
+        Utc::now(),
+    );
+    assert_eq!(planned.writes.len(), 1);
+    assert_eq!(planned.writes[0].instance.host, "10.0.0.1");
+}
+
+#[test]
+fn copies_of_the_same_name_in_other_namespaces_get_other_ids() {
+    let a = written_copy(
+        &instance("10.0.0.1", 80),
+        &ServiceKey::new("a", "G", "pay"),
+        "e",
+        "j",
+    );
+    let b = written_copy(
+        &instance("10.0.0.1", 80),
+        &ServiceKey::new("b", "G", "pay"),
+        "e",
+        "j",
+    );
+    assert_ne!(a.id, b.id);
 }

@@ -15,6 +15,11 @@ use crate::registry::NATIVE_SOURCE;
 /// Writes per second when a job sets no `rate_limit`.
 pub const DEFAULT_RATE_LIMIT: f64 = 500.0;
 
+/// The slowest and fastest a job may write: one write per 10 s keeps a stop (which
+/// waits for the current slot) prompt.
+const MIN_RATE_LIMIT: f64 = 0.1;
+const MAX_RATE_LIMIT: f64 = 1_000_000.0;
+
 /// One sync job.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -175,11 +180,10 @@ impl SyncSpec {
                 ));
             }
         }
-        if !(self.rate_limit.is_finite() && self.rate_limit > 0.0) {
-            return Err(SpecError::at(
-                "rate_limit",
-                "must be a number of writes per second above 0",
-            ));
+        if !(MIN_RATE_LIMIT..=MAX_RATE_LIMIT).contains(&self.rate_limit) {
+            let message =
+                format!("must be between {MIN_RATE_LIMIT} and {MAX_RATE_LIMIT} writes per second");
+            return Err(SpecError::at("rate_limit", message));
         }
         if self.debounce > Duration::from_secs(3600) {
             return Err(SpecError::at("debounce", "must not exceed 1h"));
@@ -249,6 +253,10 @@ mod tests {
                 "services[0]",
             ),
             (json!({"id": "j", "to": "n", "rate_limit": 0}), "rate_limit"),
+            (
+                json!({"id": "j", "to": "n", "rate_limit": 1e-20}),
+                "rate_limit",
+            ),
             (
                 json!({"id": "j", "to": "n", "debounce": "soon"}),
                 "debounce",

@@ -138,6 +138,58 @@ impl SyncStore {
         Ok(ledger)
     }
 
+    /// Job `id`'s ledger about target `to`; entries about another target are removed
+    /// from the store (the job's `to` changed in the config file).
+    pub fn ledger_for(&self, id: &str, to: &str) -> Result<Ledger, StoreError> {
+        let ledger = self.ledger(id)?;
+        let other: Vec<LedgerChange> = (ledger.iter())
+            .filter(|(_, entry)| entry.target != to)
+            .map(|(spot, _)| LedgerChange::Remove(spot.clone()))
+            .collect();
+        if !other.is_empty() {
+            tracing::warn!(sync = %id, entries = other.len(), to, "Forgetting ledger entries about another target");
+            self.commit_ledger(id, &other)?;
+        }
+        Ok(super::ledger::only_target(ledger, to))
+    }
+
+    /// Removes the ledgers and pauses of jobs not in `ids` (file jobs taken out of the
+    /// config), so a later job of the same id starts clean.
+    pub fn forget_other_jobs(&self, ids: &[String]) -> Result<(), StoreError> {
+        let known: std::collections::HashSet<&str> = ids.iter().map(String::as_str).collect();
+        let mut gone = std::collections::BTreeSet::new();
+        {
+            let txn = self.db.begin_read().map_err(db_err)?;
+            for row in txn
+                .open_table(LEDGER)
+                .map_err(db_err)?
+                .iter()
+                .map_err(db_err)?
+            {
+                let (key, _) = row.map_err(db_err)?;
+                let job = key
+                    .value()
+                    .split('\0')
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned();
+                if !known.contains(job.as_str()) {
+                    gone.insert(job);
+                }
+            }
+            for id in self.paused()? {
+                if !known.contains(id.as_str()) {
+                    gone.insert(id);
+                }
+            }
+        }
+        for id in gone {
+            tracing::info!(sync = %id, "Forgetting the ledger of a sync job that no longer exists");
+            self.delete_sync(&id)?;
+        }
+        Ok(())
+    }
+
     /// Applies `changes` to job `id`'s ledger in one transaction.
     pub fn commit_ledger(&self, id: &str, changes: &[LedgerChange]) -> Result<(), StoreError> {
         let txn = self.db.begin_write().map_err(db_err)?;
@@ -177,6 +229,7 @@ mod tests {
     fn entry(port: u16) -> (Spot, LedgerEntry) {
         let written = Instance::new("i", ServiceKey::named("s"), "10.0.0.1", port);
         let entry = LedgerEntry {
+            target: "nacos".into(),
             hash: content_hash(&written),
             origin: "etcd".into(),
             written,

@@ -25,6 +25,18 @@ pub enum WriteError {
     NotWritable(String),
 }
 
+impl WriteError {
+    /// The target will refuse this again however often it is tried (an invalid
+    /// instance, a layout that cannot hold it); connection trouble is not permanent.
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            WriteError::Registry(RegistryError::Invalid(_)) => true,
+            WriteError::Connector(err) => matches!(err, ConnectorError::Config(_)),
+            _ => false,
+        }
+    }
+}
+
 impl Target {
     /// The writer of source `config`, or why it has none.
     pub fn external(config: &SourceConfig) -> Result<Target, WriteError> {

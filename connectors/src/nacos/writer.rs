@@ -241,6 +241,11 @@ impl RegistryWriter for NacosWriter {
         Ok(())
     }
 
+    /// Ephemeral instances live only as long as this writer's client session.
+    fn keeps_alive(&self) -> bool {
+        self.ephemeral
+    }
+
     /// Removes the entry at the instance's endpoint: no lookup by `switchboard.id`, so
     /// it works after a restart and in a server that dropped the metadata.
     async fn deregister_instance(&self, instance: &Instance) -> Result<(), ConnectorError> {

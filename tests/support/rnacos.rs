@@ -117,6 +117,10 @@ impl RnacosServer {
     /// back from a restart ("unknown the raft leader addr"). A fresh start is retried on
     /// new ports and a new dir, a restart on the same ones.
     async fn spawn(&mut self) {
+        // One rnacos starts at a time in this process: its start-up race (above) is
+        // lost far more often when several start at once on a busy machine.
+        static STARTING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+        let _one_at_a_time = STARTING.lock().await;
         let fresh = !self.data_dir().exists();
         for attempt in 1..=3 {
             self.launch();

@@ -14,4 +14,5 @@ mod expiry;
 mod managed;
 mod nacos;
 mod sources;
+mod syncs;
 mod watch;

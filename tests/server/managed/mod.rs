@@ -21,7 +21,7 @@ mod bad_input;
 mod crud;
 mod explain;
 mod file_sources;
-mod harness;
+pub mod harness;
 mod merge;
 mod restart;
 mod secrets;

@@ -194,7 +194,11 @@ fn plan_service(
             }
         }
     }
+    // A copy counts as lost only where the target has a live view that lists the
+    // service: a target still discovering new services (Nacos reads its service list
+    // every few seconds) proves nothing about copies it has not looked at yet.
     let target_trusted = world.sees(&spec.to)
+        && !report.raw_of_target.is_empty()
         && !(report.sources.iter()).any(|slice| *slice.source == *spec.to && slice.stale);
     let in_target: HashMap<(&str, u16), &Instance> = report
         .raw_of_target

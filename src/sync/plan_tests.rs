@@ -280,23 +280,25 @@ fn services_outside_the_globs_are_not_copied_and_earlier_copies_go() {
 
 #[test]
 fn a_copy_the_target_lost_is_written_again_after_a_grace() {
-    let reports = [report(
-        vec![slice("etcd", 0, vec![instance("10.0.0.1", 80)])],
-        vec![],
-    )];
+    let both = vec![instance("10.0.0.1", 80), instance("10.0.0.2", 80)];
+    let written = [report(vec![slice("etcd", 0, both.clone())], vec![])];
     let first = plan(
         &spec(),
-        &reports,
+        &written,
         &Ledger::new(),
         &Fake::default(),
         Utc::now(),
     );
     let ledger = ledger_of(&first);
+    // The target lists the service, but only the second copy.
+    let there = written_copy(&both[1], &ServiceKey::named("pay"), "etcd", "j");
+    let reports = [report(vec![slice("etcd", 0, both)], vec![Arc::new(there)])];
     let soon = plan(&spec(), &reports, &ledger, &Fake::default(), Utc::now());
     assert!(soon.writes.is_empty(), "the target may not show it yet");
     let later = Utc::now() + chrono::TimeDelta::seconds(60);
     let again = plan(&spec(), &reports, &ledger, &Fake::default(), later);
     assert_eq!(again.writes.len(), 1);
+    assert_eq!(again.writes[0].instance.host, "10.0.0.1");
     assert_eq!(again.writes[0].reason, WriteReason::Missing);
     let down = Fake {
         down: vec!["nacos"],
@@ -304,6 +306,11 @@ fn a_copy_the_target_lost_is_written_again_after_a_grace() {
     };
     let unsure = plan(&spec(), &reports, &ledger, &down, later);
     assert!(unsure.writes.is_empty(), "a down target proves nothing");
+    let undiscovered = plan(&spec(), &written, &ledger, &Fake::default(), later);
+    assert!(
+        undiscovered.writes.is_empty(),
+        "a service the target does not list yet proves nothing"
+    );
 }
 
 #[test]

@@ -126,8 +126,9 @@ impl Client {
         naming: &NamingService,
         service: &NacosService,
     ) -> Result<(), ConnectorError> {
-        let mut subscribed = self.subscribed.lock().await;
-        if subscribed.contains(service) {
+        // Not held across the call: many services are subscribed at once, and the SDK
+        // takes a repeated subscription of one service as the same one.
+        if self.subscribed.lock().await.contains(service) {
             return Ok(());
         }
         naming
@@ -139,7 +140,7 @@ impl Client {
             )
             .await
             .map_err(sdk_error)?;
-        subscribed.insert(service.clone());
+        self.subscribed.lock().await.insert(service.clone());
         Ok(())
     }
 

@@ -17,13 +17,17 @@
 //! 6. Propagation: a write in the double until a parked blocking query returns it, against
 //!    the double's own blocking query on the same writes (`consul.rs`).
 //!
+//! Then Switchboard with an etcd and a Nacos source (all on core 0, clients on core 1):
+//! 7. Sync-back: a sync job copying 10 000 instances from etcd into rnacos, against a
+//!    direct client writing them one at a time through the same OpenAPI (`sync.rs`).
+//!
 //! Then Switchboard federating rnacos (both on core 0, the bench's clients on core 1):
-//! 7. Propagation: a registration in rnacos until a parked blocking query returns it,
+//! 8. Propagation: a registration in rnacos until a parked blocking query returns it,
 //!    against a direct `nacos-sdk` subscriber on the same writes (`nacos.rs`).
 //!
 //! Environment: `BENCH_DURATION` (wrk duration, default `10s`), `BENCH_CONNECTIONS`
-//! (default 64), `BENCH_ONLY` (`reads`, `etcd`, `consul` or `nacos`: run one part;
-//! default all).
+//! (default 64), `BENCH_ONLY` (`reads`, `etcd`, `consul`, `sync` or `nacos`: run one
+//! part; default all).
 //! A missed target is printed, not failed; a failed step exits non-zero.
 
 mod consul;
@@ -33,6 +37,7 @@ mod nacos;
 mod propagation;
 mod report;
 mod servers;
+mod sync;
 mod wrk;
 
 use std::path::{Path, PathBuf};
@@ -76,17 +81,19 @@ server and rnacos, each pinned to core 0 and driven by wrk on core 1; then, with
 source, the latency from an etcd write to a blocking query's answer (against a direct
 etcd watch) and the memory per cached instance; then, with a Consul source reading the
 in-process Consul double, the latency from a write in the double to a blocking query's
-answer (against the double's own blocking query); then, with a Nacos source reading
-rnacos, the latency from a registration in rnacos to a blocking query's answer (against
-a direct nacos-sdk subscriber). Run it with `make bench`, which builds
-target/release/switchboard first.
+answer (against the double's own blocking query); then, with an etcd and a Nacos
+source, a sync job copying 10 000 instances from etcd into rnacos (against a direct
+client writing them one at a time); then, with a Nacos source reading rnacos, the
+latency from a registration in rnacos to a blocking query's answer (against a direct
+nacos-sdk subscriber). Run it with `make bench`, which builds target/release/switchboard
+first.
 
 Environment:
   BENCH_DURATION     wrk duration per measured run (default 10s)
   BENCH_CONNECTIONS  wrk connections (default 64)
   BENCH_ONLY         run one part: `reads` (reads, heartbeats), `etcd` (propagation,
-                     memory), `consul` (propagation) or `nacos` (propagation, about
-                     nine minutes) (default: all four)
+                     memory), `consul` (propagation), `sync` (sync-back into rnacos)
+                     or `nacos` (propagation, about nine minutes) (default: all five)
 ";
 
 /// Which parts of the bench run (`BENCH_ONLY`).
@@ -95,6 +102,7 @@ struct Parts {
     reads: bool,
     etcd: bool,
     consul: bool,
+    sync: bool,
     nacos: bool,
 }
 
@@ -109,6 +117,7 @@ impl Parts {
             reads: false,
             etcd: false,
             consul: false,
+            sync: false,
             nacos: false,
         };
         match only {
@@ -116,6 +125,7 @@ impl Parts {
                 reads: true,
                 etcd: true,
                 consul: true,
+                sync: true,
                 nacos: true,
             }),
             "reads" => Ok(Parts {
@@ -127,11 +137,14 @@ impl Parts {
                 consul: true,
                 ..none
             }),
+            "sync" => Ok(Parts { sync: true, ..none }),
             "nacos" => Ok(Parts {
                 nacos: true,
                 ..none
             }),
-            other => bail!("BENCH_ONLY={other:?} is not `reads`, `etcd`, `consul` or `nacos`"),
+            other => {
+                bail!("BENCH_ONLY={other:?} is not `reads`, `etcd`, `consul`, `sync` or `nacos`")
+            }
         }
     }
 }
@@ -157,13 +170,13 @@ impl Tools {
                 bail!("`{tool}` is not on PATH: {hint}");
             }
         }
-        let rnacos = if parts.reads || parts.nacos {
+        let rnacos = if parts.reads || parts.sync || parts.nacos {
             let missing = || format!("`rnacos` is not on PATH nor in ~/.cargo/bin: {hint}");
             Some(nacos::find_rnacos().with_context(missing)?)
         } else {
             None
         };
-        let etcd = if parts.etcd {
+        let etcd = if parts.etcd || parts.sync {
             let hint = "run `make deps` (Debian packages etcd-server, etcd-client)";
             Some(etcd::find_etcd().with_context(|| format!("`etcd` is not on PATH: {hint}"))?)
         } else {
@@ -229,6 +242,14 @@ fn run_bench() -> anyhow::Result<()> {
             }
             if parts.consul {
                 consul::bench(&tools.switchboard).await?;
+            }
+            if parts.sync {
+                let etcd = tools.etcd.as_deref().context("etcd was not looked for")?;
+                let rnacos = tools
+                    .rnacos
+                    .as_deref()
+                    .context("rnacos was not looked for")?;
+                sync::bench(&tools.switchboard, etcd, rnacos).await?;
             }
             // Last: the nacos-sdk client cannot be shut down, only dropped, and its
             // runtime keeps retrying the stopped rnacos in the background.
@@ -461,7 +482,7 @@ mod tests {
     #[test]
     fn bench_only_names_one_part() {
         let all = Parts::parse("").unwrap();
-        assert!(all.reads && all.etcd && all.consul && all.nacos);
+        assert!(all.reads && all.etcd && all.consul && all.sync && all.nacos);
         let consul = Parts::parse("consul").unwrap();
         assert!(consul.consul && !consul.reads && !consul.etcd && !consul.nacos);
         let etcd = Parts::parse("etcd").unwrap();
@@ -470,6 +491,8 @@ mod tests {
         assert!(reads.reads && !reads.etcd && !reads.consul && !reads.nacos);
         let nacos = Parts::parse("nacos").unwrap();
         assert!(nacos.nacos && !nacos.reads && !nacos.etcd && !nacos.consul);
+        let sync = Parts::parse("sync").unwrap();
+        assert!(sync.sync && !sync.reads && !sync.etcd && !sync.consul && !sync.nacos);
         let err = Parts::parse("zookeeper").unwrap_err().to_string();
         assert!(err.contains("`nacos`"), "{err}");
     }

@@ -178,6 +178,11 @@ impl Job {
         let labels = SyncLabels {
             sync: spec.id.clone(),
         };
+        // Counters show from the start, at zero, as Prometheus expects.
+        let metrics = &ctx.metrics.sync;
+        for family in [&metrics.writes, &metrics.deletes, &metrics.errors] {
+            drop(family.get_or_create(&labels));
+        }
         let now = Instant::now();
         Job {
             ctx,

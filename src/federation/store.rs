@@ -12,7 +12,7 @@ use serde_json::Value;
 use switchboard_connectors::ServiceKey;
 
 use crate::catalog::{MergeRule, SavedService, SavedView};
-use crate::registry::{db_err, on_blocking_thread, read_records, StoreError};
+use crate::registry::{create_tables, db_err, on_blocking_thread, read_records, StoreError};
 
 /// API-created sources by id.
 const SOURCES: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("sources");
@@ -73,12 +73,7 @@ pub struct SourceStore {
 
 impl SourceStore {
     pub fn open(db: Arc<Database>) -> Result<SourceStore, StoreError> {
-        let txn = db.begin_write().map_err(db_err)?;
-        txn.open_table(SOURCES).map_err(db_err)?;
-        txn.open_table(VIEWS).map_err(db_err)?;
-        txn.open_table(VIEW_META).map_err(db_err)?;
-        txn.open_table(SETTINGS).map_err(db_err)?;
-        txn.commit().map_err(db_err)?;
+        create_tables(&db, &[SOURCES, VIEWS, VIEW_META, SETTINGS])?;
         Ok(SourceStore { db })
     }
 

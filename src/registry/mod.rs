@@ -25,7 +25,9 @@ use switchboard_connectors::{Instance, InstanceKey, ServiceKey, Status, Update};
 pub use background::spawn_background;
 pub use record::StoredInstance;
 pub use replies::{HeartbeatReply, InstanceHealth, RemovalReport};
-pub use store::{db_err, on_blocking_thread, read_records, RedbStore, Store, StoreError};
+pub use store::{
+    create_tables, db_err, on_blocking_thread, read_records, RedbStore, Store, StoreError,
+};
 pub use validate::{parse_status, validate_name, RegisterRequest, ValidationError};
 
 use self::record::{is_healthy, Entry};

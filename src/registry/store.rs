@@ -34,6 +34,18 @@ pub fn db_err<E: Into<redb::Error>>(err: E) -> StoreError {
     StoreError::Database(Box::new(err.into()))
 }
 
+/// Creates `tables` if they do not exist yet, in one transaction.
+pub fn create_tables(
+    db: &Database,
+    tables: &[TableDefinition<'_, &str, &[u8]>],
+) -> Result<(), StoreError> {
+    let txn = db.begin_write().map_err(db_err)?;
+    for table in tables {
+        txn.open_table(*table).map_err(db_err)?;
+    }
+    txn.commit().map_err(db_err)
+}
+
 /// Runs `work` with a clone of `store` on a blocking thread, as every redb call must be
 /// from async code.
 pub async fn on_blocking_thread<S, T>(

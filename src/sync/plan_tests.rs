@@ -66,6 +66,17 @@ fn report(sources: Vec<SourceSlice>, target: Vec<Arc<Instance>>) -> ServiceRepor
     }
 }
 
+/// What the job plans with an empty ledger in a world with no echoes and no outages.
+fn first_plan(reports: &[ServiceReports]) -> Plan {
+    plan(
+        &spec(),
+        reports,
+        &Ledger::new(),
+        &Fake::default(),
+        Utc::now(),
+    )
+}
+
 fn ledger_of(plan: &Plan) -> Ledger {
     plan.writes
         .iter()
@@ -88,13 +99,7 @@ fn new_instances_are_written_once_with_origin_metadata() {
         vec![slice("etcd", 0, vec![instance("10.0.0.1", 80)])],
         vec![],
     )];
-    let first = plan(
-        &spec(),
-        &reports,
-        &Ledger::new(),
-        &Fake::default(),
-        Utc::now(),
-    );
+    let first = first_plan(&reports);
     assert_eq!(first.writes.len(), 1);
     let written = &first.writes[0].instance;
     assert_eq!(written.metadata[ORIGIN_KEY], "etcd");
@@ -117,13 +122,7 @@ fn a_changed_instance_is_written_again() {
         vec![slice("etcd", 0, vec![instance("10.0.0.1", 80)])],
         vec![],
     )];
-    let first = plan(
-        &spec(),
-        &reports,
-        &Ledger::new(),
-        &Fake::default(),
-        Utc::now(),
-    );
+    let first = first_plan(&reports);
     let mut changed = (*instance("10.0.0.1", 80)).clone();
     changed.weight = 7;
     let reports = [report(
@@ -150,13 +149,7 @@ fn the_highest_priority_source_wins_an_endpoint() {
         ],
         vec![],
     )];
-    let planned = plan(
-        &spec(),
-        &reports,
-        &Ledger::new(),
-        &Fake::default(),
-        Utc::now(),
-    );
+    let planned = first_plan(&reports);
     assert_eq!(planned.writes.len(), 1);
     assert_eq!(planned.writes[0].origin, "consul");
 }
@@ -194,13 +187,7 @@ fn foreign_instances_in_the_target_are_left_alone_and_own_ones_adopted() {
         )],
         vec![instance("10.0.0.1", 80), Arc::new(own)],
     )];
-    let planned = plan(
-        &spec(),
-        &reports,
-        &Ledger::new(),
-        &Fake::default(),
-        Utc::now(),
-    );
+    let planned = first_plan(&reports);
     assert!(planned.writes.is_empty());
     assert_eq!(planned.foreign, 1);
     assert_eq!(planned.adopted.len(), 1);
@@ -212,13 +199,7 @@ fn deletes_cover_only_the_ledger_and_wait_for_a_trusted_origin() {
         vec![slice("etcd", 0, vec![instance("10.0.0.1", 80)])],
         vec![],
     )];
-    let first = plan(
-        &spec(),
-        &reports,
-        &Ledger::new(),
-        &Fake::default(),
-        Utc::now(),
-    );
+    let first = first_plan(&reports);
     let ledger = ledger_of(&first);
     let gone = [report(vec![], vec![instance("10.0.0.9", 80)])];
     let planned = plan(&spec(), &gone, &ledger, &Fake::default(), Utc::now());
@@ -260,13 +241,7 @@ fn services_outside_the_globs_are_not_copied_and_earlier_copies_go() {
         vec![slice("etcd", 0, vec![instance("10.0.0.1", 80)])],
         vec![],
     )];
-    let first = plan(
-        &spec(),
-        &reports,
-        &Ledger::new(),
-        &Fake::default(),
-        Utc::now(),
-    );
+    let first = first_plan(&reports);
     let planned = plan(
         &narrow,
         &reports,
@@ -282,13 +257,7 @@ fn services_outside_the_globs_are_not_copied_and_earlier_copies_go() {
 fn a_copy_the_target_lost_is_written_again_after_a_grace() {
     let both = vec![instance("10.0.0.1", 80), instance("10.0.0.2", 80)];
     let written = [report(vec![slice("etcd", 0, both.clone())], vec![])];
-    let first = plan(
-        &spec(),
-        &written,
-        &Ledger::new(),
-        &Fake::default(),
-        Utc::now(),
-    );
+    let first = first_plan(&written);
     let ledger = ledger_of(&first);
     // The target lists the service, but only the second copy.
     let there = written_copy(&both[1], &ServiceKey::named("pay"), "etcd", "j");
@@ -319,13 +288,7 @@ fn an_endpoint_someone_else_took_over_is_released() {
         vec![slice("etcd", 0, vec![instance("10.0.0.1", 80)])],
         vec![],
     )];
-    let first = plan(
-        &spec(),
-        &reports,
-        &Ledger::new(),
-        &Fake::default(),
-        Utc::now(),
-    );
+    let first = first_plan(&reports);
     let ledger = ledger_of(&first);
     let mut changed = (*instance("10.0.0.1", 80)).clone();
     changed.weight = 3;

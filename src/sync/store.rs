@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::ledger::{Ledger, LedgerEntry, Spot};
-use crate::registry::{db_err, on_blocking_thread, read_records, StoreError};
+use crate::registry::{create_tables, db_err, on_blocking_thread, read_records, StoreError};
 
 /// API-created job definitions by id.
 const SYNCS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("syncs");
@@ -37,11 +37,7 @@ pub struct SyncStore {
 
 impl SyncStore {
     pub fn open(db: Arc<Database>) -> Result<SyncStore, StoreError> {
-        let txn = db.begin_write().map_err(db_err)?;
-        txn.open_table(SYNCS).map_err(db_err)?;
-        txn.open_table(PAUSED).map_err(db_err)?;
-        txn.open_table(LEDGER).map_err(db_err)?;
-        txn.commit().map_err(db_err)?;
+        create_tables(&db, &[SYNCS, PAUSED, LEDGER])?;
         Ok(SyncStore { db })
     }
 

@@ -383,17 +383,18 @@ pub fn format_latency(latency: Duration) -> String {
     }
 }
 
+/// The first line of `text` that starts with `name` (for tests of printed reports).
+#[cfg(test)]
+pub(crate) fn line(text: &str, name: &str) -> String {
+    text.lines()
+        .find(|l| l.starts_with(name))
+        .unwrap_or_else(|| panic!("no line {name:?} in:\n{text}"))
+        .to_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// The first line of `text` that starts with `name`.
-    fn line(text: &str, name: &str) -> String {
-        text.lines()
-            .find(|l| l.starts_with(name))
-            .unwrap_or_else(|| panic!("no line {name:?} in:\n{text}"))
-            .to_owned()
-    }
 
     fn durations(unit: fn(u64) -> Duration, values: &[u64]) -> Vec<Duration> {
         values.iter().map(|&v| unit(v)).collect()

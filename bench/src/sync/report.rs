@@ -113,14 +113,8 @@ pub fn render(r: &SyncResults) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::report::line;
     use crate::sync::rnacos::Baseline;
-
-    fn line(text: &str, name: &str) -> String {
-        text.lines()
-            .find(|l| l.starts_with(name))
-            .unwrap_or_else(|| panic!("no line {name:?} in:\n{text}"))
-            .to_owned()
-    }
 
     #[test]
     fn marks_the_sync_checks() {

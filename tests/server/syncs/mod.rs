@@ -3,6 +3,7 @@
 //!
 //! - `propagation`: etcd -> Nacos, Nacos -> Consul, etcd -> native: add, update and
 //!   delete reach the target within 2 s.
+//! - `etcd_target`: native -> etcd, in the JSON layout the etcd source reads back.
 //! - `loops`: A -> B plus B -> A converge with one copy each and the write counters at
 //!   rest, also when the target strips all metadata.
 //! - `outages`: a killed source holds deletes (status says paused); an instance
@@ -16,6 +17,7 @@
 
 mod bad_input;
 mod common;
+mod etcd_target;
 mod loops;
 mod outages;
 mod plan;

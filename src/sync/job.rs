@@ -4,7 +4,7 @@
 //! backoff and counted; nothing is dropped. Every `RESYNC` (and after the feed lagged)
 //! every covered service is planned again, which also heals a target that lost copies.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -167,8 +167,8 @@ pub struct Job {
     /// When the next operation may start (the rate limit).
     next_slot: Instant,
     unsaved: Vec<LedgerChange>,
-    /// Deletes held back at the last pass: how many, and why the first was.
-    held: Option<(usize, String)>,
+    /// Deletes held back, by service as last planned: how many, and why the first was.
+    held: BTreeMap<ServiceKey, (usize, String)>,
     /// Whether a source was untrusted at the last check.
     outage_seen: bool,
 }
@@ -198,7 +198,7 @@ impl Job {
             backoff: BACKOFF_MIN,
             next_slot: now,
             unsaved: Vec::new(),
-            held: None,
+            held: BTreeMap::new(),
             outage_seen: false,
         }
     }
@@ -347,7 +347,8 @@ impl Job {
         }
         let reports = self.ctx.reports(&self.spec, &self.ledger, keys).await;
         let plan = plan::plan(&self.spec, &reports, &self.ledger, &*self.ctx, Utc::now());
-        self.show_plan(&plan);
+        let planned: Vec<&ServiceKey> = reports.iter().map(|report| &report.key).collect();
+        self.show_plan(&plan, everything, &planned);
         let failed = self.apply(plan, stop).await;
         self.save_ledger().await;
         self.status.update(|status| {
@@ -593,11 +594,22 @@ impl Job {
         });
     }
 
-    fn show_plan(&mut self, plan: &Plan) {
-        self.held = plan.held_deletes.first().map(|delete| {
+    /// Shows what `plan` found. A pass over some services replaces only their held
+    /// deletes; a full pass replaces all.
+    fn show_plan(&mut self, plan: &Plan, everything: bool, planned: &[&ServiceKey]) {
+        if everything {
+            self.held.clear();
+        }
+        for key in planned {
+            self.held.remove(*key);
+        }
+        for delete in &plan.held_deletes {
             let why = delete.held.clone().unwrap_or_default();
-            (plan.held_deletes.len(), why)
-        });
+            let held = (self.held)
+                .entry(delete.instance.service.clone())
+                .or_insert((0, why));
+            held.0 += 1;
+        }
         self.status.update(|status| {
             status.foreign = plan.foreign;
             status.echoes = plan.echoes;
@@ -609,8 +621,10 @@ impl Job {
     /// they would come from cannot be trusted (whether or not a delete is due).
     fn show_outages(&self) {
         let outage = self.outage().filter(|_| self.spec.delete);
-        let paused = self.held.is_some() || outage.is_some();
-        let reason = self.held.as_ref().map(|(_, why)| why.clone()).or(outage);
+        let paused = !self.held.is_empty() || outage.is_some();
+        let first_held = self.held.values().next().map(|(_, why)| why.clone());
+        let reason = first_held.or(outage);
+        let held_count: usize = self.held.values().map(|(count, _)| count).sum();
         self.ctx
             .metrics
             .sync
@@ -618,7 +632,7 @@ impl Job {
             .get_or_create(&self.labels)
             .set(i64::from(paused));
         self.status.update(|status| {
-            status.held_deletes = self.held.as_ref().map_or(0, |(count, _)| *count);
+            status.held_deletes = held_count;
             status.held_reason = reason;
             status.deletes_paused = paused;
         });
@@ -629,7 +643,7 @@ impl Job {
     /// than at the next resync.
     fn watch_outages(&mut self) {
         let outage = self.outage().is_some();
-        if self.outage_seen && !outage && self.held.is_some() {
+        if self.outage_seen && !outage && !self.held.is_empty() {
             self.full_due = Instant::now();
         }
         self.outage_seen = outage;

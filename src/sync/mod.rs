@@ -431,8 +431,23 @@ impl Syncs {
 }
 
 fn view(managed: &Managed) -> SyncView {
+    let mut status = managed.status.get();
+    // A job's task only ends when it is stopped; one that ended on its own failed.
+    if managed
+        .running
+        .as_ref()
+        .is_some_and(|running| running.task.is_finished())
+    {
+        status.state = SyncState::Error;
+        status.last_error = Some(SyncFailure {
+            message: "the job's task ended unexpectedly; pause and resume the job to restart it"
+                .to_owned(),
+            at: Utc::now(),
+            service: None,
+        });
+    }
     SyncView {
-        status: managed.status.get(),
+        status,
         origin: managed.origin,
         paused: managed.paused,
         config: managed.spec.clone(),

@@ -94,6 +94,16 @@ pub(crate) enum Command {
     },
 }
 
+impl Command {
+    /// Answers a question and changes nothing.
+    fn is_question(&self) -> bool {
+        matches!(
+            self,
+            Command::Explain { .. } | Command::Export { .. } | Command::Reports { .. }
+        )
+    }
+}
+
 /// How many published batches of changed services the change feed buffers per
 /// receiver; one that falls further behind is told it lagged and re-reads everything.
 const CHANGE_FEED_DEPTH: usize = 1024;
@@ -120,8 +130,13 @@ impl Catalog {
         let current = Arc::new(ArcSwap::from_pointee(Snapshot::empty_at(base)));
         let notifier = Arc::new(Notifier::default());
         let (changes, _) = broadcast::channel(CHANGE_FEED_DEPTH);
-        let writer = writer::Writer::new(current.clone(), notifier.clone(), metrics, base)
-            .with_change_feed(changes.clone());
+        let writer = writer::Writer::new(
+            current.clone(),
+            notifier.clone(),
+            changes.clone(),
+            metrics,
+            base,
+        );
         tokio::spawn(writer.run(receiver));
         Catalog {
             commands,

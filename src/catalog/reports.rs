@@ -2,7 +2,7 @@
 //! silence can be trusted: the input of sync-back jobs. Answered by the writer, which owns
 //! the partitions; discovery reads never go through here.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use switchboard_connectors::{Instance, ServiceKey};
@@ -60,30 +60,32 @@ pub(super) fn reports(
             .collect(),
     };
     let target = target.and_then(|id| partitions.get(id));
-    // The target's own services by name, built once per question.
+    // The target's own services by name, for the names asked about, built once.
+    let names: HashSet<&str> = keys.iter().map(|key| key.name.as_str()).collect();
     let mut target_by_name: HashMap<&str, Vec<&ServiceKey>> = HashMap::new();
     for raw in target
         .into_iter()
         .flat_map(|partition| partition.services.keys())
+        .filter(|raw| names.contains(raw.name.as_str()))
     {
         target_by_name
             .entry(raw.name.as_str())
             .or_default()
             .push(raw);
     }
-    keys.into_iter()
+    keys.iter()
         .map(|key| {
             let sources = partitions
                 .iter()
-                .filter_map(|(source, partition)| slice(source, partition, &key))
+                .filter_map(|(source, partition)| slice(source, partition, key))
                 .collect();
             let raw_of_target = (target_by_name.get(key.name.as_str()).into_iter().flatten())
                 .filter_map(|raw| target.and_then(|partition| partition.services.get(*raw)))
                 .flat_map(|instances| instances.iter().map(|by_id| by_id.0.clone()))
                 .collect();
-            let served = served(&key);
+            let served = served(key);
             ServiceReports {
-                key,
+                key: key.clone(),
                 sources,
                 raw_of_target,
                 served,

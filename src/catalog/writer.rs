@@ -36,13 +36,15 @@ pub(crate) struct Writer {
     last_prune: Instant,
     rules: Arc<MergeRules>,
     /// Where the services changed by each batch are announced (sync-back jobs listen).
-    change_feed: Option<broadcast::Sender<Arc<[ServiceKey]>>>,
+    change_feed: broadcast::Sender<Arc<[ServiceKey]>>,
 }
 
 impl Writer {
+    /// `change_feed` is where the services each batch touched are announced.
     pub fn new(
         current: Arc<ArcSwap<Snapshot>>,
         notifier: Arc<Notifier>,
+        change_feed: broadcast::Sender<Arc<[ServiceKey]>>,
         metrics: Arc<Metrics>,
         base: u64,
     ) -> Writer {
@@ -56,14 +58,8 @@ impl Writer {
             live_services: 0,
             last_prune: Instant::now(),
             rules: Arc::default(),
-            change_feed: None,
+            change_feed,
         }
-    }
-
-    /// Announces the services each batch changed on `feed`.
-    pub fn with_change_feed(mut self, feed: broadcast::Sender<Arc<[ServiceKey]>>) -> Writer {
-        self.change_feed = Some(feed);
-        self
     }
 
     pub async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
@@ -93,6 +89,10 @@ impl Writer {
         let now = Instant::now();
         let mut touched = HashSet::new();
         let mut acks: Vec<oneshot::Sender<u64>> = Vec::new();
+        // A batch of questions only (explain, export, reports: the view saver asks every
+        // second) changes nothing, so it skips the merge-and-publish tail. An empty batch
+        // is the timer of a held emptying and does run it.
+        let only_questions = !batch.is_empty() && batch.iter().all(Command::is_question);
         for command in batch {
             match command {
                 Command::Apply {
@@ -146,11 +146,13 @@ impl Writer {
                 }
             }
         }
+        if only_questions {
+            return;
+        }
         for partition in self.partitions.values_mut() {
             partition.expire_holds(now, &mut touched);
         }
-        let touched: Vec<ServiceKey> = touched.into_iter().collect();
-        let changed: Vec<(ServiceKey, u64)> = (touched.iter().cloned())
+        let changed: Vec<(ServiceKey, u64)> = (touched.iter())
             .filter_map(|key| self.recompute(key))
             .collect();
         let counts = self.source_counts();
@@ -174,14 +176,14 @@ impl Writer {
     }
 
     /// Re-merges one service; returns its new index if what clients see changed.
-    fn recompute(&mut self, key: ServiceKey) -> Option<(ServiceKey, u64)> {
+    fn recompute(&mut self, key: &ServiceKey) -> Option<(ServiceKey, u64)> {
         let reports: Vec<Reported<'_>> = self
             .partitions
             .iter()
             .filter(|(_, partition)| !partition.meta.expired)
             .flat_map(|(source, partition)| {
                 partition
-                    .served_as(&key)
+                    .served_as(key)
                     .flat_map(|(_, instances)| instances)
                     .map(move |by_id| Reported {
                         source,
@@ -192,7 +194,7 @@ impl Writer {
             .collect();
         let merged = merge::merge(self.rules.policy_for(&key.name).0, reports);
         let views: &[Arc<ServiceView>] = self.by_name.get(key.name.as_str()).map_or(&[], |v| v);
-        let slot = views.iter().position(|view| view.key == key);
+        let slot = views.iter().position(|view| view.key == *key);
         let unchanged = match slot {
             Some(i) => views[i].instances == merged,
             None => merged.is_empty(),
@@ -215,32 +217,26 @@ impl Writer {
         }
         self.by_name
             .insert(Arc::from(key.name.as_str()), updated.into());
-        Some((key, self.index))
+        Some((key.clone(), self.index))
     }
 
     /// Tells change-feed listeners (if any) which services some source changed, whether
     /// or not what clients see moved (a lower-priority source's change matters to a job
     /// copying that source).
-    fn announce(&self, touched: Vec<ServiceKey>) {
-        let Some(feed) = self.change_feed.as_ref() else {
-            return;
-        };
-        if touched.is_empty() || feed.receiver_count() == 0 {
+    fn announce(&self, touched: HashSet<ServiceKey>) {
+        if touched.is_empty() || self.change_feed.receiver_count() == 0 {
             return;
         }
-        let _ = feed.send(touched.into());
+        let _ = self.change_feed.send(touched.into_iter().collect());
     }
 
-    /// The endpoints clients get for `key` now.
+    /// The endpoints clients get for `key` now (as last published).
     fn served_endpoints(&self, key: &ServiceKey) -> Vec<(String, u16)> {
-        let views = self.by_name.get(key.name.as_str());
-        let view = views.and_then(|views| views.iter().find(|view| view.key == *key));
-        view.map(|view| {
-            (view.instances.iter())
-                .map(|i| (i.instance.host.clone(), i.instance.port))
-                .collect()
-        })
-        .unwrap_or_default()
+        let snapshot = self.current.load();
+        let view = snapshot.service(&key.namespace, &key.group, &key.name);
+        (view.into_iter().flat_map(|view| view.instances.iter()))
+            .map(|i| (i.instance.host.clone(), i.instance.port))
+            .collect()
     }
 
     fn source_counts(&self) -> HashMap<String, SourceCounts> {

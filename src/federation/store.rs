@@ -12,7 +12,10 @@ use serde_json::Value;
 use switchboard_connectors::ServiceKey;
 
 use crate::catalog::{MergeRule, SavedService, SavedView};
-use crate::registry::{create_tables, db_err, on_blocking_thread, read_records, StoreError};
+use crate::registry::{
+    create_tables, db_err, on_blocking_thread, prefix_range, put_record, read_records,
+    remove_prefix, StoreError,
+};
 
 /// API-created sources by id.
 const SOURCES: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("sources");
@@ -92,7 +95,7 @@ impl SourceStore {
     }
 
     pub fn put_source(&self, id: &str, source: &StoredSource) -> Result<(), StoreError> {
-        self.put(SOURCES, id, &serde_json::to_vec(source)?)
+        put_record(&self.db, SOURCES, id, &serde_json::to_vec(source)?)
     }
 
     /// Removes a source and its saved view in one transaction.
@@ -117,7 +120,7 @@ impl SourceStore {
             .map(|meta| meta.stale_since)
             .unwrap_or_default();
         let views = txn.open_table(VIEWS).map_err(db_err)?;
-        let (from, to) = source_range(id);
+        let (from, to) = prefix_range(id);
         let mut services = Vec::new();
         for row in views.range(from.as_str()..to.as_str()).map_err(db_err)? {
             let (key, bytes) = row.map_err(db_err)?;
@@ -191,45 +194,21 @@ impl SourceStore {
     }
 
     pub fn put_merge_rules(&self, rules: &[MergeRule]) -> Result<(), StoreError> {
-        self.put(SETTINGS, MERGE_RULES_KEY, &serde_json::to_vec(rules)?)
+        put_record(
+            &self.db,
+            SETTINGS,
+            MERGE_RULES_KEY,
+            &serde_json::to_vec(rules)?,
+        )
     }
-
-    fn put(
-        &self,
-        table: TableDefinition<'_, &str, &[u8]>,
-        key: &str,
-        bytes: &[u8],
-    ) -> Result<(), StoreError> {
-        let txn = self.db.begin_write().map_err(db_err)?;
-        txn.open_table(table)
-            .map_err(db_err)?
-            .insert(key, bytes)
-            .map_err(db_err)?;
-        txn.commit().map_err(db_err)
-    }
-}
-
-/// Keys from `from` (inclusive) to `to` (exclusive) are source `id`'s services.
-fn source_range(id: &str) -> (String, String) {
-    (format!("{id}{SEP}"), format!("{id}\u{1}"))
 }
 
 /// Removes the whole saved views of `sources` inside `txn`.
 fn remove_views(txn: &redb::WriteTransaction, sources: &[String]) -> Result<(), StoreError> {
-    let mut views = txn.open_table(VIEWS).map_err(db_err)?;
     let mut meta = txn.open_table(VIEW_META).map_err(db_err)?;
     for id in sources {
         meta.remove(id.as_str()).map_err(db_err)?;
-        let (from, to) = source_range(id);
-        let keys: Vec<String> = views
-            .range(from.as_str()..to.as_str())
-            .map_err(db_err)?
-            .map(|row| row.map(|(key, _)| key.value().to_owned()))
-            .collect::<Result<_, _>>()
-            .map_err(db_err)?;
-        for key in keys {
-            views.remove(key.as_str()).map_err(db_err)?;
-        }
+        remove_prefix(txn, VIEWS, id)?;
     }
     Ok(())
 }

@@ -26,7 +26,8 @@ pub use background::spawn_background;
 pub use record::StoredInstance;
 pub use replies::{HeartbeatReply, InstanceHealth, RemovalReport};
 pub use store::{
-    create_tables, db_err, on_blocking_thread, read_records, RedbStore, Store, StoreError,
+    create_tables, db_err, on_blocking_thread, prefix_range, put_record, read_records,
+    remove_prefix, RedbStore, Store, StoreError,
 };
 pub use validate::{parse_status, validate_name, RegisterRequest, ValidationError};
 

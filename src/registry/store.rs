@@ -46,6 +46,47 @@ pub fn create_tables(
     txn.commit().map_err(db_err)
 }
 
+/// The key range of records filed under `prefix`: keys `{prefix}\0...` (so `a` never
+/// takes in `ab`'s records).
+pub fn prefix_range(prefix: &str) -> (String, String) {
+    (format!("{prefix}\0"), format!("{prefix}\u{1}"))
+}
+
+/// Removes every record of `table` filed under `prefix`, inside `txn`.
+pub fn remove_prefix(
+    txn: &redb::WriteTransaction,
+    table: TableDefinition<'_, &str, &[u8]>,
+    prefix: &str,
+) -> Result<(), StoreError> {
+    let mut table = txn.open_table(table).map_err(db_err)?;
+    let (from, to) = prefix_range(prefix);
+    let keys: Vec<String> = table
+        .range(from.as_str()..to.as_str())
+        .map_err(db_err)?
+        .map(|row| row.map(|(key, _)| key.value().to_owned()))
+        .collect::<Result<_, _>>()
+        .map_err(db_err)?;
+    for key in keys {
+        table.remove(key.as_str()).map_err(db_err)?;
+    }
+    Ok(())
+}
+
+/// Writes one record in its own durable transaction.
+pub fn put_record(
+    db: &Database,
+    table: TableDefinition<'_, &str, &[u8]>,
+    key: &str,
+    bytes: &[u8],
+) -> Result<(), StoreError> {
+    let txn = db.begin_write().map_err(db_err)?;
+    txn.open_table(table)
+        .map_err(db_err)?
+        .insert(key, bytes)
+        .map_err(db_err)?;
+    txn.commit().map_err(db_err)
+}
+
 /// Runs `work` with a clone of `store` on a blocking thread, as every redb call must be
 /// from async code.
 pub async fn on_blocking_thread<S, T>(

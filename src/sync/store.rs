@@ -9,7 +9,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::ledger::{Ledger, LedgerEntry, Spot};
-use crate::registry::{create_tables, db_err, on_blocking_thread, read_records, StoreError};
+use crate::registry::{
+    create_tables, db_err, on_blocking_thread, prefix_range, put_record, read_records,
+    remove_prefix, StoreError,
+};
 
 /// API-created job definitions by id.
 const SYNCS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("syncs");
@@ -55,39 +58,19 @@ impl SyncStore {
     }
 
     pub fn put_sync(&self, id: &str, sync: &StoredSync) -> Result<(), StoreError> {
-        let bytes = serde_json::to_vec(sync)?;
-        let txn = self.db.begin_write().map_err(db_err)?;
-        txn.open_table(SYNCS)
-            .map_err(db_err)?
-            .insert(id, bytes.as_slice())
-            .map_err(db_err)?;
-        txn.commit().map_err(db_err)
+        put_record(&self.db, SYNCS, id, &serde_json::to_vec(sync)?)
     }
 
     /// Forgets a job: its definition, pause and ledger, in one transaction.
     pub fn delete_sync(&self, id: &str) -> Result<(), StoreError> {
         let txn = self.db.begin_write().map_err(db_err)?;
-        txn.open_table(SYNCS)
-            .map_err(db_err)?
-            .remove(id)
-            .map_err(db_err)?;
-        txn.open_table(PAUSED)
-            .map_err(db_err)?
-            .remove(id)
-            .map_err(db_err)?;
-        {
-            let mut ledger = txn.open_table(LEDGER).map_err(db_err)?;
-            let (from, to) = job_range(id);
-            let keys: Vec<String> = ledger
-                .range(from.as_str()..to.as_str())
+        for table in [SYNCS, PAUSED] {
+            txn.open_table(table)
                 .map_err(db_err)?
-                .map(|row| row.map(|(key, _)| key.value().to_owned()))
-                .collect::<Result<_, _>>()
+                .remove(id)
                 .map_err(db_err)?;
-            for key in keys {
-                ledger.remove(key.as_str()).map_err(db_err)?;
-            }
         }
+        remove_prefix(&txn, LEDGER, id)?;
         txn.commit().map_err(db_err)
     }
 
@@ -118,7 +101,7 @@ impl SyncStore {
     pub fn ledger(&self, id: &str) -> Result<Ledger, StoreError> {
         let txn = self.db.begin_read().map_err(db_err)?;
         let table = txn.open_table(LEDGER).map_err(db_err)?;
-        let (from, to) = job_range(id);
+        let (from, to) = prefix_range(id);
         let mut ledger = Ledger::new();
         for row in table.range(from.as_str()..to.as_str()).map_err(db_err)? {
             let (key, bytes) = row.map_err(db_err)?;
@@ -137,31 +120,27 @@ impl SyncStore {
     /// Job `id`'s ledger about target `to`; entries about another target are removed
     /// from the store (the job's `to` changed in the config file).
     pub fn ledger_for(&self, id: &str, to: &str) -> Result<Ledger, StoreError> {
-        let ledger = self.ledger(id)?;
-        let other: Vec<LedgerChange> = (ledger.iter())
-            .filter(|(_, entry)| entry.target != to)
-            .map(|(spot, _)| LedgerChange::Remove(spot.clone()))
-            .collect();
+        let (ledger, other): (Ledger, Ledger) =
+            (self.ledger(id)?.into_iter()).partition(|(_, entry)| entry.target == to);
         if !other.is_empty() {
             tracing::warn!(sync = %id, entries = other.len(), to, "Forgetting ledger entries about another target");
-            self.commit_ledger(id, &other)?;
+            let removals: Vec<LedgerChange> = other.into_keys().map(LedgerChange::Remove).collect();
+            self.commit_ledger(id, &removals)?;
         }
-        Ok(super::ledger::only_target(ledger, to))
+        Ok(ledger)
     }
 
     /// Removes the ledgers and pauses of jobs not in `ids` (file jobs taken out of the
     /// config), so a later job of the same id starts clean.
     pub fn forget_other_jobs(&self, ids: &[String]) -> Result<(), StoreError> {
         let known: std::collections::HashSet<&str> = ids.iter().map(String::as_str).collect();
-        let mut gone = std::collections::BTreeSet::new();
+        let mut gone: std::collections::BTreeSet<String> = self.paused()?.into_iter().collect();
         {
             let txn = self.db.begin_read().map_err(db_err)?;
-            for row in txn
-                .open_table(LEDGER)
-                .map_err(db_err)?
-                .iter()
-                .map_err(db_err)?
-            {
+            let table = txn.open_table(LEDGER).map_err(db_err)?;
+            // One seek per job, not one step per entry: each job's entries are one range.
+            let mut from = String::new();
+            while let Some(row) = table.range(from.as_str()..).map_err(db_err)?.next() {
                 let (key, _) = row.map_err(db_err)?;
                 let job = key
                     .value()
@@ -169,19 +148,13 @@ impl SyncStore {
                     .next()
                     .unwrap_or_default()
                     .to_owned();
-                if !known.contains(job.as_str()) {
-                    gone.insert(job);
-                }
-            }
-            for id in self.paused()? {
-                if !known.contains(id.as_str()) {
-                    gone.insert(id);
-                }
+                from = prefix_range(&job).1;
+                gone.insert(job);
             }
         }
-        for id in gone {
+        for id in gone.iter().filter(|id| !known.contains(id.as_str())) {
             tracing::info!(sync = %id, "Forgetting the ledger of a sync job that no longer exists");
-            self.delete_sync(&id)?;
+            self.delete_sync(id)?;
         }
         Ok(())
     }
@@ -207,11 +180,6 @@ impl SyncStore {
         }
         txn.commit().map_err(db_err)
     }
-}
-
-/// Keys from `from` (inclusive) to `to` (exclusive) are job `id`'s ledger.
-fn job_range(id: &str) -> (String, String) {
-    (format!("{id}\0"), format!("{id}\u{1}"))
 }
 
 #[cfg(test)]
@@ -266,5 +234,29 @@ mod tests {
             .commit_ledger("j10", &[LedgerChange::Remove(b)])
             .unwrap();
         assert!(store.ledger("j10").unwrap().is_empty());
+    }
+
+    #[test]
+    fn jobs_that_no_longer_exist_are_forgotten_and_others_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Arc::new(Database::create(dir.path().join("db")).unwrap());
+        let store = SyncStore::open(db).unwrap();
+        for job in ["gone-a", "keep", "gone-b"] {
+            let (spot, first) = entry(1);
+            let (other, second) = entry(2);
+            let changes = [
+                LedgerChange::Put(spot, Box::new(first)),
+                LedgerChange::Put(other, Box::new(second)),
+            ];
+            store.commit_ledger(job, &changes).unwrap();
+        }
+        store.set_paused("gone-c", true).unwrap();
+        store.set_paused("keep", true).unwrap();
+        store.forget_other_jobs(&["keep".to_owned()]).unwrap();
+        assert_eq!(store.ledger("keep").unwrap().len(), 2);
+        for job in ["gone-a", "gone-b"] {
+            assert!(store.ledger(job).unwrap().is_empty(), "{job}");
+        }
+        assert_eq!(store.paused().unwrap(), vec!["keep"]);
     }
 }

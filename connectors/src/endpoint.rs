@@ -9,6 +9,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::ConnectorError;
 
+/// How secrets (passwords, tokens, TLS keys) are shown and serialized.
+pub const SECRET_MASK: &str = "***";
+
 /// Checks a source's `endpoints`: at least one, each `scheme://host:port`, all `https://`
 /// exactly when a `tls` table is set. Errors name the field.
 pub(crate) fn check_endpoints(endpoints: &[String], tls: Option<&TlsConfig>) -> Result<(), String> {
@@ -140,7 +143,7 @@ pub struct TlsConfig {
 
 /// Writes `***` in place of a write-only value.
 fn masked<T, S: Serializer>(_: &T, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str("***")
+    s.serialize_str(SECRET_MASK)
 }
 
 impl TlsConfig {
@@ -209,13 +212,13 @@ impl From<&str> for Secret {
 
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
+        f.write_str(SECRET_MASK)
     }
 }
 
 impl Serialize for Secret {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str("***")
+        s.serialize_str(SECRET_MASK)
     }
 }
 

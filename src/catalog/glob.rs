@@ -31,12 +31,21 @@ pub fn matches(pattern: &str, name: &str) -> bool {
     pattern[p..].iter().all(|&c| c == b'*')
 }
 
-/// Whether `pattern` is a service-name glob: `[A-Za-z0-9._-]` with `*` and `?`.
-pub fn is_glob(pattern: &str) -> bool {
-    !pattern.is_empty()
-        && pattern
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._-*?".contains(&b))
+/// Checks a list of service-name globs; the error names the field (`services[1]`) and
+/// what is wrong.
+pub fn check_globs(globs: &[String]) -> Result<(), (String, String)> {
+    if globs.is_empty() {
+        return Err(("services".into(), "needs at least one glob".into()));
+    }
+    for (i, pattern) in globs.iter().enumerate() {
+        if !switchboard_connectors::is_glob(pattern) {
+            return Err((
+                format!("services[{i}]"),
+                format!("`{pattern}` is not a service-name glob ([A-Za-z0-9._-] with * and ?)"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Whether any of `patterns` matches `name`.

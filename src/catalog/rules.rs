@@ -42,18 +42,7 @@ pub struct MergeRule {
 impl MergeRule {
     /// Checks the globs; the error names the field below the rule.
     pub fn validate(&self) -> Result<(), (String, String)> {
-        if self.services.is_empty() {
-            return Err(("services".into(), "needs at least one glob".into()));
-        }
-        for (i, pattern) in self.services.iter().enumerate() {
-            if !glob::is_glob(pattern) {
-                return Err((
-                    format!("services[{i}]"),
-                    format!("`{pattern}` is not a service-name glob ([A-Za-z0-9._-] with * and ?)"),
-                ));
-            }
-        }
-        Ok(())
+        glob::check_globs(&self.services)
     }
 
     /// The first of this rule's globs matching `name`.

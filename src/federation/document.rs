@@ -8,7 +8,7 @@
 use serde_json::Value;
 
 /// The mask `SourceConfig` serializes secrets as.
-const MASK: &str = "***";
+use switchboard_connectors::SECRET_MASK as MASK;
 
 /// Applies `patch` to `target` as a JSON merge patch (RFC 7386): objects merge key by key,
 /// recursively; `null` removes a key; any other value (arrays too) replaces the target.

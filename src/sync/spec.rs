@@ -169,17 +169,8 @@ impl SyncSpec {
         if self.to.is_empty() || self.to == "*" {
             return Err(SpecError::at("to", "must name one source id or `native`"));
         }
-        if self.services.is_empty() {
-            return Err(SpecError::at("services", "needs at least one glob"));
-        }
-        for (i, pattern) in self.services.iter().enumerate() {
-            if !glob::is_glob(pattern) {
-                return Err(SpecError::at(
-                    format!("services[{i}]"),
-                    format!("`{pattern}` is not a service-name glob ([A-Za-z0-9._-] with * and ?)"),
-                ));
-            }
-        }
+        glob::check_globs(&self.services)
+            .map_err(|(field, message)| SpecError::at(field, message))?;
         if !(MIN_RATE_LIMIT..=MAX_RATE_LIMIT).contains(&self.rate_limit) {
             let message =
                 format!("must be between {MIN_RATE_LIMIT} and {MAX_RATE_LIMIT} writes per second");

@@ -176,7 +176,7 @@ fn is_name(name: &str) -> bool {
 }
 
 /// A service-name glob: a name that may also hold `*` and `?`.
-fn is_glob(glob: &str) -> bool {
+pub fn is_glob(glob: &str) -> bool {
     !glob.is_empty()
         && glob
             .bytes()

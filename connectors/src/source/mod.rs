@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use serde::{Serialize, Serializer};
 
-pub use self::common::{is_id, SourceCommon};
+pub use self::common::{is_glob, is_id, SourceCommon};
 pub use self::json::SourceConfigError;
 use crate::{Connector, ConnectorError};
 

@@ -36,11 +36,10 @@ use utoipa::ToSchema;
 pub use error::FederationError;
 pub use merge_rules::{MergeRulesView, MergeSettings, RuleView};
 pub use probe::ProbeReport;
-pub use status::{LastError, SourceState, SourceStatus};
+pub use status::{LastError, SourceState, SourceStatus, StatusCell};
 pub use store::SourceStore;
 
 use self::persist::ViewSaver;
-use self::status::StatusCell;
 use self::store::StoredSource;
 use self::supervisor::Supervisor;
 use crate::catalog::{Catalog, NameMap, Snapshot, SourceMeta};
@@ -350,12 +349,14 @@ impl Federation {
             .map(|managed| view_of(managed, snapshot))
     }
 
-    /// Source `id`'s configuration and current state (for sync-back jobs).
-    pub fn source(&self, id: &str) -> Option<(SourceConfig, SourceState, bool)> {
-        self.read().get(id).map(|managed| {
-            let state = managed.status.update(|status| status.state);
-            (managed.config.clone(), state, managed.connected)
-        })
+    /// Source `id`'s current state.
+    pub fn source_state(&self, id: &str) -> Option<SourceState> {
+        (self.read().get(id)).map(|managed| managed.status.update(|status| status.state))
+    }
+
+    /// Source `id`'s configuration (for sync-back jobs writing into it).
+    pub fn source_config(&self, id: &str) -> Option<SourceConfig> {
+        self.read().get(id).map(|managed| managed.config.clone())
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Managed>> {

@@ -103,15 +103,16 @@ impl SourceStatus {
     }
 }
 
-/// The supervisor's record of its source; the API reads copies.
-pub struct StatusCell(Mutex<SourceStatus>);
+/// A status a task keeps up to date while the API reads copies (a source's supervisor,
+/// a sync job).
+pub struct StatusCell<T = SourceStatus>(Mutex<T>);
 
-impl StatusCell {
-    pub fn new(status: SourceStatus) -> StatusCell {
+impl<T: Clone> StatusCell<T> {
+    pub fn new(status: T) -> StatusCell<T> {
         StatusCell(Mutex::new(status))
     }
 
-    pub fn update<R>(&self, change: impl FnOnce(&mut SourceStatus) -> R) -> R {
+    pub fn update<R>(&self, change: impl FnOnce(&mut T) -> R) -> R {
         // Updates are plain field assignments; a poisoned lock still holds a usable value.
         let mut status = self
             .0
@@ -120,7 +121,7 @@ impl StatusCell {
         change(&mut status)
     }
 
-    pub fn get(&self) -> SourceStatus {
+    pub fn get(&self) -> T {
         self.update(|status| status.clone())
     }
 }

@@ -9,12 +9,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use switchboard_connectors::ServiceKey;
+use switchboard_connectors::{ServiceKey, SourceConfig};
 use tokio::sync::{broadcast, watch};
 use tokio::time::Instant;
 
 use super::echoes::Echoes;
-use super::ledger::{Ledger, LedgerEntry, Spot};
+use super::ledger::{service_entries, Ledger, LedgerEntry, Spot};
 use super::plan::{self, Plan, World};
 use super::spec::{From, SyncSpec};
 use super::status::{StatusCell, SyncFailure, SyncState};
@@ -57,55 +57,45 @@ impl World for Context {
             return Ok(());
         }
         // A deleted or disconnected source is an operator's decision, not an outage.
-        let Some((_, state, _)) = self.federation.source(source) else {
-            return Ok(());
-        };
-        match state {
-            SourceState::Ready | SourceState::Degraded | SourceState::Disconnected => Ok(()),
-            other => Err(format!(
-                "source `{source}` is {}",
-                serde_json::to_value(other)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_owned))
-                    .unwrap_or_default()
-            )),
+        match self.federation.source_state(source) {
+            None | Some(SourceState::Ready | SourceState::Degraded | SourceState::Disconnected) => {
+                Ok(())
+            }
+            Some(other) => Err(format!("source `{source}` is {}", other.as_str())),
         }
     }
 
     fn sees(&self, target: &str) -> bool {
         target == NATIVE_SOURCE
             || matches!(
-                self.state_of(target),
+                self.federation.source_state(target),
                 Some(SourceState::Ready | SourceState::Degraded)
             )
     }
 }
 
 impl Context {
-    fn state_of(&self, source: &str) -> Option<SourceState> {
-        self.federation.source(source).map(|(_, state, _)| state)
-    }
-
-    /// The target `spec` writes into, built from the target source's configuration.
-    pub fn target(&self, spec: &SyncSpec) -> Result<Target, WriteError> {
+    /// The target `spec` writes into, built from `config`, the target source's
+    /// configuration ([`Context::target_config`]).
+    pub fn target(
+        &self,
+        spec: &SyncSpec,
+        config: Option<&SourceConfig>,
+    ) -> Result<Target, WriteError> {
         if spec.to_native() {
             return Ok(Target::Native(self.registry.clone()));
         }
-        let (config, _, _) = self.federation.source(&spec.to).ok_or_else(|| {
+        let config = config.ok_or_else(|| {
             WriteError::NotWritable(format!("target source `{}` does not exist", spec.to))
         })?;
-        Target::external(&config)
+        Target::external(config)
     }
 
     /// The configuration of `spec`'s target source (`None` for the native registry or a
     /// missing source).
-    pub fn target_config(&self, spec: &SyncSpec) -> Option<switchboard_connectors::SourceConfig> {
+    pub fn target_config(&self, spec: &SyncSpec) -> Option<SourceConfig> {
         (!spec.to_native())
-            .then(|| {
-                self.federation
-                    .source(&spec.to)
-                    .map(|(config, _, _)| config)
-            })
+            .then(|| self.federation.source_config(&spec.to))
             .flatten()
     }
 
@@ -158,7 +148,7 @@ pub struct Job {
     labels: SyncLabels,
     target: Option<Target>,
     /// The target source's configuration `target` was built from (`None`: native).
-    target_config: Option<switchboard_connectors::SourceConfig>,
+    target_config: Option<SourceConfig>,
     pending: HashMap<ServiceKey, Pending>,
     full_due: Instant,
     /// Set after a failed pass: nothing runs before it.
@@ -247,12 +237,7 @@ impl Job {
     }
 
     fn has_ledger_service(&self, key: &ServiceKey) -> bool {
-        let start = Spot {
-            service: key.clone(),
-            host: String::new(),
-            port: 0,
-        };
-        (self.ledger.range(start..).next()).is_some_and(|(spot, _)| spot.service == *key)
+        service_entries(&self.ledger, key).next().is_some()
     }
 
     fn max_wait(&self) -> Duration {
@@ -293,14 +278,24 @@ impl Job {
                 .filter_map(|key| self.pending.remove_entry(key))
                 .collect(),
         };
-        let failed = self.pass(keys, stop).await;
-        if failed.is_empty() {
+        let everything = keys.is_none();
+        let (failed, reached) = match self.pass(keys, stop).await {
+            Some(failed) => (failed, true),
+            // The target could not be built: everything taken waits again, and a full
+            // pass is retried as one.
+            None => {
+                if everything {
+                    self.full_due = now;
+                }
+                (taken.keys().cloned().collect(), false)
+            }
+        };
+        if failed.is_empty() && reached {
             self.retry_at = None;
             self.backoff = BACKOFF_MIN;
         } else {
-            // Failed services wait again, keeping their age for the lag (the unnamed key
-            // only stands for "the target could not be reached").
-            for key in failed.into_iter().filter(|key| !key.name.is_empty()) {
+            // Failed services wait again, keeping their age for the lag.
+            for key in failed {
                 let pending = taken.get(&key).copied().unwrap_or(Pending {
                     first: now,
                     first_at: Utc::now(),
@@ -315,35 +310,15 @@ impl Job {
     }
 
     /// Plans and applies `keys` (all covered services when `None`); returns the services
-    /// whose writes or deletes failed.
+    /// whose writes or deletes failed, or `None` when the target could not be built.
     async fn pass(
         &mut self,
         keys: Option<Vec<ServiceKey>>,
         stop: &watch::Receiver<bool>,
-    ) -> BTreeSet<ServiceKey> {
+    ) -> Option<BTreeSet<ServiceKey>> {
         let everything = keys.is_none();
-        let wanted = keys.clone();
-        let current = self.ctx.target_config(&self.spec);
-        if self.target.is_none() || current != self.target_config {
-            // Built once, and again when the target source's configuration changes.
-            self.target = None;
-            match self.ctx.target(&self.spec) {
-                Ok(target) => {
-                    self.target = Some(target);
-                    self.target_config = current;
-                }
-                Err(err) => {
-                    self.fail(err.to_string(), None);
-                    if everything {
-                        self.full_due = Instant::now();
-                    }
-                    // Retried like a failed write: the services wait, with backoff.
-                    let mut failed: BTreeSet<ServiceKey> =
-                        wanted.unwrap_or_default().into_iter().collect();
-                    failed.insert(ServiceKey::named(""));
-                    return failed;
-                }
-            }
+        if !self.ensure_target() {
+            return None;
         }
         let reports = self.ctx.reports(&self.spec, &self.ledger, keys).await;
         let plan = plan::plan(&self.spec, &reports, &self.ledger, &*self.ctx, Utc::now());
@@ -369,7 +344,28 @@ impl Job {
             // A full pass that failed is retried as a full pass.
             self.full_due = Instant::now();
         }
-        failed
+        Some(failed)
+    }
+
+    /// Builds the target's writer, once and again when the target source's configuration
+    /// changes; false (and reported) when it cannot be built.
+    fn ensure_target(&mut self) -> bool {
+        let current = self.ctx.target_config(&self.spec);
+        if self.target.is_some() && current == self.target_config {
+            return true;
+        }
+        self.target = None;
+        match self.ctx.target(&self.spec, current.as_ref()) {
+            Ok(target) => {
+                self.target = Some(target);
+                self.target_config = current;
+                true
+            }
+            Err(err) => {
+                self.fail(err.to_string(), None);
+                false
+            }
+        }
     }
 
     async fn apply(&mut self, plan: Plan, stop: &watch::Receiver<bool>) -> BTreeSet<ServiceKey> {
@@ -546,16 +542,13 @@ impl Job {
         if self.ledger.is_empty() {
             return;
         }
-        let target = match self.ctx.target(&self.spec) {
-            Ok(target) => target,
-            Err(err) => return self.fail(err.to_string(), None),
-        };
-        let kept_alive = match &target {
+        if !self.ensure_target() {
+            return;
+        }
+        let kept_alive = match self.target_ref() {
             Target::Native(_) => false,
             Target::External(connector) => connector.writer().is_some_and(|w| w.keeps_alive()),
         };
-        self.target = Some(target);
-        self.target_config = self.ctx.target_config(&self.spec);
         if !kept_alive {
             return;
         }
@@ -614,13 +607,13 @@ impl Job {
             status.foreign = plan.foreign;
             status.echoes = plan.echoes;
         });
-        self.show_outages();
+        self.show_outages(self.outage());
     }
 
     /// Why deletes are paused now, if they are: held at the last pass, or a source
     /// they would come from cannot be trusted (whether or not a delete is due).
-    fn show_outages(&self) {
-        let outage = self.outage().filter(|_| self.spec.delete);
+    fn show_outages(&self, outage: Option<String>) {
+        let outage = outage.filter(|_| self.spec.delete);
         let paused = !self.held.is_empty() || outage.is_some();
         let first_held = self.held.values().next().map(|(_, why)| why.clone());
         let reason = first_held.or(outage);
@@ -642,12 +635,12 @@ impl Job {
     /// sources of held deletes can be trusted again, plans everything at once rather
     /// than at the next resync.
     fn watch_outages(&mut self) {
-        let outage = self.outage().is_some();
-        if self.outage_seen && !outage && !self.held.is_empty() {
+        let outage = self.outage();
+        if self.outage_seen && outage.is_none() && !self.held.is_empty() {
             self.full_due = Instant::now();
         }
-        self.outage_seen = outage;
-        self.show_outages();
+        self.outage_seen = outage.is_some();
+        self.show_outages(outage);
     }
 
     /// The first source the job's deletes would come from that cannot be trusted.

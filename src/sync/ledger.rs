@@ -58,6 +58,22 @@ pub struct LedgerEntry {
 /// A job's ledger in memory.
 pub type Ledger = BTreeMap<Spot, LedgerEntry>;
 
+/// The entries of service `key`, in ledger order.
+pub fn service_entries<'a>(
+    ledger: &'a Ledger,
+    key: &ServiceKey,
+) -> impl Iterator<Item = (&'a Spot, &'a LedgerEntry)> + use<'a> {
+    let start = Spot {
+        service: key.clone(),
+        host: String::new(),
+        port: 0,
+    };
+    let key = key.clone();
+    ledger
+        .range(start..)
+        .take_while(move |(spot, _)| spot.service == key)
+}
+
 /// `ledger` without entries about targets other than `to`.
 pub fn only_target(mut ledger: Ledger, to: &str) -> Ledger {
     ledger.retain(|_, entry| entry.target == to);

@@ -154,9 +154,7 @@ impl Syncs {
         }
         for (spec, origin, ledger) in loaded {
             let is_paused = paused.contains(&spec.id);
-            let status = Arc::new(StatusCell::new(SyncStatus::new(
-                &spec.id, &spec.to, is_paused,
-            )));
+            let status = Arc::new(StatusCell::new(SyncStatus::new(&spec.id, &spec.to)));
             syncs.launch(spec, origin, is_paused, ledger, status);
         }
         Ok(syncs)
@@ -188,7 +186,7 @@ impl Syncs {
             .blocking(move |store| store.put_sync(&key, &stored))
             .await?;
         let ledger = self.load_ledger(&spec).await?;
-        let status = Arc::new(StatusCell::new(SyncStatus::new(&spec.id, &spec.to, false)));
+        let status = Arc::new(StatusCell::new(SyncStatus::new(&spec.id, &spec.to)));
         self.launch(spec, Origin::Api, false, ledger, status);
         Ok(id)
     }
@@ -234,26 +232,19 @@ impl Syncs {
     /// no longer managed (deleting a job is not a reason to take instances away).
     pub async fn delete(&self, id: &str) -> Result<(), SyncError> {
         let _change = self.changes.lock().await;
-        let origin = self.entry(id, |m| m.origin)?;
+        let (origin, spec) = self.entry(id, |m| (m.origin, m.spec.clone()))?;
         if origin == Origin::File {
             return Err(SyncError::ReadOnly(id.to_owned()));
         }
-        let to = self.entry(id, |m| m.spec.to.clone())?;
-        let ledger = match self.halt(id).await {
-            Some(ledger) => ledger,
-            None => {
-                let key = id.to_owned();
-                (self.ctx.store)
-                    .blocking(move |store| store.ledger(&key))
-                    .await?
-            }
-        };
+        let ledger = self.stop_and_take_ledger(&spec).await?;
         let key = id.to_owned();
         (self.ctx.store)
             .blocking(move |store| store.delete_sync(&key))
             .await?;
         self.write().remove(id);
-        self.forget_echoes(&to, &ledger);
+        for spot in ledger.keys() {
+            self.ctx.echoes.remove(&spec.to, spot);
+        }
         self.ctx.metrics.sync.forget(id);
         Ok(())
     }
@@ -296,7 +287,8 @@ impl Syncs {
 
     /// Source ids a job names must exist, and its target must be writable.
     fn check_sources(&self, spec: &SyncSpec) -> Result<(), SpecError> {
-        let exists = |id: &str| id == NATIVE_SOURCE || self.ctx.federation.source(id).is_some();
+        let exists =
+            |id: &str| id == NATIVE_SOURCE || self.ctx.federation.source_state(id).is_some();
         if let spec::From::Sources(ids) = &spec.from {
             for (i, id) in ids.iter().enumerate() {
                 if !exists(id) {
@@ -318,19 +310,32 @@ impl Syncs {
         Ok(())
     }
 
-    /// Job `spec`'s stored ledger, its entries put in the echo index. Entries about
-    /// another target (a file job whose `to` changed) are dropped: the job's copies there
-    /// are no longer its business.
+    /// Job `spec`'s stored ledger, its entries put in the echo index.
     async fn load_ledger(&self, spec: &SyncSpec) -> Result<Ledger, SyncError> {
-        let id = spec.id.clone();
-        let to = spec.to.clone();
-        let ledger = (self.ctx.store)
-            .blocking(move |store| store.ledger_for(&id, &to))
-            .await?;
+        let ledger = self.stored_ledger(spec).await?;
         for spot in ledger.keys() {
             self.ctx.echoes.add(&spec.to, spot);
         }
         Ok(ledger)
+    }
+
+    /// Job `spec`'s ledger as stored. Entries about another target (a file job whose `to`
+    /// changed) are dropped: the job's copies there are no longer its business.
+    async fn stored_ledger(&self, spec: &SyncSpec) -> Result<Ledger, SyncError> {
+        let (id, to) = (spec.id.clone(), spec.to.clone());
+        let ledger = (self.ctx.store)
+            .blocking(move |store| store.ledger_for(&id, &to))
+            .await?;
+        Ok(ledger)
+    }
+
+    /// Stops job `spec`'s task, if it runs, and returns its final ledger (the stored one
+    /// for a paused job).
+    async fn stop_and_take_ledger(&self, spec: &SyncSpec) -> Result<Ledger, SyncError> {
+        match self.halt(&spec.id).await {
+            Some(ledger) => Ok(ledger),
+            None => self.stored_ledger(spec).await,
+        }
     }
 
     /// Lists job `spec` and starts its task unless paused (or the server is stopping).
@@ -344,7 +349,6 @@ impl Syncs {
     ) {
         status.update(|s| {
             s.synced = ledger.len();
-            s.to = spec.to.clone();
             s.state = if paused {
                 SyncState::Paused
             } else {
@@ -369,7 +373,8 @@ impl Syncs {
     }
 
     /// Stops job `id` and starts it again as `spec`, keeping its status counters. Its
-    /// copies stay in the echo index throughout (added again before removed).
+    /// target never changes (`replace` refuses that), so its copies stay in the echo
+    /// index as they are.
     async fn relaunch(
         &self,
         id: &str,
@@ -377,20 +382,8 @@ impl Syncs {
         origin: Origin,
         paused: bool,
     ) -> Result<(), SyncError> {
-        let Some((old_to, status)) = self
-            .read()
-            .get(id)
-            .map(|m| (m.spec.to.clone(), m.status.clone()))
-        else {
-            return Err(SyncError::NotFound(id.to_owned()));
-        };
-        let old = self.halt(id).await;
-        let ledger = self.load_ledger(&spec).await?;
-        let old = match old {
-            Some(old) => old,
-            None => ledger.clone(),
-        };
-        self.forget_echoes(&old_to, &old);
+        let (old, status) = self.entry(id, |m| (m.spec.clone(), m.status.clone()))?;
+        let ledger = self.stop_and_take_ledger(&old).await?;
         self.launch(spec, origin, paused, ledger, status);
         Ok(())
     }
@@ -405,12 +398,6 @@ impl Syncs {
                 tracing::error!(sync = %id, error = %err, "A sync job ended abnormally");
                 None
             }
-        }
-    }
-
-    fn forget_echoes(&self, to: &str, ledger: &Ledger) {
-        for spot in ledger.keys() {
-            self.ctx.echoes.remove(to, spot);
         }
     }
 
@@ -431,7 +418,7 @@ impl Syncs {
 }
 
 fn view(managed: &Managed) -> SyncView {
-    let mut status = managed.status.get();
+    let mut status = managed.status.get().as_of_now();
     // A job's task only ends when it is stopped; one that ended on its own failed.
     if managed
         .running

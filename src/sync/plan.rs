@@ -22,7 +22,7 @@ use serde::Serialize;
 use switchboard_connectors::{Instance, ServiceKey};
 use utoipa::ToSchema;
 
-use super::ledger::{content_hash, Ledger, LedgerEntry, Spot};
+use super::ledger::{content_hash, service_entries, Ledger, LedgerEntry, Spot};
 use super::spec::{From, SyncSpec};
 use crate::catalog::ServiceReports;
 
@@ -128,8 +128,9 @@ pub fn plan(
     now: DateTime<Utc>,
 ) -> Plan {
     let mut plan = Plan::default();
+    let target_seen = world.sees(&spec.to);
     for report in reports {
-        plan_service(spec, report, ledger, world, now, &mut plan);
+        plan_service(spec, report, ledger, world, target_seen, now, &mut plan);
     }
     plan
 }
@@ -146,6 +147,7 @@ fn plan_service(
     report: &ServiceReports,
     ledger: &Ledger,
     world: &dyn World,
+    target_seen: bool,
     now: DateTime<Utc>,
     plan: &mut Plan,
 ) {
@@ -197,7 +199,7 @@ fn plan_service(
     // A copy counts as lost only where the target has a live view that lists the
     // service: a target still discovering new services (Nacos reads its service list
     // every few seconds) proves nothing about copies it has not looked at yet.
-    let target_trusted = world.sees(&spec.to)
+    let target_trusted = target_seen
         && !report.raw_of_target.is_empty()
         && !(report.sources.iter()).any(|slice| *slice.source == *spec.to && slice.stale);
     let in_target: HashMap<(&str, u16), &Instance> = report
@@ -250,9 +252,7 @@ fn plan_service(
             hash,
         });
     }
-    let service_range = ledger
-        .range(service_start(key)..)
-        .take_while(|(spot, _)| spot.service == *key);
+    let service_range = service_entries(ledger, key);
     for (spot, entry) in service_range {
         let endpoint = (spot.host.as_str(), spot.port);
         if wanted.contains_key(&endpoint) {
@@ -293,15 +293,6 @@ fn origin_holds(report: &ServiceReports, origin: &str, world: &dyn World) -> Opt
     slice
         .held
         .then(|| format!("the wipe-out guard holds `{origin}`'s emptying of this service"))
-}
-
-/// The first spot of service `key` in ledger order.
-fn service_start(key: &ServiceKey) -> Spot {
-    Spot {
-        service: key.clone(),
-        host: String::new(),
-        port: 0,
-    }
 }
 
 /// What the job writes for `instance`: served under `key`, with an id every target

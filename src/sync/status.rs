@@ -1,8 +1,6 @@
 //! A sync job's status as the API shows it: its state, counters since this start, what
 //! waits, and why deletes are held. The job task updates it; readers take copies.
 
-use std::sync::Mutex;
-
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -49,7 +47,8 @@ pub struct SyncStatus {
     pub synced: usize,
     /// Services with changes not yet written.
     pub pending_services: usize,
-    /// Age of the oldest change not yet written, in milliseconds (0: up to date).
+    /// Age of the oldest change not yet written, in milliseconds (0: up to date), as of
+    /// the read.
     pub lag_ms: u64,
     /// True while deletes are held back because an origin is down or stale.
     pub deletes_paused: bool,
@@ -65,14 +64,21 @@ pub struct SyncStatus {
 }
 
 impl SyncStatus {
-    pub fn new(id: &str, to: &str, paused: bool) -> SyncStatus {
+    /// This status as the API shows it now: with its lag as of this moment.
+    pub fn as_of_now(mut self) -> SyncStatus {
+        self.lag_ms = self.oldest_unsynced.map_or(0, |oldest| {
+            (Utc::now() - oldest).num_milliseconds().max(0) as u64
+        });
+        self
+    }
+}
+
+impl SyncStatus {
+    /// A job that has done nothing yet; starting it sets its state.
+    pub fn new(id: &str, to: &str) -> SyncStatus {
         SyncStatus {
             id: id.to_owned(),
-            state: if paused {
-                SyncState::Paused
-            } else {
-                SyncState::Running
-            },
+            state: SyncState::Running,
             to: to.to_owned(),
             last_run: None,
             last_error: None,
@@ -93,25 +99,5 @@ impl SyncStatus {
     }
 }
 
-/// The job's record of itself; the API reads copies with the lag computed at read time.
-pub struct StatusCell(Mutex<SyncStatus>);
-
-impl StatusCell {
-    pub fn new(status: SyncStatus) -> StatusCell {
-        StatusCell(Mutex::new(status))
-    }
-
-    pub fn update<R>(&self, change: impl FnOnce(&mut SyncStatus) -> R) -> R {
-        // Updates are plain field assignments; a poisoned lock still holds a usable value.
-        let mut status = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        change(&mut status)
-    }
-
-    pub fn get(&self) -> SyncStatus {
-        let mut status = self.update(|status| status.clone());
-        status.lag_ms = status.oldest_unsynced.map_or(0, |oldest| {
-            (Utc::now() - oldest).num_milliseconds().max(0) as u64
-        });
-        status
-    }
-}
+/// The job's record of itself; the API reads copies.
+pub type StatusCell = crate::federation::StatusCell<SyncStatus>;

@@ -45,15 +45,12 @@ pub async fn explain(
             ),
         )
     })?;
-    let snapshot = state.catalog.snapshot();
     for source in &mut explanation.sources {
         source.state = if source.id == NATIVE_SOURCE {
             "ready".to_owned()
         } else {
-            state
-                .federation
-                .status(&source.id, &snapshot)
-                .map_or_else(|| "unknown".to_owned(), |s| s.state.as_str().to_owned())
+            (state.federation.source_state(&source.id))
+                .map_or_else(|| "unknown".to_owned(), |s| s.as_str().to_owned())
         };
     }
     Ok(axum::Json(explanation))

@@ -8,7 +8,7 @@ use super::error::{ApiError, Problem};
 use super::extract::Json;
 use super::{to_completion, AppState};
 use crate::catalog::MergeRule;
-use crate::federation::{FederationError, MergeRulesView};
+use crate::federation::MergeRulesView;
 
 /// The body of `PUT /api/v1/merge`.
 #[derive(Deserialize)]
@@ -44,13 +44,13 @@ pub async fn replace(
         let field = err.path().to_string();
         ApiError::bad_request("invalid_merge_rule", err.into_inner().to_string()).with_field(field)
     })?;
+    for (i, rule) in body.rules.iter().enumerate() {
+        rule.validate().map_err(|(field, message)| {
+            ApiError::bad_request("invalid_merge_rule", message)
+                .with_field(format!("rules[{i}].{field}"))
+        })?;
+    }
     let shared = state.clone();
-    let replaced = to_completion(async move { shared.merge.replace(body.rules).await }).await?;
-    replaced.map_err(|err| match err {
-        FederationError::Invalid { field, message } => {
-            ApiError::bad_request("invalid_merge_rule", message).with_field_if(field)
-        }
-        other => other.into(),
-    })?;
+    to_completion(async move { shared.merge.replace(body.rules).await }).await??;
     Ok(axum::Json(state.merge.view().await))
 }

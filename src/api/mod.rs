@@ -96,6 +96,19 @@ pub(crate) async fn to_completion<T: Send + 'static>(
     })
 }
 
+/// Runs `change` to completion (see [`to_completion`]), then answers with `show()`: what
+/// the changed resource looks like now.
+pub(crate) async fn change_then_show<V, E>(
+    change: impl std::future::Future<Output = Result<(), E>> + Send + 'static,
+    show: impl FnOnce() -> Result<V, ApiError>,
+) -> Result<V, ApiError>
+where
+    E: Into<ApiError> + Send + 'static,
+{
+    to_completion(change).await?.map_err(Into::into)?;
+    show()
+}
+
 /// Every route, as metrics label it (and as `/openapi.json` documents it).
 pub const ROUTES: &[&str] = &[
     "/api/v1/services",

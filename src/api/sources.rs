@@ -40,8 +40,8 @@ async fn change_then_show<Fut>(
 where
     Fut: std::future::Future<Output = Result<(), FederationError>> + Send + 'static,
 {
-    to_completion(change(state.clone(), id.clone())).await??;
-    current(&state, &id)
+    let change = change(state.clone(), id.clone());
+    super::change_then_show(change, || current(&state, &id)).await
 }
 
 /// The source as it is now (after a change: with its new configuration).

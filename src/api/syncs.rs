@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use super::error::{ApiError, Problem};
 use super::extract::{Json, PathParam};
-use super::{to_completion, AppState};
+use super::{change_then_show, to_completion, AppState};
 use crate::sync::{Plan, SyncError, SyncSpec, SyncStatus, SyncView};
 
 impl From<SyncError> for ApiError {
@@ -112,10 +112,9 @@ pub async fn replace(
     PathParam(id): PathParam,
     Json(document): Json<Value>,
 ) -> Result<axum::Json<SyncView>, ApiError> {
-    let shared = state.clone();
-    let key = id.clone();
-    to_completion(async move { shared.syncs.replace(&key, document).await }).await??;
-    current(&state, &id)
+    let (shared, key) = (state.clone(), id.clone());
+    let change = async move { shared.syncs.replace(&key, document).await };
+    change_then_show(change, || current(&state, &id)).await
 }
 
 /// Removes an API job and its ledger. What it wrote stays in the target, unmanaged.
@@ -141,10 +140,9 @@ async fn set_paused(
     id: String,
     paused: bool,
 ) -> Result<axum::Json<SyncView>, ApiError> {
-    let shared = state.clone();
-    let key = id.clone();
-    to_completion(async move { shared.syncs.set_paused(&key, paused).await }).await??;
-    current(&state, &id)
+    let (shared, key) = (state.clone(), id.clone());
+    let change = async move { shared.syncs.set_paused(&key, paused).await };
+    change_then_show(change, || current(&state, &id)).await
 }
 
 /// Pauses a job: nothing is written until it resumes; its ledger is kept. Stored.

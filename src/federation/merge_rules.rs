@@ -4,8 +4,9 @@
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::{FederationError, Origin, SourceStore};
+use super::{Origin, SourceStore};
 use crate::catalog::{Catalog, MergeRule, MergeRules, Policy};
+use crate::registry::StoreError;
 
 /// A rule as `GET /api/v1/merge` shows it.
 #[derive(Debug, Serialize, ToSchema)]
@@ -74,13 +75,9 @@ impl MergeSettings {
         }
     }
 
-    /// Replaces the API's rules: checked, stored, then applied to every service.
-    pub async fn replace(&self, rules: Vec<MergeRule>) -> Result<(), FederationError> {
-        for (i, rule) in rules.iter().enumerate() {
-            rule.validate().map_err(|(field, message)| {
-                FederationError::invalid(format!("rules[{i}].{field}"), message)
-            })?;
-        }
+    /// Replaces the API's rules (checked by the caller, [`MergeRule::validate`]): stored,
+    /// then applied to every service.
+    pub async fn replace(&self, rules: Vec<MergeRule>) -> Result<(), StoreError> {
         let mut api = self.api.lock().await;
         let stored = rules.clone();
         self.store

@@ -9,7 +9,7 @@ use super::config::{EtcdConfig, ValueFormat};
 use super::fields::{
     host_and_port, metadata, parse_address, status, tags, time, weight, Fields, DEFAULT_WEIGHT,
 };
-use super::template::{KeyParts, KeyTemplate};
+use super::template::{KeyParts, Layout};
 use crate::{ConnectorError, Instance, ServiceKey, SourceCommon, Status};
 
 /// Converts the key-values of one source.
@@ -17,23 +17,15 @@ use crate::{ConnectorError, Instance, ServiceKey, SourceCommon, Status};
 pub(crate) struct Converter {
     namespace: String,
     group: String,
-    prefix: String,
-    format: ValueFormat,
-    template: KeyTemplate,
-    template_text: String,
+    layout: Layout,
 }
 
 impl Converter {
     pub(crate) fn new(common: &SourceCommon, config: &EtcdConfig) -> Result<Self, ConnectorError> {
-        let template = KeyTemplate::parse(&config.key_template)
-            .map_err(|why| ConnectorError::Config(format!("`key_template` {why}")))?;
         Ok(Converter {
             namespace: common.placed_namespace().to_owned(),
             group: common.placed_group().to_owned(),
-            prefix: config.effective_prefix(),
-            format: config.format,
-            template,
-            template_text: config.key_template.clone(),
+            layout: Layout::new(config)?,
         })
     }
 
@@ -45,9 +37,9 @@ impl Converter {
             return Err("value is empty".to_owned());
         }
         let parts = key
-            .strip_prefix(self.prefix.as_str())
-            .and_then(|rest| self.template.matches(rest));
-        match self.format {
+            .strip_prefix(self.layout.prefix.as_str())
+            .and_then(|rest| self.layout.template.matches(rest));
+        match self.layout.format {
             ValueFormat::Json => match parse_object(text) {
                 Ok(object) => self.read_json(parts, &object),
                 Err(why) => Err(why),
@@ -66,7 +58,7 @@ impl Converter {
     fn mismatch(&self) -> String {
         format!(
             "key does not match key_template `{}` below prefix `{}`",
-            self.template_text, self.prefix
+            self.layout.template_text, self.layout.prefix
         )
     }
 

@@ -12,27 +12,19 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Map, Value};
 
 use super::config::{EtcdConfig, ValueFormat};
-use super::template::{KeyParts, KeyTemplate, Segment};
+use super::template::{KeyParts, Layout, Segment};
 use crate::{ConnectorError, Instance, InstanceKey};
 
 /// Renders instances for one source.
 #[derive(Clone, Debug)]
 pub(super) struct Encoder {
-    prefix: String,
-    format: ValueFormat,
-    template: KeyTemplate,
-    template_text: String,
+    layout: Layout,
 }
 
 impl Encoder {
     pub(super) fn new(config: &EtcdConfig) -> Result<Self, ConnectorError> {
-        let template = KeyTemplate::parse(&config.key_template)
-            .map_err(|why| ConnectorError::Config(format!("`key_template` {why}")))?;
         Ok(Encoder {
-            prefix: config.effective_prefix(),
-            format: config.format,
-            template,
-            template_text: config.key_template.clone(),
+            layout: Layout::new(config)?,
         })
     }
 
@@ -41,49 +33,50 @@ impl Encoder {
     /// instance lacks.
     pub(super) fn key(&self, instance: &Instance) -> Result<String, ConnectorError> {
         self.writable()?;
-        let parts = KeyParts {
-            service: Some(instance.service.name.clone()),
-            version: instance.version.clone(),
-            id: Some(instance.id.clone()),
-        };
-        let rest = self.template.render(&parts).map_err(|why| {
-            ConnectorError::Config(format!(
-                "cannot write instance `{}` of `{}` under `key_template` `{}`: {why}",
-                instance.id, instance.service.name, self.template_text
-            ))
-        })?;
-        Ok(format!("{}{rest}", self.prefix))
+        let service = &instance.service.name;
+        self.render(service, instance.version.clone(), &instance.id)
+            .map_err(|why| {
+                ConnectorError::Config(format!(
+                    "cannot write instance `{}` of `{service}` under `key_template` `{}`: {why}",
+                    instance.id, self.layout.template_text
+                ))
+            })
     }
 
     /// The key of an instance known only by its [`InstanceKey`], when the template needs
     /// nothing else (no `{version}`).
     pub(super) fn key_of(&self, key: &InstanceKey) -> Option<String> {
-        if self.template.has(Segment::Version) || self.writable().is_err() {
+        if self.layout.template.has(Segment::Version) || self.writable().is_err() {
             return None;
         }
+        self.render(&key.service.name, None, &key.id).ok()
+    }
+
+    /// The prefix plus the template filled in.
+    fn render(&self, service: &str, version: Option<String>, id: &str) -> Result<String, String> {
         let parts = KeyParts {
-            service: Some(key.service.name.clone()),
-            version: None,
-            id: Some(key.id.clone()),
+            service: Some(service.to_owned()),
+            version,
+            id: Some(id.to_owned()),
         };
-        let rest = self.template.render(&parts).ok()?;
-        Some(format!("{}{rest}", self.prefix))
+        let rest = self.layout.template.render(&parts)?;
+        Ok(format!("{}{rest}", self.layout.prefix))
     }
 
     fn writable(&self) -> Result<(), ConnectorError> {
-        if self.template.has(Segment::Id) {
+        if self.layout.template.has(Segment::Id) {
             return Ok(());
         }
         Err(ConnectorError::Config(format!(
             "`key_template` `{}` has no `{{id}}`, so one key stands for a whole service and \
              cannot hold several instances; Switchboard does not write to such a source",
-            self.template_text
+            self.layout.template_text
         )))
     }
 
     /// The value `instance` is written as.
     pub(super) fn value(&self, instance: &Instance) -> String {
-        match self.format {
+        match self.layout.format {
             // `plain` has no room for a protocol: a scheme in front would break readers
             // that expect `host:port`.
             ValueFormat::Plain => instance.address(),

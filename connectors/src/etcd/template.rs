@@ -1,6 +1,6 @@
 //! `key_template`: the layout of a key below the prefix, parsed once and matched against
 //! every key to learn its service, version and id, or rendered for an instance the
-//! writer puts.
+//! writer puts; and [`Layout`], a source's prefix, format and template together.
 
 /// One `/`-separated piece of a key below the prefix.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -182,5 +182,30 @@ mod tests {
             ..parts
         };
         assert_eq!(without_version.render(&parts).unwrap(), "user/10.0.0.1:80");
+    }
+}
+
+/// Where one source's instances live in etcd and how their values are written: its
+/// effective prefix, value format and parsed key template. Read by the watch's converter
+/// and written by the writer's encoder, so both agree.
+#[derive(Clone, Debug)]
+pub(super) struct Layout {
+    pub prefix: String,
+    pub format: super::config::ValueFormat,
+    pub template: KeyTemplate,
+    /// The template as configured, for messages.
+    pub template_text: String,
+}
+
+impl Layout {
+    pub(super) fn new(config: &super::config::EtcdConfig) -> Result<Layout, crate::ConnectorError> {
+        let template = KeyTemplate::parse(&config.key_template)
+            .map_err(|why| crate::ConnectorError::Config(format!("`key_template` {why}")))?;
+        Ok(Layout {
+            prefix: config.effective_prefix(),
+            format: config.format,
+            template,
+            template_text: config.key_template.clone(),
+        })
     }
 }

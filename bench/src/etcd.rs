@@ -13,6 +13,27 @@ use crate::servers::{self, Server};
 
 /// The key prefix Switchboard's source watches.
 pub const PREFIX: &str = "/services/";
+
+/// Service `s`'s instance `i` as the bench lays out many of them: service `{name}-{s}`,
+/// endpoint `10.{s/256}.{s%256}.{i}:{8000+i}`.
+pub fn spread_instance(name: &str, s: usize, i: usize) -> (String, String, u16) {
+    let host = format!("10.{}.{}.{i}", s / 256, s % 256);
+    (format!("{name}-{s}"), host, 8000 + i as u16)
+}
+
+/// That instance's key and value in the source layout the parts use:
+/// `{PREFIX}{service}/{i}` = `host:port`.
+pub fn spread_key(name: &str, s: usize, i: usize) -> (String, String) {
+    let (service, host, port) = spread_instance(name, s, i);
+    (format!("{PREFIX}{service}/{i}"), format!("{host}:{port}"))
+}
+
+/// The keys of `services` services of `per_service` instances each.
+pub fn spread_keys(name: &str, services: usize, per_service: usize) -> Vec<(String, String)> {
+    (0..services)
+        .flat_map(|s| (0..per_service).map(move |i| spread_key(name, s, i)))
+        .collect()
+}
 /// The id of the source in Switchboard's config.
 pub const SOURCE_ID: &str = "etcd-main";
 /// etcd refuses a txn with more operations than this (`--max-txn-ops`, default 128).

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use tokio::time::Instant;
 
-use crate::etcd::{PREFIX, SOURCE_ID};
+use crate::etcd::SOURCE_ID;
 use crate::servers::Server;
 
 pub const SERVICES: usize = 1000;
@@ -54,15 +54,7 @@ pub async fn measure(
         mib(rss_before)
     ));
 
-    let keys: Vec<(String, String)> = (0..SERVICES)
-        .flat_map(|s| {
-            (0..PER_SERVICE).map(move |i| {
-                let key = format!("{PREFIX}mem-{s}/{i}");
-                let value = format!("10.{}.{}.{}:{}", s / 256, s % 256, i, 8000 + i);
-                (key, value)
-            })
-        })
-        .collect();
+    let keys = crate::etcd::spread_keys("mem", SERVICES, PER_SERVICE);
     let client = crate::etcd::connect(etcd).await?;
     crate::progress(&format!(
         "loading {INSTANCES} instances into etcd ({SERVICES} services x {PER_SERVICE})"

@@ -296,7 +296,7 @@ fn propagation_table(out: &mut String, lat: &Latencies, floor: &str, short: &str
     }
 }
 
-fn check_header(out: &mut String) {
+pub(crate) fn check_header(out: &mut String) {
     let _ = writeln!(
         out,
         "\n{:<36} {:>10} {:>10}  result",

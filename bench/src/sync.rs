@@ -117,7 +117,12 @@ pub async fn bench(
     ));
     let writer = etcd::connect(&etcd).await?;
     let started = Instant::now();
-    etcd::put_all(&writer, keys(), ETCD_WRITERS).await?;
+    etcd::put_all(
+        &writer,
+        etcd::spread_keys(NAME, SERVICES, PER_SERVICE),
+        ETCD_WRITERS,
+    )
+    .await?;
     let etcd_load = started.elapsed();
     wait_source(&mut switchboard, &client, etcd::SOURCE_ID, INSTANCES).await?;
     wait_source(&mut switchboard, &client, nacos::SOURCE_ID, 0).await?;
@@ -197,26 +202,8 @@ async fn direct_run(rnacos_binary: &Path, when: &str) -> anyhow::Result<Baseline
     Ok(run)
 }
 
-/// Service `s`'s instance `i`: its service name and endpoint.
-fn instance(s: usize, i: usize) -> (String, String, u16) {
-    let host = format!("10.{}.{}.{i}", s / 256, s % 256);
-    (format!("sync-{s}"), host, 8000 + i as u16)
-}
-
-/// The etcd source layout the other parts use: `{PREFIX}{service}/{id}` = `host:port`.
-fn keys() -> Vec<(String, String)> {
-    (0..SERVICES)
-        .flat_map(|s| (0..PER_SERVICE).map(move |i| key(s, i)))
-        .collect()
-}
-
-fn key(s: usize, i: usize) -> (String, String) {
-    let (service, host, port) = instance(s, i);
-    (
-        format!("{}{service}/{i}", etcd::PREFIX),
-        format!("{host}:{port}"),
-    )
-}
+/// The services' names start with this (see [`etcd::spread_instance`]).
+const NAME: &str = "sync";
 
 /// Waits until source `id` is ready and serves `instances`.
 async fn wait_source(
@@ -289,17 +276,25 @@ async fn wait_synced(
 ) -> anyhow::Result<(Duration, u64, Duration)> {
     let mut synced = None;
     let mut listed = None;
+    // Each side is read only until it is done: rnacos's catalog pages cost it CPU, which
+    // is counted as the job's.
+    let mut status = Value::Null;
+    let mut counted = 0;
     loop {
         switchboard.check_alive()?;
         rnacos.check_alive()?;
-        let status = job_status(switchboard, client).await?;
-        if synced.is_none() && is_synced(&status) {
-            let writes = status["writes"].as_u64().unwrap_or_default();
-            synced = Some((started.elapsed(), writes));
+        if synced.is_none() {
+            status = job_status(switchboard, client).await?;
+            if is_synced(&status) {
+                let writes = status["writes"].as_u64().unwrap_or_default();
+                synced = Some((started.elapsed(), writes));
+            }
         }
-        let counted = rnacos::catalog_count(client, rnacos).await?;
-        if listed.is_none() && counted == INSTANCES {
-            listed = Some(started.elapsed());
+        if listed.is_none() {
+            counted = rnacos::catalog_count(client, rnacos).await?;
+            if counted == INSTANCES {
+                listed = Some(started.elapsed());
+            }
         }
         if let (Some((synced, writes)), Some(listed)) = (synced, listed) {
             return Ok((synced, writes, listed));
@@ -382,8 +377,8 @@ async fn one_change(
     rnacos: &Server,
     client: &reqwest::Client,
 ) -> anyhow::Result<Duration> {
-    let (service, host, port) = instance(0, PER_SERVICE);
-    let (key, value) = key(0, PER_SERVICE);
+    let (service, host, port) = etcd::spread_instance(NAME, 0, PER_SERVICE);
+    let (key, value) = etcd::spread_key(NAME, 0, PER_SERVICE);
     let mut writer = writer.clone();
     let started = Instant::now();
     writer
@@ -426,7 +421,7 @@ mod tests {
 
     #[test]
     fn keys_follow_the_etcd_layout() {
-        let keys = keys();
+        let keys = etcd::spread_keys(NAME, SERVICES, PER_SERVICE);
         assert_eq!(keys.len(), INSTANCES);
         assert_eq!(
             keys[0],
@@ -437,7 +432,7 @@ mod tests {
             ("/services/sync-999/9".into(), "10.3.231.9:8009".into())
         );
         assert_eq!(
-            key(0, PER_SERVICE),
+            etcd::spread_key(NAME, 0, PER_SERVICE),
             ("/services/sync-0/10".into(), "10.0.0.10:8010".into())
         );
     }

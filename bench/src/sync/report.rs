@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use super::{SyncResults, INSTANCES, PER_SERVICE, SERVICES, SOURCE_DEADLINE};
-use crate::report::format_latency;
+use crate::report::{check_header, format_latency};
 
 fn per_second(time: Duration) -> f64 {
     INSTANCES as f64 / time.as_secs_f64()
@@ -64,10 +64,9 @@ pub fn render(r: &SyncResults) -> String {
     }
     let floor = r.baseline();
     let ratio = |time: Duration| format!("{:.2}x", time.as_secs_f64() / floor.as_secs_f64());
-    let source_view = r.source_view.map_or_else(
-        || format!("not within {SOURCE_DEADLINE:?}"),
-        |time| format!("{:.2}s", time.as_secs_f64()),
-    );
+    let source_view = r
+        .source_view
+        .map_or_else(|| format!("not within {SOURCE_DEADLINE:?}"), seconds);
     for (name, value) in [
         ("ratio (job synced / faster direct run)", ratio(r.synced)),
         (
@@ -87,11 +86,7 @@ pub fn render(r: &SyncResults) -> String {
         let _ = writeln!(out, "{name:<52} {value:>10}");
     }
 
-    let _ = writeln!(
-        out,
-        "\n{:<36} {:>10} {:>10}  result",
-        "check", "value", "target"
-    );
+    check_header(&mut out);
     let n = INSTANCES as u64;
     for (name, value, target) in [
         ("writes == instances (at sync)", r.writes_at_sync, n),

@@ -9,7 +9,8 @@ use reqwest::Url;
 use serde_json::{json, Value};
 use tokio::time::Instant;
 
-use super::{cpu, instance, INSTANCES, JOB, PER_SERVICE, SERVICES};
+use super::{cpu, INSTANCES, JOB, NAME, PER_SERVICE, SERVICES};
+use crate::etcd::spread_instance;
 use crate::servers::Server;
 use crate::{etcd, nacos};
 
@@ -40,7 +41,7 @@ pub async fn baseline(rnacos_binary: &Path) -> anyhow::Result<Baseline> {
     let started = Instant::now();
     for s in 0..SERVICES {
         for i in 0..PER_SERVICE {
-            let (service, host, port) = instance(s, i);
+            let (service, host, port) = spread_instance(NAME, s, i);
             let metadata = json!({
                 "switchboard.id": format!("{service}-{host}-{port}"),
                 "switchboard.origin": etcd::SOURCE_ID,
@@ -108,7 +109,7 @@ pub async fn catalog_count(client: &reqwest::Client, rnacos: &Server) -> anyhow:
 pub async fn listed_copies(client: &reqwest::Client, rnacos: &Server) -> anyhow::Result<usize> {
     let mut total = 0;
     for s in 0..SERVICES {
-        let (service, _, _) = instance(s, 0);
+        let (service, _, _) = spread_instance(NAME, s, 0);
         let hosts = list_service(client, rnacos, &service).await?;
         total += hosts
             .iter()

@@ -20,23 +20,38 @@ use tokio::task::JoinHandle;
 /// How long any condition may take before a test fails.
 pub const DEADLINE: Duration = Duration::from_secs(10);
 
+/// Polls `probe` until it yields `Ok`, or fails the test naming `what` and the last
+/// thing `probe` saw (its `Err`) after `deadline`.
+pub async fn poll<T, F, Fut>(what: &str, deadline: Duration, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, String>>,
+{
+    let give_up = tokio::time::Instant::now() + deadline;
+    loop {
+        let seen = match probe().await {
+            Ok(value) => return value,
+            Err(seen) => seen,
+        };
+        assert!(
+            tokio::time::Instant::now() < give_up,
+            "timed out after {deadline:?} waiting for {what}; last seen: {seen}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Polls `probe` until it yields `Some`, or fails the test naming `what` after `deadline`.
 pub async fn wait_until<T, F, Fut>(what: &str, deadline: Duration, mut probe: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
-    let give_up = tokio::time::Instant::now() + deadline;
-    loop {
-        if let Some(value) = probe().await {
-            return value;
-        }
-        assert!(
-            tokio::time::Instant::now() < give_up,
-            "timed out after {deadline:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    poll(what, deadline, || {
+        let attempt = probe();
+        async move { attempt.await.ok_or_else(|| "not yet".to_owned()) }
+    })
+    .await
 }
 
 /// A config for tests: the given data dir, fast sweeps.

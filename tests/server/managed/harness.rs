@@ -2,12 +2,10 @@
 //! body)`, source documents for each adapter, problem and view checks, and waits that
 //! say what they last saw when they give up.
 
-use std::future::Future;
 use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use tokio::time::Instant;
 
 use crate::sources::{addresses, assert_status_shape, instances, source_status, SLOW};
 use crate::support::TestServer;
@@ -185,26 +183,7 @@ pub fn assert_problem(
     }
 }
 
-/// Polls `probe` until it gives `Ok`, or fails naming `what` and the last `Err` (what it
-/// saw) after `deadline`.
-pub async fn poll<T, F, Fut>(what: &str, deadline: Duration, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, String>>,
-{
-    let give_up = Instant::now() + deadline;
-    loop {
-        let seen = match probe().await {
-            Ok(value) => return value,
-            Err(seen) => seen,
-        };
-        assert!(
-            Instant::now() < give_up,
-            "timed out after {deadline:?} waiting for {what}; last seen: {seen}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
+pub use crate::support::poll;
 
 /// Waits up to `deadline` until `service` has exactly `expected` addresses.
 pub async fn wait_addresses_within(

@@ -8,6 +8,7 @@ use crate::managed::harness::{poll, post};
 use crate::sources::SLOW;
 use crate::support::rnacos::{RnacosServer, DEFAULT_GROUP, PUBLIC};
 use crate::support::TestServer;
+use consul_double::ConsulDouble;
 
 /// `/api/v1/syncs/{id}`.
 pub fn sync_path(id: &str) -> String {
@@ -107,7 +108,7 @@ pub fn nacos_table(id: &str, endpoint: &str) -> String {
 /// The `ip:port` of every instance rnacos lists in `service` (public, `DEFAULT_GROUP`),
 /// sorted, duplicates kept.
 pub async fn nacos_addresses(nacos: &RnacosServer, service: &str) -> Vec<String> {
-    let hosts = nacos.hosts(PUBLIC, DEFAULT_GROUP, service).await;
+    let hosts = nacos_hosts(nacos, service).await;
     let mut addresses: Vec<String> = hosts
         .iter()
         .map(|h| format!("{}:{}", h["ip"].as_str().unwrap_or_default(), h["port"]))
@@ -139,4 +140,24 @@ pub fn served(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         .collect();
     pairs.sort();
     pairs
+}
+
+/// rnacos's entries of `service` in `public`/`DEFAULT_GROUP`.
+pub async fn nacos_hosts(nacos: &RnacosServer, service: &str) -> Vec<Value> {
+    nacos.hosts(PUBLIC, DEFAULT_GROUP, service).await
+}
+
+/// The Consul double's `GET /v1/health/service/{name}`: one entry (`Service`, `Checks`)
+/// per registration.
+pub async fn consul_health(consul: &ConsulDouble, name: &str) -> Vec<Value> {
+    let url = format!("{}/v1/health/service/{name}", consul.url());
+    let response = reqwest::get(&url)
+        .await
+        .unwrap_or_else(|err| panic!("GET {url}: {err}"));
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    body.as_array().cloned().unwrap_or_default()
+}
+
+pub fn str_of(value: &Value) -> &str {
+    value.as_str().unwrap_or_default()
 }

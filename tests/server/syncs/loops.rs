@@ -11,10 +11,8 @@ use consul_double::{ConsulDouble, Options};
 use serde_json::{json, Value};
 use tokio::time::Instant;
 
-use super::common::{create_sync, sync_status};
-use super::propagation::{
-    assert_done, consul_health, job, nacos_hosts, nacos_source, Done, PROPAGATION,
-};
+use super::common::{consul_health, create_sync, nacos_hosts, str_of, sync_status};
+use super::propagation::{assert_done, job, nacos_source, Done, PROPAGATION};
 use crate::managed::harness::{consul_doc, consul_service, create, poll, RECONNECT};
 use crate::sources::{
     instances, sorted_addresses, start_server, wait_addresses, wait_source_state,
@@ -59,10 +57,6 @@ async fn consul_counts(consul: &ConsulDouble) -> Counts {
     let entries = consul_health(consul, SERVICE).await;
     let services = entries.iter().map(|e| &e["Service"]);
     count(services.map(|s| format!("{}:{}", str_of(&s["Address"]), s["Port"])))
-}
-
-fn str_of(value: &Value) -> &str {
-    value.as_str().unwrap_or_default()
 }
 
 /// Every address in `hosts`, each once.

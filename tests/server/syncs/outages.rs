@@ -7,13 +7,13 @@
 use serde_json::{json, Value};
 
 use super::common::{
-    at_rest, create_sync, nacos_addresses, nacos_table, plan_of, planned, served, sync_path,
-    sync_status, wait_nacos_addresses, wait_sync,
+    at_rest, create_sync, nacos_addresses, nacos_hosts, nacos_table, plan_of, planned, served,
+    sync_path, sync_status, wait_nacos_addresses, wait_sync,
 };
 use crate::managed::harness::{etcd_table, poll, put, PROMPTLY};
 use crate::sources::{load_config, served_from, wait_fresh, wait_source_state, SLOW};
 use crate::support::etcd::EtcdServer;
-use crate::support::rnacos::{Registration, RnacosServer, DEFAULT_GROUP, PUBLIC};
+use crate::support::rnacos::{Registration, RnacosServer};
 use crate::support::TestServer;
 
 /// A job copying `web` from etcd source `from` into the Nacos source `nacos-t`.
@@ -151,7 +151,7 @@ async fn a_killed_source_holds_the_deletes_of_its_copies_until_it_is_back() {
 
 /// rnacos's entry for `ip` in `web`.
 async fn nacos_entry(nacos: &RnacosServer, ip: &str) -> Option<Value> {
-    let hosts = nacos.hosts(PUBLIC, DEFAULT_GROUP, "web").await;
+    let hosts = nacos_hosts(nacos, "web").await;
     hosts.into_iter().find(|h| h["ip"] == ip)
 }
 

@@ -13,13 +13,15 @@ use consul_double::ConsulDouble;
 use serde_json::{json, Value};
 use tokio::time::Instant;
 
-use super::common::{create_sync, sync_status};
+use super::common::{
+    at_rest, consul_health, create_sync, nacos_hosts, str_of, sync_status, wait_sync,
+};
 use crate::managed::harness::{
     consul_doc, create, etcd_doc, explain, nacos_doc, poll, with, RECONNECT,
 };
 use crate::sources::{instances, start_server, wait_source_state};
 use crate::support::etcd::EtcdServer;
-use crate::support::rnacos::{Registration, RnacosServer, DEFAULT_GROUP, PUBLIC};
+use crate::support::rnacos::{Registration, RnacosServer, DEFAULT_GROUP};
 use crate::support::{test_config, TestServer, DEADLINE};
 
 /// How long a change may take from the origin to the target (the contract).
@@ -78,18 +80,12 @@ pub(super) struct Done {
 /// made exactly those, without errors, and returns the status. (The counters move
 /// during a pass, `synced` and `last_run` at its end.)
 pub(super) async fn assert_done(server: &TestServer, id: &str, done: Done) -> Value {
-    let what = format!("job {id} to be at rest having done {done:?}");
-    let status = poll(&what, RECONNECT, || async {
-        let status = sync_status(server, id).await;
-        let at_rest = status["writes"].as_u64() >= Some(done.writes)
+    let what = format!("to be at rest having done {done:?}");
+    let status = wait_sync(server, id, &what, |status| {
+        status["writes"].as_u64() >= Some(done.writes)
             && status["deletes"].as_u64() >= Some(done.deletes)
             && status["synced"] == done.synced
-            && status["pending_services"] == 0
-            && status["last_run"].is_string();
-        match at_rest {
-            true => Ok(status),
-            false => Err(status.to_string()),
-        }
+            && at_rest(status)
     })
     .await;
     assert_eq!(status["writes"], done.writes, "no write twice: {status}");
@@ -132,22 +128,6 @@ where
     started.elapsed()
 }
 
-/// rnacos's entries of `service` in `public`/`DEFAULT_GROUP`.
-pub(super) async fn nacos_hosts(nacos: &RnacosServer, service: &str) -> Vec<Value> {
-    nacos.hosts(PUBLIC, DEFAULT_GROUP, service).await
-}
-
-/// The Consul double's `GET /v1/health/service/{name}`: one entry (`Service`, `Checks`)
-/// per registration.
-pub(super) async fn consul_health(consul: &ConsulDouble, name: &str) -> Vec<Value> {
-    let url = format!("{}/v1/health/service/{name}", consul.url());
-    let response = reqwest::get(&url)
-        .await
-        .unwrap_or_else(|err| panic!("GET {url}: {err}"));
-    let body: Value = response.json().await.unwrap_or(Value::Null);
-    body.as_array().cloned().unwrap_or_default()
-}
-
 /// The rnacos entry at `ip:port`, if it satisfies `check` (else why not).
 async fn nacos_entry(
     nacos: &RnacosServer,
@@ -177,10 +157,6 @@ async fn consul_entry(
         Some(entry) if check(entry) => Ok(entry.clone()),
         _ => Err(Value::Array(entries).to_string()),
     }
-}
-
-fn str_of(value: &Value) -> &str {
-    value.as_str().unwrap_or_default()
 }
 
 /// The status of the TTL check Switchboard keeps on the copy in `entry`.

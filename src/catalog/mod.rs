@@ -36,7 +36,7 @@ pub use snapshot::{InstanceView, ServiceSummary, ServiceView, Snapshot, SourceCo
 use crate::telemetry::Metrics;
 
 /// How a source takes part in merging.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct SourceMeta {
     /// Higher wins when two sources report the same endpoint.
     pub priority: i32,

@@ -103,7 +103,9 @@ impl Writer {
                     done,
                 } => {
                     let partition = self.partitions.entry(source).or_default();
-                    if let Some(meta) = meta {
+                    // The same meta again (a supervisor repeating its state, a warm
+                    // view's source connecting) changes no view: nothing to re-merge.
+                    if let Some(meta) = meta.filter(|meta| *meta != partition.meta) {
                         touched.extend(partition.served_keys().cloned());
                         partition.rename(meta.names.clone(), &mut touched);
                         partition.unsaved_meta |= meta.stale_since != partition.meta.stale_since;

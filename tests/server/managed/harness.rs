@@ -231,11 +231,25 @@ pub async fn wait_source(
     check: impl Fn(&Value) -> bool,
 ) -> Value {
     let what = format!("source {id}: {what}");
-    poll(&what, RECONNECT, || async {
-        let view = source_status(server, id).await;
-        match check(&view) {
-            true => Ok(view),
-            false => Err(view.to_string()),
+    poll_json(&what, RECONNECT, || source_status(server, id), check).await
+}
+
+/// Polls `fetch` until what it returns satisfies `check`; returns that. A timeout shows
+/// the last one.
+pub async fn poll_json<Fut>(
+    what: &str,
+    deadline: std::time::Duration,
+    fetch: impl Fn() -> Fut,
+    check: impl Fn(&Value) -> bool,
+) -> Value
+where
+    Fut: std::future::Future<Output = Value>,
+{
+    poll(what, deadline, || async {
+        let value = fetch().await;
+        match check(&value) {
+            true => Ok(value),
+            false => Err(value.to_string()),
         }
     })
     .await

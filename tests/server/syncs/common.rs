@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 
 use serde_json::Value;
 
-use crate::managed::harness::{poll, post};
+use crate::managed::harness::{poll, poll_json, post};
 use crate::sources::SLOW;
 use crate::support::rnacos::{RnacosServer, DEFAULT_GROUP, PUBLIC};
 use crate::support::TestServer;
@@ -31,14 +31,7 @@ pub async fn wait_sync(
     check: impl Fn(&Value) -> bool,
 ) -> Value {
     let what = format!("sync {id}: {what}");
-    poll(&what, SLOW, || async {
-        let status = sync_status(server, id).await;
-        match check(&status) {
-            true => Ok(status),
-            false => Err(status.to_string()),
-        }
-    })
-    .await
+    poll_json(&what, SLOW, || sync_status(server, id), check).await
 }
 
 /// A job has finished a pass and nothing waits to be written.

@@ -27,7 +27,7 @@ pub async fn all(State(state): State<AppState>) -> Json<BTreeMap<String, Vec<Ins
         grouped
             .entry(view.key.name.clone())
             .or_default()
-            .extend(view.instances.iter().cloned());
+            .extend(view.instances().cloned());
     }
     Json(grouped)
 }

@@ -129,11 +129,10 @@ fn render(snapshot: &Snapshot, name: &str, query: &InstanceQuery) -> Response {
         return json_with_index(Bytes::from_static(b"[]"), 0);
     };
     if query.filter.is_empty() {
-        return json_with_index(view.encoded.clone(), view.index);
+        return json_with_index(view.encoded(), view.index);
     }
     let selected: Vec<&InstanceView> = view
-        .instances
-        .iter()
+        .instances()
         .filter(|instance| query.filter.matches(instance))
         .collect();
     let body = serde_json::to_vec(&selected).expect("instances serialize");

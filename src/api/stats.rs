@@ -70,12 +70,12 @@ fn tally<'a>(
 pub async fn catalog(State(state): State<AppState>) -> Json<CatalogStats> {
     let snapshot = state.catalog.snapshot();
     let services: Vec<&std::sync::Arc<ServiceView>> = snapshot.services();
-    let all = || services.iter().flat_map(|view| view.instances.iter());
+    let all = || services.iter().flat_map(|view| view.instances());
     let total_instances = all().count();
     let healthy_instances = all().filter(|i| i.healthy).count();
     let mut service_stats = BTreeMap::new();
     for view in &services {
-        *service_stats.entry(view.key.name.clone()).or_default() += view.instances.len();
+        *service_stats.entry(view.key.name.clone()).or_default() += view.len();
     }
     let mut sources = BTreeMap::new();
     for instance in all() {
@@ -120,17 +120,17 @@ pub async fn service(
     let query = InstanceQuery::parse(query.as_deref())?;
     let snapshot = state.catalog.snapshot();
     let view = require_service(&snapshot, &name, &query)?;
-    let (protocols, statuses) = tally(view.instances.iter());
+    let (protocols, statuses) = tally(view.instances());
     Ok(Json(ServiceStats {
         service_name: view.key.name.clone(),
         namespace: view.key.namespace.clone(),
         group: view.key.group.clone(),
-        total_instances: view.instances.len(),
+        total_instances: view.len(),
         healthy_instances: view.healthy_count,
-        unhealthy_instances: view.instances.len() - view.healthy_count,
+        unhealthy_instances: view.len() - view.healthy_count,
         protocols,
         statuses,
-        instances: view.instances.clone(),
+        instances: view.instances().cloned().collect(),
         index: view.index,
         timestamp: Utc::now(),
     }))

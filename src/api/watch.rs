@@ -93,9 +93,8 @@ fn event(catalog: &Catalog, key: &ServiceKey) -> Event {
     let snapshot = catalog.snapshot();
     let view = snapshot.service(&key.namespace, &key.group, &key.name);
     let index = view.map_or(0, |view| view.index);
-    let instances = view.map_or("[]", |view| {
-        std::str::from_utf8(&view.encoded).expect("serde_json writes UTF-8")
-    });
+    let body = view.map_or(bytes::Bytes::from_static(b"[]"), |view| view.encoded());
+    let instances = std::str::from_utf8(&body).expect("serde_json writes UTF-8");
     let data = format!(
         "{{\"service\":{},\"namespace\":{},\"group\":{},\"index\":{index},\"instances\":{instances}}}",
         serde_json::Value::from(key.name.as_str()),

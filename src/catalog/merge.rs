@@ -124,6 +124,16 @@ fn preference(a: &Reported<'_>, b: &Reported<'_>) -> Ordering {
         .then_with(|| a.instance.id.cmp(&b.instance.id))
 }
 
+/// Under `union`, the instance served at one endpoint, from every report of that
+/// endpoint (`None` when no source reports it).
+pub fn merge_one(mut reports: Vec<Reported<'_>>) -> Option<InstanceView> {
+    if reports.is_empty() {
+        return None;
+    }
+    reports.sort_by(preference);
+    Some(merge_endpoint(&reports))
+}
+
 fn merge_endpoint(reports: &[Reported<'_>]) -> InstanceView {
     let winner = &reports[0];
     let mut sources: Vec<Arc<str>> = Vec::with_capacity(reports.len());

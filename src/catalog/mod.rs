@@ -6,6 +6,7 @@
 //! service's JSON, and publishes an immutable [`Snapshot`] that readers load without locks
 //! (`arc-swap`). Watchers are woken per service through the [`Notifier`].
 
+mod chunks;
 mod explain;
 pub(crate) mod glob;
 mod merge;
@@ -16,6 +17,7 @@ mod reports;
 mod rules;
 mod saved;
 mod snapshot;
+mod touched;
 mod view;
 mod writer;
 
@@ -162,6 +164,31 @@ impl Catalog {
             done,
         })
         .await
+    }
+
+    /// Sends `updates` from `source`, in order, without waiting for them: the receiver
+    /// answers (with the catalog index) once all of them are visible to readers. The
+    /// writer folds whatever arrives while it is busy into one publish.
+    pub async fn submit(&self, source: &Arc<str>, updates: Vec<Update>) -> oneshot::Receiver<u64> {
+        let (done, published) = oneshot::channel();
+        let mut done = Some(done);
+        let last = updates.len().saturating_sub(1);
+        for (i, update) in updates.into_iter().enumerate() {
+            let command = Command::Apply {
+                source: source.clone(),
+                update,
+                meta: None,
+                guarded: true,
+                done: if i == last { done.take() } else { None },
+            };
+            if self.commands.send(command).await.is_err() {
+                break;
+            }
+        }
+        if let Some(done) = done {
+            let _ = done.send(self.snapshot().index);
+        }
+        published
     }
 
     /// [`Catalog::apply`], setting the source's meta first in the same batch.

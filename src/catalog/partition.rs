@@ -15,6 +15,7 @@ use switchboard_connectors::{Instance, InstanceKey, ServiceKey, Update};
 use tokio::time::Instant;
 
 use super::names::{Mapped, NameMap};
+use super::touched::Touched;
 use super::SourceMeta;
 
 /// An instance in a partition, found by its own id: keying by the id inside the instance
@@ -114,13 +115,7 @@ impl Partition {
     /// Applies `update` as of `now`, recording every served service it touched.
     /// `guarded: false` bypasses the wipe-out guard (a source's first view after its
     /// configuration changed may legitimately drop services).
-    pub fn apply(
-        &mut self,
-        update: Update,
-        now: Instant,
-        guarded: bool,
-        touched: &mut HashSet<ServiceKey>,
-    ) {
+    pub fn apply(&mut self, update: Update, now: Instant, guarded: bool, touched: &mut Touched) {
         let mut raw_touched = HashSet::new();
         match update {
             Update::Reset(instances) => {
@@ -156,14 +151,15 @@ impl Partition {
             }
             Update::Upsert(instances) => {
                 for instance in instances {
-                    raw_touched.insert(instance.service.clone());
-                    self.upsert(instance);
+                    let raw = instance.service.clone();
+                    let endpoints = self.upsert(instance);
+                    self.touch_endpoints(&raw, endpoints, touched);
                 }
             }
             Update::Remove(keys) => {
                 for key in keys {
-                    self.remove(&key, now);
-                    raw_touched.insert(key.service);
+                    let endpoints = self.remove(&key, now);
+                    self.touch_endpoints(&key.service, endpoints, touched);
                 }
             }
             Update::Skipped { .. } => {}
@@ -171,16 +167,39 @@ impl Partition {
         self.touch(raw_touched, touched);
     }
 
-    /// Records the served keys of the source's `raw` keys as touched, and the raw keys as
-    /// not yet saved.
-    fn touch(&mut self, raw: HashSet<ServiceKey>, touched: &mut HashSet<ServiceKey>) {
+    /// Records the served keys of the source's `raw` keys as touched whole, and the raw
+    /// keys as not yet saved.
+    fn touch(&mut self, raw: HashSet<ServiceKey>, touched: &mut Touched) {
         for key in raw {
             if let Mapped::Served(served) = self.meta.names.map(&key) {
-                touched.insert(served);
+                touched.service(served);
             }
             if self.meta.persist {
                 self.unsaved.insert(key);
             }
+        }
+    }
+
+    /// Records what changed in the source's service `raw`: the endpoints an instance left
+    /// and took, or (`None`) the whole service.
+    fn touch_endpoints(
+        &mut self,
+        raw: &ServiceKey,
+        endpoints: Option<Vec<(String, u16)>>,
+        touched: &mut Touched,
+    ) {
+        if let Mapped::Served(served) = self.meta.names.map(raw) {
+            match endpoints {
+                Some(endpoints) => {
+                    for (host, port) in endpoints {
+                        touched.endpoint(served.clone(), &host, port);
+                    }
+                }
+                None => touched.service(served),
+            }
+        }
+        if self.meta.persist {
+            self.unsaved.insert(raw.clone());
         }
     }
 
@@ -197,11 +216,11 @@ impl Partition {
     }
 
     /// Adopts a new name mapping: every instance moves to its new served key at once.
-    pub fn rename(&mut self, names: Arc<NameMap>, touched: &mut HashSet<ServiceKey>) {
+    pub fn rename(&mut self, names: Arc<NameMap>, touched: &mut Touched) {
         if names == self.meta.names {
             return;
         }
-        touched.extend(self.served.keys().cloned());
+        touched.services(self.served.keys().cloned());
         self.meta.names = names;
         self.served.clear();
         let raws: Vec<ServiceKey> = self.services.keys().cloned().collect();
@@ -227,7 +246,7 @@ impl Partition {
                 .collect();
             self.insert_bucket(raw, moved);
         }
-        touched.extend(self.served.keys().cloned());
+        touched.services(self.served.keys().cloned());
     }
 
     fn insert_bucket(&mut self, raw: ServiceKey, instances: Instances) {
@@ -289,40 +308,55 @@ impl Partition {
         }
     }
 
-    fn upsert(&mut self, instance: Instance) {
+    /// Adds or replaces an instance; returns the endpoints whose instances changed (the
+    /// one it had before and the one it has now), or `None` when the whole service did.
+    fn upsert(&mut self, instance: Instance) -> Option<Vec<(String, u16)>> {
         let key = instance.service.clone();
         let instance = self.place(instance);
         if let Some(mut held) = self.held.remove(&key) {
             // The service is back: what the source says now replaces the held instances.
             held.desired.replace(instance);
             self.insert_bucket(key, held.desired);
-            return;
+            return None;
         }
-        match self.services.get_mut(&key) {
-            Some(instances) => {
-                instances.replace(instance);
+        let Some(instances) = self.services.get_mut(&key) else {
+            self.insert_bucket(key, Instances::from([instance]));
+            return None;
+        };
+        let mut endpoints = vec![(instance.0.host.clone(), instance.0.port)];
+        if let Some(old) = instances.replace(instance) {
+            if (old.0.host.as_str(), old.0.port) != (endpoints[0].0.as_str(), endpoints[0].1) {
+                endpoints.push((old.0.host.clone(), old.0.port));
             }
-            None => self.insert_bucket(key, Instances::from([instance])),
         }
+        Some(endpoints)
     }
 
-    fn remove(&mut self, key: &InstanceKey, now: Instant) {
+    /// Removes an instance; returns the endpoint it had, or `None` when the whole service
+    /// changed (it emptied, or the guard holds it).
+    fn remove(&mut self, key: &InstanceKey, now: Instant) -> Option<Vec<(String, u16)>> {
         if let Some(held) = self.held.get_mut(&key.service) {
             held.desired.remove(key.id.as_str());
-            return;
+            return None;
         }
         let Some(service) = self.services.get_mut(&key.service) else {
-            return;
+            return Some(Vec::new());
         };
         if service.len() == 1 && service.contains(key.id.as_str()) {
             self.set_service(key.service.clone(), Instances::new(), now, true);
-        } else {
-            service.remove(key.id.as_str());
+            return None;
         }
+        let removed = service.take(key.id.as_str());
+        Some(
+            removed
+                .map(|gone| (gone.0.host.clone(), gone.0.port))
+                .into_iter()
+                .collect(),
+        )
     }
 
     /// Applies held emptyings whose confirmation time has come.
-    pub fn expire_holds(&mut self, now: Instant, touched: &mut HashSet<ServiceKey>) {
+    pub fn expire_holds(&mut self, now: Instant, touched: &mut Touched) {
         let due: HashSet<ServiceKey> = self
             .held
             .iter()
@@ -364,12 +398,7 @@ mod tests {
     }
 
     impl Partition {
-        fn apply_guarded(
-            &mut self,
-            update: Update,
-            now: Instant,
-            touched: &mut HashSet<ServiceKey>,
-        ) {
+        fn apply_guarded(&mut self, update: Update, now: Instant, touched: &mut Touched) {
             self.apply(update, now, true, touched);
         }
     }
@@ -388,14 +417,14 @@ mod tests {
     fn an_empty_reset_is_held_then_applied_when_confirmed() {
         let mut p = guarded();
         let now = Instant::now();
-        let mut touched = HashSet::new();
+        let mut touched = Touched::default();
         p.apply_guarded(Update::Reset(vec![instance("a", "a1")]), now, &mut touched);
         p.apply_guarded(Update::Reset(vec![]), now, &mut touched);
         assert_eq!(ids(&p, "a"), vec!["a1"], "still served while held");
         assert_eq!(p.holds, 1);
         assert_eq!(p.next_due(), Some(now + Duration::from_secs(10)));
 
-        let mut touched = HashSet::new();
+        let mut touched = Touched::default();
         p.expire_holds(now + Duration::from_secs(9), &mut touched);
         assert_eq!(ids(&p, "a"), vec!["a1"]);
         p.expire_holds(now + Duration::from_secs(10), &mut touched);
@@ -407,7 +436,7 @@ mod tests {
     fn instances_returning_during_a_hold_replace_the_old_ones() {
         let mut p = guarded();
         let now = Instant::now();
-        let mut touched = HashSet::new();
+        let mut touched = Touched::default();
         p.apply_guarded(Update::Reset(vec![instance("a", "a1")]), now, &mut touched);
         let key = InstanceKey {
             service: ServiceKey::named("a"),
@@ -424,7 +453,7 @@ mod tests {
     fn without_a_guard_or_when_partly_emptied_changes_apply_at_once() {
         let mut p = Partition::default();
         let now = Instant::now();
-        let mut touched = HashSet::new();
+        let mut touched = Touched::default();
         p.apply_guarded(Update::Reset(vec![instance("a", "a1")]), now, &mut touched);
         p.apply_guarded(Update::Reset(vec![]), now, &mut touched);
         assert!(ids(&p, "a").is_empty());
@@ -456,7 +485,7 @@ mod tests {
     fn instances_are_served_under_mapped_names_and_removed_by_their_own() {
         let mut p = Partition::default();
         let now = Instant::now();
-        let mut touched = HashSet::new();
+        let mut touched = Touched::default();
         p.rename(renaming("x-"), &mut touched);
         p.apply_guarded(
             Update::Reset(vec![instance("a", "a1"), instance("hidden", "h1")]),
@@ -464,7 +493,7 @@ mod tests {
             &mut touched,
         );
         assert!(touched.contains(&ServiceKey::named("x-a")));
-        assert!(!touched.iter().any(|k| k.name.contains("hidden")));
+        assert!(!touched.iter().any(|(k, _)| k.name.contains("hidden")));
         let served: Vec<_> = p.served_as(&ServiceKey::named("x-a")).collect();
         assert_eq!(served.len(), 1);
         assert_eq!(
@@ -488,10 +517,10 @@ mod tests {
     fn a_new_mapping_moves_every_instance_at_once() {
         let mut p = Partition::default();
         let now = Instant::now();
-        let mut touched = HashSet::new();
+        let mut touched = Touched::default();
         p.rename(renaming("x-"), &mut touched);
         p.apply_guarded(Update::Reset(vec![instance("a", "a1")]), now, &mut touched);
-        let mut touched = HashSet::new();
+        let mut touched = Touched::default();
         p.rename(renaming("y-"), &mut touched);
         assert!(touched.contains(&ServiceKey::named("x-a")));
         assert!(touched.contains(&ServiceKey::named("y-a")));
@@ -504,7 +533,7 @@ mod tests {
     fn an_unguarded_reset_drops_services_at_once() {
         let mut p = guarded();
         let now = Instant::now();
-        let mut touched = HashSet::new();
+        let mut touched = Touched::default();
         p.apply_guarded(Update::Reset(vec![instance("a", "a1")]), now, &mut touched);
         p.apply(
             Update::Reset(vec![instance("b", "b1")]),

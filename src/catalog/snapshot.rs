@@ -9,48 +9,114 @@ use serde::Serialize;
 use switchboard_connectors::ServiceKey;
 use utoipa::ToSchema;
 
+use super::chunks::{self, Chunk, Endpoint};
 pub use super::view::InstanceView;
 
-/// One service in a snapshot, with its response body encoded once at publication.
+/// One service in a snapshot. Its instances are kept in chunks whose JSON was encoded
+/// once, when they changed; the response body is those pieces joined once, on first use
+/// (at publication for services of at most [`EAGER_BODY_BYTES`]).
 #[derive(Debug)]
 pub struct ServiceView {
     pub key: ServiceKey,
     /// Catalog index of the service's last change.
     pub index: u64,
-    pub instances: Vec<InstanceView>,
-    /// `instances` as the JSON array `GET .../instances` returns unfiltered.
-    pub encoded: Bytes,
+    chunks: Vec<Arc<Chunk>>,
+    /// The JSON array `GET .../instances` returns unfiltered.
+    encoded: OnceLock<Bytes>,
+    len: usize,
     pub healthy_count: usize,
     /// Sources contributing at least one instance.
     pub sources: Vec<String>,
 }
 
+/// Bodies up to this size are joined when the view is published, so every read of a
+/// typical service is a pointer copy; larger ones on the first read after a change.
+const EAGER_BODY_BYTES: usize = 512 * 1024;
+
 impl ServiceView {
+    /// A view of `instances` (sorted by endpoint), reusing the JSON `earlier` holds.
     pub fn new(key: ServiceKey, index: u64, instances: Vec<InstanceView>) -> ServiceView {
-        let mut json = serde_json::to_vec(&instances).expect("instances serialize");
-        // Kept for the service's lifetime: give back the growth slack.
-        json.shrink_to_fit();
-        let encoded = Bytes::from(json);
-        let healthy_count = instances.iter().filter(|i| i.healthy).count();
-        let mut sources: Vec<String> = instances
-            .iter()
-            .flat_map(|i| i.sources.iter().map(|s| s.to_string()))
-            .collect();
+        ServiceView::from_chunks(key, index, chunks::layout(instances, &[]))
+    }
+
+    pub(super) fn from_chunks(key: ServiceKey, index: u64, chunks: Vec<Arc<Chunk>>) -> ServiceView {
+        let len = chunks.iter().map(|c| c.instances.len()).sum();
+        let healthy_count = chunks.iter().map(|c| c.healthy).sum();
+        let mut sources: Vec<String> = Vec::new();
+        for chunk in &chunks {
+            for instance in &chunk.instances {
+                for source in &instance.sources {
+                    if !sources.iter().any(|known| known == &**source) {
+                        sources.push(source.to_string());
+                    }
+                }
+            }
+        }
         sources.sort();
-        sources.dedup();
-        ServiceView {
+        let view = ServiceView {
             key,
             index,
-            instances,
-            encoded,
+            chunks,
+            encoded: OnceLock::new(),
+            len,
             healthy_count,
             sources,
+        };
+        let size: usize = view.chunks.iter().map(|c| c.bytes.len() + 1).sum();
+        if size <= EAGER_BODY_BYTES {
+            view.encoded();
         }
+        view
+    }
+
+    pub(super) fn chunks(&self) -> &[Arc<Chunk>] {
+        &self.chunks
+    }
+
+    /// The unfiltered response body: a JSON array of the instances.
+    pub fn encoded(&self) -> Bytes {
+        self.encoded
+            .get_or_init(|| {
+                let size: usize = self.chunks.iter().map(|c| c.bytes.len() + 1).sum();
+                let mut json = Vec::with_capacity(size + 1);
+                json.push(b'[');
+                for (i, chunk) in self.chunks.iter().enumerate() {
+                    if i > 0 {
+                        json.push(b',');
+                    }
+                    json.extend_from_slice(&chunk.bytes);
+                }
+                json.push(b']');
+                Bytes::from(json)
+            })
+            .clone()
+    }
+
+    /// The instances, sorted by endpoint.
+    pub fn instances(&self) -> impl Iterator<Item = &InstanceView> + '_ {
+        self.chunks.iter().flat_map(|chunk| chunk.instances.iter())
+    }
+
+    /// The instance at an endpoint.
+    pub(super) fn at(&self, endpoint: Endpoint<'_>) -> Option<&InstanceView> {
+        let i = self.chunks.partition_point(|c| c.last() < endpoint);
+        let chunk = self.chunks.get(i)?;
+        let j = chunk
+            .instances
+            .partition_point(|v| chunks::endpoint_of(v) < endpoint);
+        chunk
+            .instances
+            .get(j)
+            .filter(|v| chunks::endpoint_of(v) == endpoint)
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
     }
 
     /// A removed service keeps an empty view so blocking queries see its index move on.
     pub fn is_empty(&self) -> bool {
-        self.instances.is_empty()
+        self.len == 0
     }
 }
 
@@ -80,6 +146,48 @@ pub struct SourceCounts {
 /// Every service sharing one name (different namespaces or groups).
 pub type ViewsOfName = Arc<[Arc<ServiceView>]>;
 
+/// How many pieces the by-name index is kept in. Publishing copies one pointer per piece
+/// and clones only the pieces a batch changed, so its cost does not grow with the number
+/// of services.
+const SHARDS: usize = 256;
+
+/// Services by name, in shards shared between snapshots until a batch changes one.
+#[derive(Clone, Debug)]
+pub(crate) struct ByName {
+    shards: Vec<Arc<HashMap<Arc<str>, ViewsOfName>>>,
+}
+
+impl Default for ByName {
+    fn default() -> ByName {
+        ByName {
+            shards: (0..SHARDS).map(|_| Arc::default()).collect(),
+        }
+    }
+}
+
+impl ByName {
+    /// FNV-1a: cheap, and the shard only spreads names; each shard is a `HashMap`.
+    fn shard(name: &str) -> usize {
+        let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+            (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+        });
+        (hash % SHARDS as u64) as usize
+    }
+
+    pub fn get(&self, name: &str) -> Option<&ViewsOfName> {
+        self.shards[ByName::shard(name)].get(name)
+    }
+
+    /// Sets the views of `name`; the shard is copied first if a snapshot still shares it.
+    pub fn insert(&mut self, name: Arc<str>, views: ViewsOfName) {
+        Arc::make_mut(&mut self.shards[ByName::shard(&name)]).insert(name, views);
+    }
+
+    pub fn values(&self) -> impl Iterator<Item = &ViewsOfName> {
+        self.shards.iter().flat_map(|shard| shard.values())
+    }
+}
+
 /// The whole catalog at one moment.
 #[derive(Debug)]
 pub struct Snapshot {
@@ -87,7 +195,7 @@ pub struct Snapshot {
     pub index: u64,
     /// Services by name; a name usually has one entry (one namespace and group). Shared
     /// pointers throughout, so publishing a snapshot copies no service data.
-    by_name: HashMap<Arc<str>, ViewsOfName>,
+    by_name: ByName,
     /// The unfiltered service listing, encoded on first use.
     listing: OnceLock<Bytes>,
     /// Per-source counts, by source id.
@@ -101,12 +209,12 @@ impl Snapshot {
 
     /// An empty catalog whose index is `index`.
     pub fn empty_at(index: u64) -> Snapshot {
-        Snapshot::new(index, HashMap::new(), HashMap::new())
+        Snapshot::new(index, ByName::default(), HashMap::new())
     }
 
     pub(crate) fn new(
         index: u64,
-        by_name: HashMap<Arc<str>, ViewsOfName>,
+        by_name: ByName,
         sources: HashMap<String, SourceCounts>,
     ) -> Snapshot {
         Snapshot {
@@ -154,7 +262,7 @@ impl Snapshot {
                     name: view.key.name.clone(),
                     namespace: view.key.namespace.clone(),
                     group: view.key.group.clone(),
-                    instance_count: view.instances.len(),
+                    instance_count: view.len(),
                     healthy_count: view.healthy_count,
                     sources: view.sources.clone(),
                     index: view.index,

@@ -1,6 +1,6 @@
 //! The catalog's single writer: owns the partitions, merges, indexes and publishes.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,12 +9,16 @@ use switchboard_connectors::ServiceKey;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::time::Instant;
 
+use super::chunks::{self, Endpoint};
 use super::merge::{self, Reported};
 use super::notify::Notifier;
 use super::partition::Partition;
 use super::rules::MergeRules;
+use super::rules::Policy;
 use super::saved::{SavedService, SavedView};
-use super::snapshot::{ServiceView, Snapshot, SourceCounts, ViewsOfName};
+use super::snapshot::{ByName, ServiceView, Snapshot, SourceCounts};
+use super::touched::{Dirty, Touched};
+use super::view::InstanceView;
 use super::{explain, reports, Command};
 use crate::telemetry::{Metrics, SourceLabels};
 
@@ -29,7 +33,7 @@ pub(crate) struct Writer {
     metrics: Arc<Metrics>,
     partitions: HashMap<Arc<str>, Partition>,
     /// Latest view of every service ever seen (removed ones stay as empty views).
-    by_name: HashMap<Arc<str>, ViewsOfName>,
+    by_name: ByName,
     index: u64,
     /// Services with at least one instance (kept as views change, not recounted).
     live_services: usize,
@@ -53,7 +57,7 @@ impl Writer {
             notifier,
             metrics,
             partitions: HashMap::new(),
-            by_name: HashMap::new(),
+            by_name: ByName::default(),
             index: base,
             live_services: 0,
             last_prune: Instant::now(),
@@ -87,7 +91,7 @@ impl Writer {
 
     fn process(&mut self, batch: Vec<Command>) {
         let now = Instant::now();
-        let mut touched = HashSet::new();
+        let mut touched = Touched::default();
         let mut acks: Vec<oneshot::Sender<u64>> = Vec::new();
         // A batch of questions only (explain, export, reports: the view saver asks every
         // second) changes nothing, so it skips the merge-and-publish tail. An empty batch
@@ -106,7 +110,7 @@ impl Writer {
                     // The same meta again (a supervisor repeating its state, a warm
                     // view's source connecting) changes no view: nothing to re-merge.
                     if let Some(meta) = meta.filter(|meta| *meta != partition.meta) {
-                        touched.extend(partition.served_keys().cloned());
+                        touched.services(partition.served_keys().cloned());
                         partition.rename(meta.names.clone(), &mut touched);
                         partition.unsaved_meta |= meta.stale_since != partition.meta.stale_since;
                         partition.meta = meta;
@@ -116,7 +120,7 @@ impl Writer {
                 }
                 Command::Drop { source, done } => {
                     if let Some(partition) = self.partitions.remove(&source) {
-                        touched.extend(partition.served_keys().cloned());
+                        touched.services(partition.served_keys().cloned());
                     }
                     self.metrics.source_instances.remove(&SourceLabels {
                         source: source.to_string(),
@@ -126,7 +130,7 @@ impl Writer {
                 Command::SetRules { rules, done } => {
                     self.rules = rules;
                     for partition in self.partitions.values() {
-                        touched.extend(partition.served_keys().cloned());
+                        touched.services(partition.served_keys().cloned());
                     }
                     acks.extend(done);
                 }
@@ -155,7 +159,7 @@ impl Writer {
             partition.expire_holds(now, &mut touched);
         }
         let changed: Vec<(ServiceKey, u64)> = (touched.iter())
-            .filter_map(|key| self.recompute(key))
+            .filter_map(|(key, dirty)| self.recompute(key, dirty))
             .collect();
         let counts = self.source_counts();
         self.record_metrics(&counts);
@@ -177,41 +181,56 @@ impl Writer {
         }
     }
 
-    /// Re-merges one service; returns its new index if what clients see changed.
-    fn recompute(&mut self, key: &ServiceKey) -> Option<(ServiceKey, u64)> {
-        let reports: Vec<Reported<'_>> = self
-            .partitions
-            .iter()
-            .filter(|(_, partition)| !partition.meta.expired)
-            .flat_map(|(source, partition)| {
-                partition
-                    .served_as(key)
-                    .flat_map(|(_, instances)| instances)
-                    .map(move |by_id| Reported {
-                        source,
-                        meta: &partition.meta,
-                        instance: &by_id.0,
-                    })
-            })
-            .collect();
-        let merged = merge::merge(self.rules.policy_for(&key.name).0, reports);
+    /// Re-merges one service, or only its `dirty` endpoints; returns its new index if
+    /// what clients see changed.
+    fn recompute(&mut self, key: &ServiceKey, dirty: &Dirty) -> Option<(ServiceKey, u64)> {
         let views: &[Arc<ServiceView>] = self.by_name.get(key.name.as_str()).map_or(&[], |v| v);
         let slot = views.iter().position(|view| view.key == *key);
-        let unchanged = match slot {
-            Some(i) => views[i].instances == merged,
-            None => merged.is_empty(),
+        let old = slot.map(|i| views[i].clone());
+        let policy = self.rules.policy_for(&key.name).0;
+        let chunks = match (dirty, policy, &old) {
+            // A few endpoints of a served service under `union`: only they are merged,
+            // and only the chunks holding them are encoded again.
+            (Dirty::Endpoints(endpoints), Policy::Union, Some(old)) if !old.is_empty() => {
+                let edits: Vec<_> = self
+                    .merge_endpoints(key, endpoints)
+                    .into_iter()
+                    .filter(|(endpoint, new)| match (old.at(*endpoint), new) {
+                        (Some(was), Some(now)) => !chunks::same(was, now),
+                        (was, now) => was.is_some() || now.is_some(),
+                    })
+                    .collect();
+                if edits.is_empty() {
+                    return None;
+                }
+                chunks::patch(old.chunks(), edits)
+            }
+            _ => {
+                let merged = self.merge(key, policy);
+                let unchanged = match &old {
+                    Some(old) => {
+                        old.len() == merged.len()
+                            && old
+                                .instances()
+                                .zip(&merged)
+                                .all(|(a, b)| chunks::same(a, b))
+                    }
+                    None => merged.is_empty(),
+                };
+                if unchanged {
+                    return None;
+                }
+                chunks::layout(merged, old.as_ref().map_or(&[], |old| old.chunks()))
+            }
         };
-        if unchanged {
-            return None;
-        }
-        let was_live = slot.is_some_and(|i| !views[i].is_empty());
-        match (was_live, merged.is_empty()) {
+        self.index += 1;
+        let view = Arc::new(ServiceView::from_chunks(key.clone(), self.index, chunks));
+        let was_live = old.as_ref().is_some_and(|old| !old.is_empty());
+        match (was_live, view.is_empty()) {
             (false, false) => self.live_services += 1,
             (true, true) => self.live_services -= 1,
             _ => {}
         }
-        self.index += 1;
-        let view = Arc::new(ServiceView::new(key.clone(), self.index, merged));
         let mut updated: Vec<Arc<ServiceView>> = views.to_vec();
         match slot {
             Some(i) => updated[i] = view,
@@ -222,21 +241,71 @@ impl Writer {
         Some((key.clone(), self.index))
     }
 
+    /// Every source's reports of `key` served by `policy`, sorted by endpoint.
+    fn merge(&self, key: &ServiceKey, policy: Policy) -> Vec<InstanceView> {
+        let reports: Vec<Reported<'_>> = self.reports(key).collect();
+        merge::merge(policy, reports)
+    }
+
+    /// Every report of `key` from the sources being served.
+    fn reports<'a>(&'a self, key: &'a ServiceKey) -> impl Iterator<Item = Reported<'a>> + 'a {
+        self.partitions
+            .iter()
+            .filter(|(_, partition)| !partition.meta.expired)
+            .flat_map(move |(source, partition)| {
+                partition
+                    .served_as(key)
+                    .flat_map(|(_, instances)| instances)
+                    .map(move |by_id| Reported {
+                        source,
+                        meta: &partition.meta,
+                        instance: &by_id.0,
+                    })
+            })
+    }
+
+    /// Under `union`, the instance served at each of `endpoints` (`None`: none now).
+    fn merge_endpoints<'a>(
+        &self,
+        key: &ServiceKey,
+        endpoints: &'a BTreeSet<(String, u16)>,
+    ) -> Vec<(Endpoint<'a>, Option<InstanceView>)> {
+        let wanted: Vec<Endpoint<'a>> = endpoints
+            .iter()
+            .map(|(host, port)| (host.as_str(), *port))
+            .collect();
+        let slots: HashMap<(&str, u16), usize> = (wanted.iter().enumerate())
+            .map(|(i, endpoint)| (*endpoint, i))
+            .collect();
+        let mut at: Vec<Vec<Reported<'_>>> = vec![Vec::new(); wanted.len()];
+        for report in self.reports(key) {
+            let endpoint = (report.instance.host.as_str(), report.instance.port);
+            if let Some(&i) = slots.get(&endpoint) {
+                at[i].push(report);
+            }
+        }
+        // `endpoints` is sorted, so the edits are too.
+        wanted
+            .into_iter()
+            .zip(at.into_iter().map(merge::merge_one))
+            .collect()
+    }
+
     /// Tells change-feed listeners (if any) which services some source changed, whether
     /// or not what clients see moved (a lower-priority source's change matters to a job
     /// copying that source).
-    fn announce(&self, touched: HashSet<ServiceKey>) {
+    fn announce(&self, touched: Touched) {
         if touched.is_empty() || self.change_feed.receiver_count() == 0 {
             return;
         }
-        let _ = self.change_feed.send(touched.into_iter().collect());
+        let _ = self.change_feed.send(touched.into_keys().collect());
     }
 
     /// The endpoints clients get for `key` now (as last published).
     fn served_endpoints(&self, key: &ServiceKey) -> Vec<(String, u16)> {
         let snapshot = self.current.load();
         let view = snapshot.service(&key.namespace, &key.group, &key.name);
-        (view.into_iter().flat_map(|view| view.instances.iter()))
+        (view.into_iter().flat_map(|view| view.instances()))
             .map(|i| (i.instance.host.clone(), i.instance.port))
             .collect()
     }
@@ -353,13 +422,7 @@ mod tests {
             snap.service("public", "DEFAULT", "a").unwrap().index,
             a_index
         );
-        assert_eq!(
-            snap.service("public", "DEFAULT", "b")
-                .unwrap()
-                .instances
-                .len(),
-            2
-        );
+        assert_eq!(snap.service("public", "DEFAULT", "b").unwrap().len(), 2);
 
         // Re-sending identical data does not move the index.
         let third = catalog
@@ -433,7 +496,7 @@ mod tests {
             .await;
         let snap = catalog.snapshot();
         let view = snap.service("public", "DEFAULT", "a").unwrap();
-        let decoded: serde_json::Value = serde_json::from_slice(&view.encoded).unwrap();
+        let decoded: serde_json::Value = serde_json::from_slice(&view.encoded()).unwrap();
         assert_eq!(decoded[0]["id"], "a1");
         assert_eq!(decoded[0]["address"], "10.0.0.1:1");
         assert_eq!(decoded[0]["sources"][0], "native");

@@ -108,12 +108,7 @@ fn served(h: &Harness) -> Vec<(String, bool)> {
     let snapshot = h.catalog.snapshot();
     snapshot
         .service("public", "DEFAULT", "svc")
-        .map(|view| {
-            view.instances
-                .iter()
-                .map(|i| (i.id.clone(), i.stale))
-                .collect()
-        })
+        .map(|view| view.instances().map(|i| (i.id.clone(), i.stale)).collect())
         .unwrap_or_default()
 }
 

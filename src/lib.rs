@@ -139,6 +139,7 @@ impl App {
         self.state.federation.shutdown().await;
         let _ = self.stop.send(true);
         self.background.await?;
+        self.state.registry.close().await;
         Ok(())
     }
 }

@@ -53,7 +53,7 @@ pub async fn get(
     State(state): State<AppState>,
     PathParam(id): PathParam,
 ) -> Result<axum::Json<InstanceView>, ApiError> {
-    Ok(axum::Json(state.registry.get(&id)?))
+    Ok(axum::Json(state.registry.get(&id).await?))
 }
 
 /// Renew an instance's TTL. 404 when unknown: the client should register again.
@@ -129,5 +129,5 @@ pub async fn health(
     State(state): State<AppState>,
     PathParam(id): PathParam,
 ) -> Result<axum::Json<InstanceHealth>, ApiError> {
-    Ok(axum::Json(state.registry.health(&id)?))
+    Ok(axum::Json(state.registry.health(&id).await?))
 }

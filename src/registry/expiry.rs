@@ -8,30 +8,36 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use switchboard_connectors::{Status, Update};
+use switchboard_connectors::Status;
 
+use super::change::Done;
 use super::record::{is_healthy, Entry};
-use super::{now, Registry, StoreError};
+use super::{now, on_blocking_thread, Registry, StoreError};
 
 impl Registry {
-    /// Applies TTL expiry, revival and auto-deregistration as of now.
+    /// Applies TTL expiry, revival and auto-deregistration as of now, as one change.
     pub async fn sweep(&self) -> Result<(), StoreError> {
+        match self.decide_sweep() {
+            Some(done) => done.await.unwrap_or(Err(StoreError::Closed)),
+            None => Ok(()),
+        }
+    }
+
+    fn decide_sweep(&self) -> Option<Done> {
         let time = now();
         let now_ms = time.timestamp_millis();
-        let candidates: Vec<(String, Arc<Entry>)> = self
-            .entries
-            .iter()
+        let candidates: Vec<(String, Arc<Entry>)> = (self.table.entries.iter())
             .filter(|entry| self.sweep_action(entry.value(), now_ms).is_some())
             .map(|entry| (entry.key().clone(), entry.value().clone()))
             .collect();
         if candidates.is_empty() {
-            return Ok(());
+            return None;
         }
-        let _guard = self.mutation.lock().await;
-        let (mut puts, mut deletes, mut changed) = (Vec::new(), Vec::new(), Vec::new());
-        // Re-check under the lock: a heartbeat may have arrived since.
+        let mut change = self.table.decide();
+        // Re-check under the decision lock: a heartbeat, a deregistration or a new
+        // registration may have come since.
         for (id, entry) in &candidates {
-            if !self.is_current(id, entry) {
+            if !change.is_current(id, entry) {
                 continue;
             }
             let Some(action) = self.sweep_action(entry, now_ms) else {
@@ -44,61 +50,28 @@ impl Registry {
                     record.instance.status = Status::Offline;
                     record.instance.healthy = false;
                     record.instance.offline_time = Some(time);
+                    change.counts.expiries += 1;
+                    tracing::info!(instance.id = %id, "Instance missed its TTL; marked offline");
                 }
                 SweepAction::Revive => {
                     let status = record.expired_from.take().unwrap_or(Status::Active);
                     record.instance.status = status;
                     record.instance.healthy = is_healthy(status);
                     record.instance.offline_time = None;
+                    change.counts.revivals += 1;
                 }
                 SweepAction::Delete => {
-                    deletes.push(id.clone());
-                    changed.push((action, entry.clone(), record));
+                    change.set_entry(id, None);
+                    change.remove(record.instance.key());
+                    change.counts.auto_deregistrations += 1;
+                    tracing::info!(instance.id = %id, "Deleting instance offline longer than deregister_after");
                     continue;
                 }
             }
-            puts.push(record.clone());
-            changed.push((action, entry.clone(), record));
+            change.upsert(record.instance.clone());
+            change.set_record(entry, record);
         }
-        if changed.is_empty() {
-            return Ok(());
-        }
-        self.persist(puts, deletes).await?;
-        let (mut upserts, mut removes) = (Vec::new(), Vec::new());
-        for (action, entry, record) in changed {
-            let id = record.instance.id.clone();
-            match action {
-                SweepAction::Delete => {
-                    self.entries.remove(&id);
-                    removes.push(record.instance.key());
-                    self.metrics.auto_deregistrations.inc();
-                    tracing::info!(instance.id = %id, "Deleted instance offline longer than deregister_after");
-                }
-                SweepAction::Expire | SweepAction::Revive => {
-                    let expired = action == SweepAction::Expire;
-                    upserts.push(record.instance.clone());
-                    *entry.lock() = record;
-                    entry.expired.store(expired, Ordering::SeqCst);
-                    if expired {
-                        self.metrics.expiries.inc();
-                        tracing::info!(instance.id = %id, "Instance missed its TTL; marked offline");
-                    } else {
-                        self.metrics.revivals.inc();
-                    }
-                }
-            }
-        }
-        if !upserts.is_empty() {
-            self.catalog
-                .apply(&self.source, Update::Upsert(upserts))
-                .await;
-        }
-        if !removes.is_empty() {
-            self.catalog
-                .apply(&self.source, Update::Remove(removes))
-                .await;
-        }
-        Ok(())
+        (!change.is_empty()).then(|| change.submit())
     }
 
     fn sweep_action(&self, entry: &Entry, now_ms: i64) -> Option<SweepAction> {
@@ -124,9 +97,7 @@ impl Registry {
 
     /// Writes heartbeat times that changed since the last flush, in one transaction.
     pub async fn flush_heartbeats(&self) -> Result<usize, StoreError> {
-        let pending: Vec<(Arc<Entry>, String, i64)> = self
-            .entries
-            .iter()
+        let pending: Vec<(Arc<Entry>, String, i64)> = (self.table.entries.iter())
             .filter_map(|entry| {
                 let beat = entry.last_heartbeat_ms.load(Ordering::SeqCst);
                 (beat > entry.flushed_heartbeat_ms.load(Ordering::SeqCst))
@@ -140,10 +111,7 @@ impl Registry {
             .iter()
             .map(|(_, id, beat)| (id.clone(), *beat))
             .collect();
-        let store = self.store.clone();
-        tokio::task::spawn_blocking(move || store.put_heartbeats(&beats))
-            .await
-            .expect("heartbeat flush does not panic")?;
+        on_blocking_thread(&self.store, move |store| store.put_heartbeats(&beats)).await?;
         for (entry, _, beat) in &pending {
             entry
                 .flushed_heartbeat_ms

@@ -1,13 +1,18 @@
 //! The native registry: instances that register with Switchboard itself.
 //!
-//! Registrations, status changes and deletions are written durably to the [`Store`] before
-//! they are acknowledged, then published to the catalog as the `native` source. Heartbeats
-//! only touch in-memory atomics; [`Registry::flush_heartbeats`] writes them in batches.
+//! Registrations, status changes and deletions are decided in one short critical section
+//! each (`change.rs`), written durably to the [`Store`] in group commits shared by every
+//! change decided meanwhile (`committer.rs`), then published to the catalog as the
+//! `native` source; each is acknowledged once published. A change, once decided, is
+//! finished whatever its caller does. Heartbeats only touch in-memory atomics;
+//! [`Registry::flush_heartbeats`] writes them in batches.
 //! [`Registry::sweep`] marks instances whose TTL passed `offline` (kept, with
 //! `offline_time`), revives them when heartbeats resume, and deletes those offline longer
 //! than `deregister_after`.
 
 mod background;
+mod change;
+mod committer;
 mod expiry;
 mod record;
 mod replies;
@@ -19,7 +24,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use dashmap::DashMap;
 use switchboard_connectors::{Instance, InstanceKey, ServiceKey, Status, Update};
 
 pub use background::spawn_background;
@@ -27,10 +31,12 @@ pub use record::StoredInstance;
 pub use replies::{HeartbeatReply, InstanceHealth, RemovalReport};
 pub use store::{
     create_tables, db_err, on_blocking_thread, prefix_range, put_record, read_records,
-    remove_prefix, RedbStore, Store, StoreError,
+    remove_prefix, RedbStore, Store, StoreError, StoreOp,
 };
 pub use validate::{parse_status, validate_name, RegisterRequest, ValidationError};
 
+use self::change::{Done, Table};
+use self::committer::Committer;
 use self::record::{is_healthy, Entry};
 use crate::catalog::{Catalog, InstanceView, SourceMeta};
 use crate::config::RegistryConfig;
@@ -55,13 +61,12 @@ pub enum RegistryError {
 
 pub struct Registry {
     store: Arc<dyn Store>,
-    entries: DashMap<String, Arc<Entry>>,
-    catalog: Catalog,
-    source: Arc<str>,
+    /// The instances in memory; changed only by decided changes (`change.rs`).
+    table: Arc<Table>,
+    /// The group-commit task, awaited by [`Registry::close`].
+    committer: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
     config: RegistryConfig,
     metrics: Arc<Metrics>,
-    /// Serialises changes so the store, memory and catalog see them in one order.
-    mutation: tokio::sync::Mutex<()>,
 }
 
 /// Registry times are kept to the millisecond, as the store keeps heartbeats.
@@ -80,47 +85,64 @@ fn generated_id(service: &str) -> String {
 }
 
 impl Registry {
-    /// Loads every stored instance (each gets one TTL of grace) and publishes them.
+    /// Loads every stored instance (each gets one TTL of grace), publishes them and starts
+    /// the committer.
     pub async fn open(
         store: Arc<dyn Store>,
         catalog: Catalog,
         config: RegistryConfig,
         metrics: Arc<Metrics>,
     ) -> Result<Arc<Registry>, StoreError> {
-        let loader = store.clone();
-        let records = tokio::task::spawn_blocking(move || loader.load())
-            .await
-            .expect("store load does not panic")?;
-        let registry = Registry {
-            store,
-            entries: DashMap::new(),
-            catalog,
-            source: Arc::from(NATIVE_SOURCE),
+        let records = on_blocking_thread(&store, |store| store.load()).await?;
+        let (queue, decided) = tokio::sync::mpsc::unbounded_channel();
+        let table = Arc::new(Table::new(queue));
+        let mut registry = Registry {
+            store: store.clone(),
+            table: table.clone(),
+            committer: std::sync::Mutex::new(None),
             config,
-            metrics,
-            mutation: tokio::sync::Mutex::new(()),
+            metrics: metrics.clone(),
         };
         let started = now().timestamp_millis();
         let mut instances = Vec::with_capacity(records.len());
         for record in records {
             let grace = started + registry.ttl_of(&record).as_millis() as i64;
             instances.push(record.instance.clone());
-            registry.entries.insert(
-                record.instance.id.clone(),
-                Arc::new(Entry::new(record, grace)),
-            );
+            table.load(Arc::new(Entry::new(record, grace)));
         }
         tracing::info!(instances = instances.len(), "Loaded native instances");
+        let source: Arc<str> = Arc::from(NATIVE_SOURCE);
         let meta = SourceMeta {
             priority: registry.config.priority,
             stale_since: None,
             ..SourceMeta::default()
         };
-        registry
-            .catalog
-            .apply_with_meta(&registry.source, Update::Reset(instances), meta)
+        catalog
+            .apply_with_meta(&source, Update::Reset(instances), meta)
             .await;
+        let committer = Committer {
+            store,
+            table: Arc::downgrade(&table),
+            catalog,
+            source,
+            metrics,
+        };
+        registry.committer = std::sync::Mutex::new(Some(tokio::spawn(committer.run(decided))));
         Ok(Arc::new(registry))
+    }
+
+    /// Takes no more changes and waits until every one already decided is durable and
+    /// published. Later changes answer `store_unavailable`.
+    pub async fn close(&self) {
+        self.table.close();
+        let committer = self
+            .committer
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
+        if let Some(committer) = committer {
+            let _ = committer.await;
+        }
     }
 
     fn ttl_of(&self, record: &StoredInstance) -> Duration {
@@ -137,22 +159,14 @@ impl Registry {
     }
 
     fn entry(&self, id: &str) -> Result<Arc<Entry>, RegistryError> {
-        self.entries
-            .get(id)
+        (self.table.entries.get(id))
             .map(|entry| entry.clone())
             .ok_or_else(|| RegistryError::NotFound(id.to_owned()))
     }
 
-    /// Writes to the store on a blocking thread.
-    async fn persist(
-        &self,
-        puts: Vec<StoredInstance>,
-        deletes: Vec<String>,
-    ) -> Result<(), StoreError> {
-        let store = self.store.clone();
-        tokio::task::spawn_blocking(move || store.commit(&puts, &deletes))
-            .await
-            .expect("store commit does not panic")
+    /// Waits for a submitted change to be durable and published.
+    async fn finish(done: Done) -> Result<(), RegistryError> {
+        Ok(done.await.unwrap_or(Err(StoreError::Closed))?)
     }
 
     fn view(&self, record: &StoredInstance) -> InstanceView {
@@ -201,9 +215,21 @@ impl Registry {
         request: RegisterRequest,
         persistent: bool,
     ) -> Result<(InstanceView, bool), RegistryError> {
+        let (done, registered) = self.decide_registration(request, persistent)?;
+        Self::finish(done).await?;
+        Ok(registered)
+    }
+
+    /// Decides a registration (see [`Registry::register`]) and queues it.
+    fn decide_registration(
+        &self,
+        request: RegisterRequest,
+        persistent: bool,
+    ) -> Result<(Done, (InstanceView, bool)), RegistryError> {
         let valid = request.validate()?;
-        let _guard = self.mutation.lock().await;
-        let holders = self.ids_at_endpoint(&valid.service, &valid.host, valid.port);
+        let time = now();
+        let mut change = self.table.decide();
+        let holders = change.ids_at_endpoint(&valid.service, &valid.host, valid.port);
         let id = match &valid.id {
             Some(id) => id.clone(),
             None => holders
@@ -211,12 +237,9 @@ impl Registry {
                 .cloned()
                 .unwrap_or_else(|| generated_id(&valid.service.name)),
         };
-        let displaced: Vec<String> = holders.into_iter().filter(|other| *other != id).collect();
-        let previous = self
-            .entries
-            .get(&id)
+        let previous = change
+            .entry(&id)
             .map(|entry| entry.lock().instance.service.clone());
-        let time = now();
         let mut instance = Instance::new(id.clone(), valid.service, valid.host, valid.port);
         instance.protocol = valid.protocol;
         instance.version = valid.version;
@@ -236,68 +259,39 @@ impl Registry {
             expired_from: None,
             persistent,
         };
-
-        self.persist(vec![record.clone()], displaced.clone())
-            .await?;
         let view = self.view(&record);
         let key = record.instance.key();
-        let instance = record.instance.clone();
-        self.entries
-            .insert(id.clone(), Arc::new(Entry::new(record, 0)));
-        for other in &displaced {
-            self.entries.remove(other);
-            tracing::info!(instance.id = %other, by = %id, "Registration replaced by a newer one at the same endpoint");
-        }
         // Upsert before removing what it replaces, so the endpoint never blinks out.
-        self.catalog
-            .apply(&self.source, Update::Upsert(vec![instance]))
-            .await;
-        let mut removed: Vec<InstanceKey> = displaced
-            .into_iter()
-            .map(|other| InstanceKey {
+        change.upsert(record.instance.clone());
+        change.set_entry(&id, Some(Arc::new(Entry::new(record, 0))));
+        for other in holders.into_iter().filter(|other| *other != id) {
+            tracing::info!(instance.id = %other, by = %id, "Registration replaced by a newer one at the same endpoint");
+            change.set_entry(&other, None);
+            change.remove(InstanceKey {
                 service: key.service.clone(),
                 id: other,
-            })
-            .collect();
+            });
+        }
         if let Some(old_service) = previous.as_ref().filter(|old| **old != key.service) {
-            removed.push(InstanceKey {
+            change.remove(InstanceKey {
                 service: old_service.clone(),
                 id,
             });
         }
-        if !removed.is_empty() {
-            self.catalog
-                .apply(&self.source, Update::Remove(removed))
-                .await;
-        }
-        self.metrics.registrations.inc();
-        Ok((view, previous.is_none()))
-    }
-
-    /// Ids registered at an endpoint of a service, oldest registration first.
-    fn ids_at_endpoint(&self, service: &ServiceKey, host: &str, port: u16) -> Vec<String> {
-        let mut found: Vec<(Option<DateTime<Utc>>, String)> = self
-            .entries
-            .iter()
-            .filter_map(|entry| {
-                let record = entry.lock();
-                let i = &record.instance;
-                (i.service == *service && i.host == host && i.port == port)
-                    .then(|| (i.register_time, i.id.clone()))
-            })
-            .collect();
-        found.sort();
-        found.into_iter().map(|(_, id)| id).collect()
+        change.counts.registrations += 1;
+        Ok((change.submit(), (view, previous.is_none())))
     }
 
     /// One instance, with its live heartbeat time.
-    pub fn get(&self, id: &str) -> Result<InstanceView, RegistryError> {
+    pub async fn get(&self, id: &str) -> Result<InstanceView, RegistryError> {
+        self.table.settled().await;
         Ok(self.view(&self.entry(id)?.snapshot()))
     }
 
     /// Every native instance.
-    pub fn all(&self) -> Vec<InstanceView> {
-        self.entries
+    pub async fn all(&self) -> Vec<InstanceView> {
+        self.table.settled().await;
+        (self.table.entries)
             .iter()
             .map(|entry| self.view(&entry.snapshot()))
             .collect()
@@ -323,34 +317,28 @@ impl Registry {
 
     /// Brings an expired instance back; false if someone else already did or it is gone.
     async fn revive(&self, id: &str, entry: &Arc<Entry>) -> Result<bool, RegistryError> {
-        let _guard = self.mutation.lock().await;
-        if !self.is_current(id, entry) || !entry.expired.load(Ordering::SeqCst) {
-            return Ok(false);
-        }
-        let mut record = entry.snapshot();
-        let Some(status) = record.expired_from.take() else {
+        let Some(done) = self.decide_revival(id, entry) else {
             return Ok(false);
         };
-        record.instance.status = status;
-        record.instance.healthy = is_healthy(status);
-        record.instance.offline_time = None;
-        self.persist(vec![record.clone()], Vec::new()).await?;
-        let instance = record.instance.clone();
-        *entry.lock() = record;
-        entry.expired.store(false, Ordering::SeqCst);
-        self.catalog
-            .apply(&self.source, Update::Upsert(vec![instance]))
-            .await;
-        self.metrics.revivals.inc();
+        Self::finish(done).await?;
         tracing::info!(instance.id = id, "Expired instance revived by heartbeat");
         Ok(true)
     }
 
-    /// Whether `entry` is still the registered instance `id` (not replaced or deleted).
-    fn is_current(&self, id: &str, entry: &Arc<Entry>) -> bool {
-        self.entries
-            .get(id)
-            .is_some_and(|current| Arc::ptr_eq(&current, entry))
+    fn decide_revival(&self, id: &str, entry: &Arc<Entry>) -> Option<Done> {
+        let mut change = self.table.decide();
+        if !change.is_current(id, entry) || !entry.expired.load(Ordering::SeqCst) {
+            return None;
+        }
+        let mut record = entry.snapshot();
+        let status = record.expired_from.take()?;
+        record.instance.status = status;
+        record.instance.healthy = is_healthy(status);
+        record.instance.offline_time = None;
+        change.upsert(record.instance.clone());
+        change.set_record(entry, record);
+        change.counts.revivals += 1;
+        Some(change.submit())
     }
 
     /// Sets an instance's status (an operator's decision: it ends any expiry hold).
@@ -359,8 +347,20 @@ impl Registry {
         id: &str,
         status: Status,
     ) -> Result<InstanceView, RegistryError> {
-        let _guard = self.mutation.lock().await;
-        let entry = self.entry(id)?;
+        let (done, view) = self.decide_status(id, status)?;
+        Self::finish(done).await?;
+        Ok(view)
+    }
+
+    fn decide_status(
+        &self,
+        id: &str,
+        status: Status,
+    ) -> Result<(Done, InstanceView), RegistryError> {
+        let mut change = self.table.decide();
+        let entry = change
+            .entry(id)
+            .ok_or_else(|| RegistryError::NotFound(id.to_owned()))?;
         let mut record = entry.snapshot();
         if record.instance.status != status || record.expired_from.is_some() {
             record.instance.offline_time = (status == Status::Offline).then(now);
@@ -368,77 +368,73 @@ impl Registry {
         record.instance.status = status;
         record.instance.healthy = is_healthy(status);
         record.expired_from = None;
-        self.persist(vec![record.clone()], Vec::new()).await?;
         let view = self.view(&record);
-        let instance = record.instance.clone();
-        *entry.lock() = record;
-        entry.expired.store(false, Ordering::SeqCst);
-        self.catalog
-            .apply(&self.source, Update::Upsert(vec![instance]))
-            .await;
-        Ok(view)
+        change.upsert(record.instance.clone());
+        change.set_record(&entry, record);
+        Ok((change.submit(), view))
     }
 
     /// Deletes an instance for good.
     pub async fn deregister(&self, id: &str) -> Result<InstanceView, RegistryError> {
-        let _guard = self.mutation.lock().await;
-        let entry = self.entry(id)?;
-        let record = entry.snapshot();
-        self.persist(Vec::new(), vec![id.to_owned()]).await?;
-        self.entries.remove(id);
-        let key = record.instance.key();
-        self.catalog
-            .apply(&self.source, Update::Remove(vec![key]))
-            .await;
-        self.metrics.deregistrations.inc();
-        Ok(self.view(&record))
+        let (done, view) = self.decide_deregistration(id)?;
+        Self::finish(done).await?;
+        Ok(view)
     }
 
-    /// Deletes every native instance of a service, in one transaction.
+    fn decide_deregistration(&self, id: &str) -> Result<(Done, InstanceView), RegistryError> {
+        let mut change = self.table.decide();
+        let entry = change
+            .entry(id)
+            .ok_or_else(|| RegistryError::NotFound(id.to_owned()))?;
+        let record = entry.snapshot();
+        change.set_entry(id, None);
+        change.remove(record.instance.key());
+        change.counts.deregistrations += 1;
+        Ok((change.submit(), self.view(&record)))
+    }
+
+    /// Deletes every native instance of a service, in one transaction: all of them or,
+    /// when the store fails, none (an error, not a partial report).
     pub async fn remove_service(
         &self,
         service: &ServiceKey,
     ) -> Result<RemovalReport, RegistryError> {
-        let _guard = self.mutation.lock().await;
-        let ids: Vec<String> = self
-            .entries
-            .iter()
+        let (done, removed) = self.decide_removal(service)?;
+        Self::finish(done).await?;
+        Ok(RemovalReport {
+            service_name: service.name.clone(),
+            namespace: service.namespace.clone(),
+            group: service.group.clone(),
+            total_instances: removed,
+            removed_count: removed,
+            errors: Vec::new(),
+        })
+    }
+
+    /// Decides the removal of every native instance of `service`; returns how many.
+    fn decide_removal(&self, service: &ServiceKey) -> Result<(Done, usize), RegistryError> {
+        let mut change = self.table.decide();
+        let ids: Vec<String> = (self.table.entries.iter())
             .filter(|entry| entry.lock().instance.service == *service)
             .map(|entry| entry.key().clone())
             .collect();
         if ids.is_empty() {
             return Err(RegistryError::ServiceNotFound(service.name.clone()));
         }
-        let mut report = RemovalReport {
-            service_name: service.name.clone(),
-            namespace: service.namespace.clone(),
-            group: service.group.clone(),
-            total_instances: ids.len(),
-            removed_count: 0,
-            errors: Vec::new(),
-        };
-        if let Err(err) = self.persist(Vec::new(), ids.clone()).await {
-            report.errors.push(err.to_string());
-            return Ok(report);
-        }
-        let keys: Vec<InstanceKey> = ids
-            .iter()
-            .map(|id| InstanceKey {
+        for id in &ids {
+            change.set_entry(id, None);
+            change.remove(InstanceKey {
                 service: service.clone(),
                 id: id.clone(),
-            })
-            .collect();
-        for id in &ids {
-            self.entries.remove(id);
+            });
         }
-        self.catalog.apply(&self.source, Update::Remove(keys)).await;
-        self.metrics.deregistrations.inc_by(ids.len() as u64);
-        report.removed_count = ids.len();
-        Ok(report)
+        change.counts.deregistrations += ids.len() as u64;
+        Ok((change.submit(), ids.len()))
     }
 
     /// Uptime, registration age and TTL state of one instance.
-    pub fn health(&self, id: &str) -> Result<InstanceHealth, RegistryError> {
+    pub async fn health(&self, id: &str) -> Result<InstanceHealth, RegistryError> {
+        self.table.settled().await;
         let entry = self.entry(id)?;
         let record = entry.snapshot();
         let time = now();

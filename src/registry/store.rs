@@ -28,6 +28,13 @@ pub enum StoreError {
     Database(Box<redb::Error>),
     #[error("store: cannot encode record: {0}")]
     Encode(#[from] serde_json::Error),
+    /// The registry is shutting down and takes no more changes.
+    #[error("store: closed for shutdown")]
+    Closed,
+    /// The store refused the batch this change was written in (the cause is logged once
+    /// for the batch); the change was taken back.
+    #[error("store: {0}")]
+    Refused(String),
 }
 
 pub fn db_err<E: Into<redb::Error>>(err: E) -> StoreError {
@@ -128,13 +135,22 @@ pub fn read_records<T: serde::de::DeserializeOwned>(
     Ok(out)
 }
 
+/// One change to the stored instances.
+#[derive(Clone, Debug)]
+pub enum StoreOp {
+    /// Writes (or replaces) the record under its instance id.
+    Put(Box<StoredInstance>),
+    /// Deletes the record and its heartbeat row.
+    Delete(String),
+}
+
 /// Storage the native registry writes through. Every method is synchronous and durable
 /// when it returns Ok (callers run it on a blocking thread).
 pub trait Store: Send + Sync + 'static {
     /// Every stored instance, with its last persisted heartbeat applied.
     fn load(&self) -> Result<Vec<StoredInstance>, StoreError>;
-    /// Writes `puts` and deletes `deletes` in one durable transaction.
-    fn commit(&self, puts: &[StoredInstance], deletes: &[String]) -> Result<(), StoreError>;
+    /// Applies `ops` in order in one durable transaction: all of them or none.
+    fn commit(&self, ops: &[StoreOp]) -> Result<(), StoreError>;
     /// Records heartbeat times (ms since the epoch) for instances that still exist.
     fn put_heartbeats(&self, beats: &[(String, i64)]) -> Result<(), StoreError>;
     /// Counts one more start-up and returns the count (1 on a new store). The catalog
@@ -192,23 +208,23 @@ impl Store for RedbStore {
         Ok(out)
     }
 
-    fn commit(&self, puts: &[StoredInstance], deletes: &[String]) -> Result<(), StoreError> {
-        let encoded: Vec<(String, Vec<u8>)> = puts
-            .iter()
-            .map(|record| Ok((record.instance.id.clone(), serde_json::to_vec(record)?)))
-            .collect::<Result<_, serde_json::Error>>()?;
+    fn commit(&self, ops: &[StoreOp]) -> Result<(), StoreError> {
         let txn = self.db.begin_write().map_err(db_err)?;
         {
             let mut instances = txn.open_table(INSTANCES).map_err(db_err)?;
             let mut heartbeats = txn.open_table(HEARTBEATS).map_err(db_err)?;
-            for (id, bytes) in &encoded {
-                instances
-                    .insert(id.as_str(), bytes.as_slice())
-                    .map_err(db_err)?;
-            }
-            for id in deletes {
-                instances.remove(id.as_str()).map_err(db_err)?;
-                heartbeats.remove(id.as_str()).map_err(db_err)?;
+            for op in ops {
+                match op {
+                    StoreOp::Put(record) => {
+                        let bytes = serde_json::to_vec(record)?;
+                        let id = record.instance.id.as_str();
+                        instances.insert(id, bytes.as_slice()).map_err(db_err)?;
+                    }
+                    StoreOp::Delete(id) => {
+                        instances.remove(id.as_str()).map_err(db_err)?;
+                        heartbeats.remove(id.as_str()).map_err(db_err)?;
+                    }
+                }
             }
         }
         txn.commit().map_err(db_err)
@@ -260,11 +276,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let store = RedbStore::open(dir.path()).unwrap();
-            store.commit(&[record("a"), record("b")], &[]).unwrap();
+            store
+                .commit(&[
+                    StoreOp::Put(Box::new(record("a"))),
+                    StoreOp::Put(Box::new(record("b"))),
+                ])
+                .unwrap();
             store
                 .put_heartbeats(&[("a".into(), 1_700_000_000_000)])
                 .unwrap();
-            store.commit(&[], &["b".into()]).unwrap();
+            store.commit(&[StoreOp::Delete("b".into())]).unwrap();
         }
         let store = RedbStore::open(dir.path()).unwrap();
         let loaded = store.load().unwrap();
@@ -298,7 +319,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = RedbStore::open(dir.path()).unwrap();
         store.put_heartbeats(&[("ghost".into(), 5)]).unwrap();
-        store.commit(&[record("ghost")], &[]).unwrap();
+        store
+            .commit(&[StoreOp::Put(Box::new(record("ghost")))])
+            .unwrap();
         let loaded = store.load().unwrap();
         assert_ne!(
             loaded[0]

@@ -23,6 +23,8 @@ pub struct Chunk {
     /// Where each instance's JSON ends in `bytes`.
     ends: Vec<u32>,
     pub healthy: usize,
+    /// The sources reporting its instances, each once.
+    pub sources: Vec<Arc<str>>,
 }
 
 /// An instance's endpoint: what a service's instances are sorted and merged by.
@@ -58,11 +60,18 @@ impl Chunk {
             ends.push(bytes.len() as u32);
         }
         let healthy = instances.iter().filter(|i| i.healthy).count();
+        let mut sources: Vec<Arc<str>> = Vec::new();
+        for source in instances.iter().flat_map(|i| i.sources.iter()) {
+            if !sources.contains(source) {
+                sources.push(source.clone());
+            }
+        }
         Chunk {
             instances,
             bytes: Bytes::from(bytes),
             ends,
             healthy,
+            sources,
         }
     }
 

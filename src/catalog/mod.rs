@@ -9,6 +9,7 @@
 mod chunks;
 mod explain;
 pub(crate) mod glob;
+mod instances;
 mod merge;
 mod names;
 mod notify;

@@ -6,46 +6,16 @@
 //! emptying until the delay ends; if the source reports instances for the service again
 //! meanwhile, those replace the old ones and the hold ends.
 
-use std::borrow::Borrow;
 use std::collections::{HashMap, HashSet};
-use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use switchboard_connectors::{Instance, InstanceKey, ServiceKey, Update};
 use tokio::time::Instant;
 
+pub(super) use super::instances::{ById, Instances};
 use super::names::{Mapped, NameMap};
 use super::touched::Touched;
 use super::SourceMeta;
-
-/// An instance in a partition, found by its own id: keying by the id inside the instance
-/// instead of a copy of it saves a string per cached instance.
-#[derive(Clone, Debug)]
-pub(super) struct ById(pub Arc<Instance>);
-
-impl PartialEq for ById {
-    fn eq(&self, other: &ById) -> bool {
-        self.0.id == other.0.id
-    }
-}
-
-impl Eq for ById {}
-
-impl Hash for ById {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        // Must hash like `str`, since lookups go through `Borrow<str>`.
-        self.0.id.as_str().hash(state);
-    }
-}
-
-impl Borrow<str> for ById {
-    fn borrow(&self) -> &str {
-        &self.0.id
-    }
-}
-
-/// One service's instances in one partition.
-pub(super) type Instances = HashSet<ById>;
 
 /// A service whose emptying waits for confirmation.
 struct Held {
@@ -81,7 +51,7 @@ impl Partition {
             .values()
             .flatten()
             .filter_map(|raw| self.services.get(raw))
-            .map(HashSet::len)
+            .map(Instances::len)
             .sum()
     }
 
@@ -336,7 +306,7 @@ impl Partition {
     /// changed (it emptied, or the guard holds it).
     fn remove(&mut self, key: &InstanceKey, now: Instant) -> Option<Vec<(String, u16)>> {
         if let Some(held) = self.held.get_mut(&key.service) {
-            held.desired.remove(key.id.as_str());
+            held.desired.take(key.id.as_str());
             return None;
         }
         let Some(service) = self.services.get_mut(&key.service) else {

@@ -43,13 +43,9 @@ impl ServiceView {
         let len = chunks.iter().map(|c| c.instances.len()).sum();
         let healthy_count = chunks.iter().map(|c| c.healthy).sum();
         let mut sources: Vec<String> = Vec::new();
-        for chunk in &chunks {
-            for instance in &chunk.instances {
-                for source in &instance.sources {
-                    if !sources.iter().any(|known| known == &**source) {
-                        sources.push(source.to_string());
-                    }
-                }
+        for source in chunks.iter().flat_map(|chunk| chunk.sources.iter()) {
+            if !sources.iter().any(|known| known == &**source) {
+                sources.push(source.to_string());
             }
         }
         sources.sort();

@@ -270,25 +270,37 @@ impl Writer {
         key: &ServiceKey,
         endpoints: &'a BTreeSet<(String, u16)>,
     ) -> Vec<(Endpoint<'a>, Option<InstanceView>)> {
-        let wanted: Vec<Endpoint<'a>> = endpoints
-            .iter()
-            .map(|(host, port)| (host.as_str(), *port))
-            .collect();
-        let slots: HashMap<(&str, u16), usize> = (wanted.iter().enumerate())
-            .map(|(i, endpoint)| (*endpoint, i))
-            .collect();
-        let mut at: Vec<Vec<Reported<'_>>> = vec![Vec::new(); wanted.len()];
-        for report in self.reports(key) {
-            let endpoint = (report.instance.host.as_str(), report.instance.port);
-            if let Some(&i) = slots.get(&endpoint) {
-                at[i].push(report);
-            }
-        }
         // `endpoints` is sorted, so the edits are too.
-        wanted
-            .into_iter()
-            .zip(at.into_iter().map(merge::merge_one))
+        endpoints
+            .iter()
+            .map(|(host, port)| {
+                let reports = self.reports_at(key, host, *port).collect();
+                ((host.as_str(), *port), merge::merge_one(reports))
+            })
             .collect()
+    }
+
+    /// Every report of `key` at one endpoint, from the sources being served: found in
+    /// each partition's endpoint index, without going over the service's instances.
+    fn reports_at<'a>(
+        &'a self,
+        key: &'a ServiceKey,
+        host: &'a str,
+        port: u16,
+    ) -> impl Iterator<Item = Reported<'a>> + 'a {
+        self.partitions
+            .iter()
+            .filter(|(_, partition)| !partition.meta.expired)
+            .flat_map(move |(source, partition)| {
+                partition
+                    .served_as(key)
+                    .flat_map(move |(_, instances)| instances.at(host, port))
+                    .map(move |instance| Reported {
+                        source,
+                        meta: &partition.meta,
+                        instance,
+                    })
+            })
     }
 
     /// Tells change-feed listeners (if any) which services some source changed, whether

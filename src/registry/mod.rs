@@ -81,7 +81,7 @@ fn generated_id(service: &str) -> String {
     const UUID_PART: usize = 37; // "-" and 36 characters
     let keep = service.len().min(validate::MAX_NAME_LEN - UUID_PART);
     // Service names are ASCII, so any byte offset is a character boundary.
-    format!("{}-{}", &service[..keep], uuid::Uuid::new_v4())
+    format!("{}-{}", &service[..keep], uuid::Uuid::now_v7())
 }
 
 impl Registry {

@@ -12,6 +12,7 @@ mod durability;
 mod etcd;
 mod expiry;
 mod managed;
+mod mutations;
 mod nacos;
 mod sources;
 mod syncs;

@@ -213,6 +213,11 @@ pub struct BinaryServer {
 
 impl BinaryServer {
     pub async fn start(data_dir: &Path) -> BinaryServer {
+        BinaryServer::start_with_env(data_dir, &[]).await
+    }
+
+    /// [`BinaryServer::start`] with extra environment, e.g. `SWITCHBOARD_*` settings.
+    pub async fn start_with_env(data_dir: &Path, env: &[(&str, &str)]) -> BinaryServer {
         let port = free_port();
         let child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
             .args([
@@ -223,6 +228,7 @@ impl BinaryServer {
             ])
             .arg(data_dir)
             .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
@@ -254,6 +260,33 @@ impl BinaryServer {
     pub fn kill_9(&mut self) {
         self.child.kill().expect("kill -9 the server");
         self.child.wait().expect("reap the server");
+    }
+
+    /// SIGTERM, as an operator stops it: the server drains and flushes. Fails the test
+    /// unless it exits cleanly within [`DEADLINE`].
+    pub async fn stop(&mut self) {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("run kill -TERM");
+        assert!(sent.success(), "kill -TERM {pid}: {sent}");
+        let child = &mut self.child;
+        let exit = poll("the binary to exit after SIGTERM", DEADLINE, || {
+            let seen = child.try_wait();
+            async move {
+                match seen {
+                    Ok(Some(exit)) => Ok(exit),
+                    Ok(None) => Err("still running".to_owned()),
+                    Err(err) => Err(err.to_string()),
+                }
+            }
+        })
+        .await;
+        assert!(
+            exit.success(),
+            "the server exited with {exit} after SIGTERM"
+        );
     }
 }
 

@@ -36,6 +36,11 @@ pub(super) struct Partition {
     /// Served key -> the source's keys served under it (usually just one).
     served: HashMap<ServiceKey, Vec<ServiceKey>>,
     held: HashMap<ServiceKey, Held>,
+    /// The source's services its name mapping leaves out (usually none).
+    unserved: HashSet<ServiceKey>,
+    /// Instances in served buckets, kept as buckets change (publishing reads it every
+    /// batch, so it is not recounted).
+    served_instances: usize,
     /// Emptyings held so far (for metrics).
     pub holds: u64,
     /// The source's services changed since its view was last saved (when it is saved).
@@ -47,12 +52,7 @@ pub(super) struct Partition {
 impl Partition {
     /// Instances served from this partition (excluded ones do not count).
     pub fn instance_count(&self) -> usize {
-        self.served
-            .values()
-            .flatten()
-            .filter_map(|raw| self.services.get(raw))
-            .map(Instances::len)
-            .sum()
+        self.served_instances
     }
 
     /// Services served from this partition.
@@ -193,6 +193,8 @@ impl Partition {
         touched.services(self.served.keys().cloned());
         self.meta.names = names;
         self.served.clear();
+        self.unserved.clear();
+        self.served_instances = 0;
         let raws: Vec<ServiceKey> = self.services.keys().cloned().collect();
         for raw in raws {
             let Some(instances) = self.services.remove(&raw) else {
@@ -220,18 +222,32 @@ impl Partition {
     }
 
     fn insert_bucket(&mut self, raw: ServiceKey, instances: Instances) {
-        if !self.services.contains_key(&raw) {
-            if let Mapped::Served(served) = self.meta.names.map(&raw) {
-                self.served.entry(served).or_default().push(raw.clone());
+        let added = instances.len();
+        match self.services.insert(raw.clone(), instances) {
+            Some(old) if !self.unserved.contains(&raw) => {
+                self.served_instances = self.served_instances + added - old.len();
             }
+            Some(_) => {}
+            None => match self.meta.names.map(&raw) {
+                Mapped::Served(served) => {
+                    self.served.entry(served).or_default().push(raw);
+                    self.served_instances += added;
+                }
+                Mapped::Excluded => {
+                    self.unserved.insert(raw);
+                }
+            },
         }
-        self.services.insert(raw, instances);
     }
 
     fn remove_bucket(&mut self, raw: &ServiceKey) {
-        if self.services.remove(raw).is_none() {
+        let Some(old) = self.services.remove(raw) else {
+            return;
+        };
+        if self.unserved.remove(raw) {
             return;
         }
+        self.served_instances -= old.len();
         if let Mapped::Served(served) = self.meta.names.map(raw) {
             if let Some(raws) = self.served.get_mut(&served) {
                 raws.retain(|r| r != raw);
@@ -294,10 +310,16 @@ impl Partition {
             return None;
         };
         let mut endpoints = vec![(instance.0.host.clone(), instance.0.port)];
-        if let Some(old) = instances.replace(instance) {
-            if (old.0.host.as_str(), old.0.port) != (endpoints[0].0.as_str(), endpoints[0].1) {
+        match instances.replace(instance) {
+            Some(old)
+                if (old.0.host.as_str(), old.0.port)
+                    != (endpoints[0].0.as_str(), endpoints[0].1) =>
+            {
                 endpoints.push((old.0.host.clone(), old.0.port));
             }
+            Some(_) => {}
+            None if !self.unserved.contains(&key) => self.served_instances += 1,
+            None => {}
         }
         Some(endpoints)
     }
@@ -317,6 +339,9 @@ impl Partition {
             return None;
         }
         let removed = service.take(key.id.as_str());
+        if removed.is_some() && !self.unserved.contains(&key.service) {
+            self.served_instances -= 1;
+        }
         Some(
             removed
                 .map(|gone| (gone.0.host.clone(), gone.0.port))
@@ -513,5 +538,81 @@ mod tests {
         );
         assert!(ids(&p, "a").is_empty());
         assert_eq!(p.holds, 0);
+    }
+}
+
+#[cfg(test)]
+mod count_tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn recount(p: &Partition) -> usize {
+        p.served
+            .values()
+            .flatten()
+            .filter_map(|raw| p.services.get(raw))
+            .map(Instances::len)
+            .sum()
+    }
+
+    fn at(service: &str, id: &str, port: u16) -> Instance {
+        Instance::new(id, ServiceKey::named(service), "10.0.0.1", port)
+    }
+
+    #[test]
+    fn the_served_instance_count_is_kept_through_every_kind_of_change() {
+        let mut p = Partition {
+            meta: SourceMeta {
+                empty_confirm: Some(Duration::from_secs(10)),
+                ..SourceMeta::default()
+            },
+            ..Partition::default()
+        };
+        let now = Instant::now();
+        let mut touched = Touched::default();
+        let remove = |service: &str, id: &str| {
+            Update::Remove(vec![InstanceKey {
+                service: ServiceKey::named(service),
+                id: id.into(),
+            }])
+        };
+        let steps = vec![
+            Update::Reset(vec![
+                at("a", "a1", 1),
+                at("a", "a2", 2),
+                at("hidden", "h1", 1),
+            ]),
+            Update::Upsert(vec![at("a", "a1", 9), at("b", "b1", 1)]),
+            remove("a", "a2"),
+            remove("a", "a1"),
+            Update::Upsert(vec![at("a", "a3", 3)]),
+            Update::Service(
+                ServiceKey::named("b"),
+                vec![at("b", "b2", 2), at("b", "b3", 3)],
+            ),
+            remove("b", "nope"),
+        ];
+        p.rename(
+            Arc::new(NameMap {
+                exclude: vec!["hidden".into()],
+                ..NameMap::default()
+            }),
+            &mut touched,
+        );
+        for step in steps {
+            p.apply(step, now, true, &mut touched);
+            assert_eq!(p.instance_count(), recount(&p));
+        }
+        p.rename(Arc::new(NameMap::default()), &mut touched);
+        assert_eq!(p.instance_count(), recount(&p));
+        assert_eq!(
+            p.instance_count(),
+            4,
+            "a3, b2, b3 and the no longer hidden h1"
+        );
+        p.apply(Update::Reset(Vec::new()), now, true, &mut touched);
+        p.expire_holds(now + Duration::from_secs(10), &mut touched);
+        assert_eq!(p.instance_count(), 0);
     }
 }

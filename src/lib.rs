@@ -13,7 +13,8 @@
 //! - [`catalog`]: one writer task merges every source's partition and publishes immutable
 //!   snapshots; readers never wait for it.
 //! - [`registry`]: the native registry (register, heartbeat, status, expiry) on the
-//!   embedded [`registry::RedbStore`]; it is the catalog's `native` source.
+//!   embedded [`registry::RedbStore`], with group commits; it is the catalog's `native`
+//!   source.
 //! - [`federation`]: one supervised connector per external source; [`sync`]: sync-back
 //!   jobs writing the merged view into the native registry or an external source.
 //! - [`api`]: the axum router; [`config`]: file < env < flags; [`telemetry`]: logs and metrics.

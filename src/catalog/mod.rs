@@ -9,6 +9,8 @@
 mod chunks;
 mod explain;
 pub(crate) mod glob;
+#[cfg(test)]
+mod incremental_tests;
 mod instances;
 mod merge;
 mod names;

@@ -12,6 +12,8 @@
 
 mod background;
 mod change;
+#[cfg(test)]
+mod commit_tests;
 mod committer;
 mod expiry;
 mod record;

@@ -5,11 +5,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use switchboard_connectors::ServiceKey;
+use switchboard_connectors::{Instance, ServiceKey};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::time::Instant;
 
 use super::chunks::{self, Endpoint};
+use super::instances::Instances;
 use super::merge::{self, Reported};
 use super::notify::Notifier;
 use super::partition::Partition;
@@ -249,17 +250,29 @@ impl Writer {
 
     /// Every report of `key` from the sources being served.
     fn reports<'a>(&'a self, key: &'a ServiceKey) -> impl Iterator<Item = Reported<'a>> + 'a {
+        self.reports_from(key, |instances| instances.iter().map(|by_id| &by_id.0))
+    }
+
+    /// The reports `pick` takes from each served source's instances of `key`.
+    fn reports_from<'a, I>(
+        &'a self,
+        key: &'a ServiceKey,
+        pick: impl Fn(&'a Instances) -> I + Copy + 'a,
+    ) -> impl Iterator<Item = Reported<'a>> + 'a
+    where
+        I: Iterator<Item = &'a Arc<Instance>> + 'a,
+    {
         self.partitions
             .iter()
             .filter(|(_, partition)| !partition.meta.expired)
             .flat_map(move |(source, partition)| {
                 partition
                     .served_as(key)
-                    .flat_map(|(_, instances)| instances)
-                    .map(move |by_id| Reported {
+                    .flat_map(move |(_, instances)| pick(instances))
+                    .map(move |instance| Reported {
                         source,
                         meta: &partition.meta,
-                        instance: &by_id.0,
+                        instance,
                     })
             })
     }
@@ -288,19 +301,7 @@ impl Writer {
         host: &'a str,
         port: u16,
     ) -> impl Iterator<Item = Reported<'a>> + 'a {
-        self.partitions
-            .iter()
-            .filter(|(_, partition)| !partition.meta.expired)
-            .flat_map(move |(source, partition)| {
-                partition
-                    .served_as(key)
-                    .flat_map(move |(_, instances)| instances.at(host, port))
-                    .map(move |instance| Reported {
-                        source,
-                        meta: &partition.meta,
-                        instance,
-                    })
-            })
+        self.reports_from(key, move |instances| instances.at(host, port))
     }
 
     /// Tells change-feed listeners (if any) which services some source changed, whether

@@ -15,16 +15,19 @@ use super::view::InstanceView;
 pub const CHUNK: usize = 64;
 
 /// A run of a service's instances, sorted by endpoint, with their JSON.
+/// Everything but the bytes is shared, so a chunk can be re-pointed at a copy of its
+/// bytes inside a whole response body (see [`Chunk::rebased`]) for the cost of a few
+/// reference counts.
 #[derive(Debug)]
 pub struct Chunk {
-    pub instances: Vec<InstanceView>,
+    pub instances: Arc<[InstanceView]>,
     /// The instances' JSON objects separated by commas (no brackets).
     pub bytes: Bytes,
     /// Where each instance's JSON ends in `bytes`.
-    ends: Vec<u32>,
+    ends: Arc<[u32]>,
     pub healthy: usize,
     /// The sources reporting its instances, each once.
-    pub sources: Vec<Arc<str>>,
+    pub sources: Arc<[Arc<str>]>,
 }
 
 /// An instance's endpoint: what a service's instances are sorted and merged by.
@@ -67,11 +70,24 @@ impl Chunk {
             }
         }
         Chunk {
-            instances,
+            instances: instances.into(),
             bytes: Bytes::from(bytes),
-            ends,
+            ends: ends.into(),
             healthy,
-            sources,
+            sources: sources.into(),
+        }
+    }
+
+    /// The same chunk, its JSON read from `bytes` (an identical copy, e.g. a slice of
+    /// the service's whole body, so the chunk's own buffer can be freed).
+    pub fn rebased(&self, bytes: Bytes) -> Chunk {
+        debug_assert_eq!(bytes, self.bytes);
+        Chunk {
+            instances: self.instances.clone(),
+            bytes,
+            ends: self.ends.clone(),
+            healthy: self.healthy,
+            sources: self.sources.clone(),
         }
     }
 
@@ -294,7 +310,7 @@ mod tests {
     #[test]
     fn unchanged_instances_keep_their_encoding() {
         let chunks = layout((0..3).map(|p| view(p, 1)).collect(), &[]);
-        let again = layout(chunks[0].instances.clone(), &chunks);
+        let again = layout(chunks[0].instances.to_vec(), &chunks);
         assert_eq!(again[0].bytes, chunks[0].bytes);
         assert_eq!(again[0].healthy, 3);
     }

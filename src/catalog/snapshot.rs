@@ -29,6 +29,21 @@ pub struct ServiceView {
     pub sources: Vec<String>,
 }
 
+/// `[`, the chunks' JSON separated by commas, `]`.
+fn join(chunks: &[Arc<Chunk>]) -> Bytes {
+    let size: usize = chunks.iter().map(|c| c.bytes.len() + 1).sum();
+    let mut json = Vec::with_capacity(size + 1);
+    json.push(b'[');
+    for (i, chunk) in chunks.iter().enumerate() {
+        if i > 0 {
+            json.push(b',');
+        }
+        json.extend_from_slice(&chunk.bytes);
+    }
+    json.push(b']');
+    Bytes::from(json)
+}
+
 /// Bodies up to this size are joined when the view is published, so every read of a
 /// typical service is a pointer copy; larger ones on the first read after a change.
 const EAGER_BODY_BYTES: usize = 512 * 1024;
@@ -49,20 +64,34 @@ impl ServiceView {
             }
         }
         sources.sort();
-        let view = ServiceView {
+        let size: usize = chunks.iter().map(|c| c.bytes.len() + 1).sum();
+        let encoded = OnceLock::new();
+        let chunks = if size <= EAGER_BODY_BYTES {
+            // The chunks read their JSON from the body from now on, so the JSON is held
+            // once, and no chunk keeps an older body alive.
+            let body = join(&chunks);
+            let mut at = 1;
+            let rebased = (chunks.iter())
+                .map(|chunk| {
+                    let bytes = body.slice(at..at + chunk.bytes.len());
+                    at += chunk.bytes.len() + 1;
+                    Arc::new(chunk.rebased(bytes))
+                })
+                .collect();
+            let _ = encoded.set(body);
+            rebased
+        } else {
+            chunks
+        };
+        ServiceView {
             key,
             index,
             chunks,
-            encoded: OnceLock::new(),
+            encoded,
             len,
             healthy_count,
             sources,
-        };
-        let size: usize = view.chunks.iter().map(|c| c.bytes.len() + 1).sum();
-        if size <= EAGER_BODY_BYTES {
-            view.encoded();
         }
-        view
     }
 
     pub(super) fn chunks(&self) -> &[Arc<Chunk>] {
@@ -71,21 +100,7 @@ impl ServiceView {
 
     /// The unfiltered response body: a JSON array of the instances.
     pub fn encoded(&self) -> Bytes {
-        self.encoded
-            .get_or_init(|| {
-                let size: usize = self.chunks.iter().map(|c| c.bytes.len() + 1).sum();
-                let mut json = Vec::with_capacity(size + 1);
-                json.push(b'[');
-                for (i, chunk) in self.chunks.iter().enumerate() {
-                    if i > 0 {
-                        json.push(b',');
-                    }
-                    json.extend_from_slice(&chunk.bytes);
-                }
-                json.push(b']');
-                Bytes::from(json)
-            })
-            .clone()
+        self.encoded.get_or_init(|| join(&self.chunks)).clone()
     }
 
     /// The instances, sorted by endpoint.

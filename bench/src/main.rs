@@ -8,26 +8,35 @@
 //!
 //! The three reads run in alternating rounds and each reports its median round.
 //!
+//! Then Switchboard's native write path (servers on core 0, the bench's clients on core 1;
+//! `writes.rs`):
+//! 4. Registrations/s into one service from 16 clients, fresh and with 20 000 instances
+//!    already in it, against rnacos's persistent registrations.
+//! 5. A restart storm: 10 000 instances re-registered right after a graceful restart,
+//!    until all are served, against rnacos taking the same registrations.
+//! 6. Propagation under 1 000 etcd writes/s, against a direct etcd watch, and
+//!    Switchboard's CPU over that load.
+//!
 //! Then Switchboard federating an etcd (both on core 0, the bench's clients on core 1):
-//! 4. Propagation: a write to etcd until a parked blocking query returns it, against a
+//! 7. Propagation: a write to etcd until a parked blocking query returns it, against a
 //!    direct etcd watch on the same writes (the floor).
-//! 5. Memory: resident bytes per instance with 100 000 instances cached from etcd.
+//! 8. Memory: resident bytes per instance with 100 000 instances cached from etcd.
 //!
 //! Then Switchboard federating the Consul test double (in this process, on core 1):
-//! 6. Propagation: a write in the double until a parked blocking query returns it, against
+//! 9. Propagation: a write in the double until a parked blocking query returns it, against
 //!    the double's own blocking query on the same writes (`consul.rs`).
 //!
 //! Then Switchboard with an etcd and a Nacos source (all on core 0, clients on core 1):
-//! 7. Sync-back: a sync job copying 10 000 instances from etcd into rnacos, against a
-//!    direct client writing them one at a time through the same OpenAPI (`sync.rs`).
+//! 10. Sync-back: a sync job copying 10 000 instances from etcd into rnacos, against a
+//!     direct client writing them one at a time through the same OpenAPI (`sync.rs`).
 //!
 //! Then Switchboard federating rnacos (both on core 0, the bench's clients on core 1):
-//! 8. Propagation: a registration in rnacos until a parked blocking query returns it,
-//!    against a direct `nacos-sdk` subscriber on the same writes (`nacos.rs`).
+//! 11. Propagation: a registration in rnacos until a parked blocking query returns it,
+//!     against a direct `nacos-sdk` subscriber on the same writes (`nacos.rs`).
 //!
 //! Environment: `BENCH_DURATION` (wrk duration, default `10s`), `BENCH_CONNECTIONS`
-//! (default 64), `BENCH_ONLY` (`reads`, `etcd`, `consul`, `sync` or `nacos`: run one
-//! part; default all).
+//! (default 64), `BENCH_ONLY` (`reads`, `writes`, `etcd`, `consul`, `sync` or `nacos`:
+//! run one part; default all).
 //! A missed target is printed, not failed; a failed step exits non-zero.
 
 mod consul;
@@ -38,6 +47,7 @@ mod propagation;
 mod report;
 mod servers;
 mod sync;
+mod writes;
 mod wrk;
 
 use std::path::{Path, PathBuf};
@@ -77,7 +87,10 @@ fn main() -> ExitCode {
 
 const HELP: &str = "
 switchboard-bench: Switchboard's read and heartbeat throughput against a static axum
-server and rnacos, each pinned to core 0 and driven by wrk on core 1; then, with an etcd
+server and rnacos, each pinned to core 0 and driven by wrk on core 1; then its
+registrations/s (fresh, and into a service of 20 000), a restart storm of 10 000
+re-registrations and propagation under 1 000 etcd writes/s, against rnacos and a direct
+etcd watch; then, with an etcd
 source, the latency from an etcd write to a blocking query's answer (against a direct
 etcd watch) and the memory per cached instance; then, with a Consul source reading the
 in-process Consul double, the latency from a write in the double to a blocking query's
@@ -91,15 +104,18 @@ first.
 Environment:
   BENCH_DURATION     wrk duration per measured run (default 10s)
   BENCH_CONNECTIONS  wrk connections (default 64)
-  BENCH_ONLY         run one part: `reads` (reads, heartbeats), `etcd` (propagation,
-                     memory), `consul` (propagation), `sync` (sync-back into rnacos)
-                     or `nacos` (propagation, about nine minutes) (default: all five)
+  BENCH_ONLY         run one part: `reads` (reads, heartbeats), `writes`
+                     (registrations, restart storm, propagation under load; about
+                     three minutes), `etcd` (propagation, memory), `consul`
+                     (propagation), `sync` (sync-back into rnacos) or `nacos`
+                     (propagation, about nine minutes) (default: all six)
 ";
 
 /// Which parts of the bench run (`BENCH_ONLY`).
 #[derive(Clone, Copy, Debug)]
 struct Parts {
     reads: bool,
+    writes: bool,
     etcd: bool,
     consul: bool,
     sync: bool,
@@ -115,6 +131,7 @@ impl Parts {
     fn parse(only: &str) -> anyhow::Result<Parts> {
         let none = Parts {
             reads: false,
+            writes: false,
             etcd: false,
             consul: false,
             sync: false,
@@ -123,6 +140,7 @@ impl Parts {
         match only {
             "" => Ok(Parts {
                 reads: true,
+                writes: true,
                 etcd: true,
                 consul: true,
                 sync: true,
@@ -130,6 +148,10 @@ impl Parts {
             }),
             "reads" => Ok(Parts {
                 reads: true,
+                ..none
+            }),
+            "writes" => Ok(Parts {
+                writes: true,
                 ..none
             }),
             "etcd" => Ok(Parts { etcd: true, ..none }),
@@ -143,7 +165,10 @@ impl Parts {
                 ..none
             }),
             other => {
-                bail!("BENCH_ONLY={other:?} is not `reads`, `etcd`, `consul`, `sync` or `nacos`")
+                bail!(
+                    "BENCH_ONLY={other:?} is not `reads`, `writes`, `etcd`, `consul`, `sync` \
+                     or `nacos`"
+                )
             }
         }
     }
@@ -170,13 +195,13 @@ impl Tools {
                 bail!("`{tool}` is not on PATH: {hint}");
             }
         }
-        let rnacos = if parts.reads || parts.sync || parts.nacos {
+        let rnacos = if parts.reads || parts.writes || parts.sync || parts.nacos {
             let missing = || format!("`rnacos` is not on PATH nor in ~/.cargo/bin: {hint}");
             Some(nacos::find_rnacos().with_context(missing)?)
         } else {
             None
         };
-        let etcd = if parts.etcd || parts.sync {
+        let etcd = if parts.writes || parts.etcd || parts.sync {
             let hint = "run `make deps` (Debian packages etcd-server, etcd-client)";
             Some(etcd::find_etcd().with_context(|| format!("`etcd` is not on PATH: {hint}"))?)
         } else {
@@ -236,6 +261,18 @@ fn run_bench() -> anyhow::Result<()> {
         let all = async {
             if parts.reads {
                 bench(&load, &tools).await?;
+            }
+            // After the reads, whose servers are gone by now, so they are measured alone.
+            if parts.writes {
+                writes::bench(
+                    &tools.switchboard,
+                    tools
+                        .rnacos
+                        .as_deref()
+                        .context("rnacos was not looked for")?,
+                    tools.etcd.as_deref().context("etcd was not looked for")?,
+                )
+                .await?;
             }
             if parts.etcd {
                 bench_etcd(&tools).await?;
@@ -482,18 +519,20 @@ mod tests {
     #[test]
     fn bench_only_names_one_part() {
         let all = Parts::parse("").unwrap();
-        assert!(all.reads && all.etcd && all.consul && all.sync && all.nacos);
+        assert!(all.reads && all.writes && all.etcd && all.consul && all.sync && all.nacos);
+        let writes = Parts::parse("writes").unwrap();
+        assert!(writes.writes && !writes.reads && !writes.etcd && !writes.sync && !writes.nacos);
         let consul = Parts::parse("consul").unwrap();
         assert!(consul.consul && !consul.reads && !consul.etcd && !consul.nacos);
         let etcd = Parts::parse("etcd").unwrap();
         assert!(etcd.etcd && !etcd.reads && !etcd.consul && !etcd.nacos);
         let reads = Parts::parse("reads").unwrap();
-        assert!(reads.reads && !reads.etcd && !reads.consul && !reads.nacos);
+        assert!(reads.reads && !reads.writes && !reads.etcd && !reads.consul && !reads.nacos);
         let nacos = Parts::parse("nacos").unwrap();
         assert!(nacos.nacos && !nacos.reads && !nacos.etcd && !nacos.consul);
         let sync = Parts::parse("sync").unwrap();
         assert!(sync.sync && !sync.reads && !sync.etcd && !sync.consul && !sync.nacos);
         let err = Parts::parse("zookeeper").unwrap_err().to_string();
-        assert!(err.contains("`nacos`"), "{err}");
+        assert!(err.contains("`nacos`") && err.contains("`writes`"), "{err}");
     }
 }

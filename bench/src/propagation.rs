@@ -28,7 +28,7 @@
 pub mod consul;
 pub mod etcd;
 pub mod nacos;
-mod query;
+pub(crate) mod query;
 
 use std::time::Duration;
 

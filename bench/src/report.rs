@@ -12,7 +12,7 @@ use crate::propagation::{percentile, Latencies};
 use crate::wrk::{Load, Report};
 
 /// Switchboard's reads should keep this share of a server doing no work at all.
-pub const STATIC_RATIO_TARGET: f64 = 0.8;
+pub const STATIC_RATIO_TARGET: f64 = 0.95;
 /// Switchboard's reads against rnacos's.
 pub const RNACOS_RATIO_TARGET: f64 = 5.0;
 /// Heartbeats per second one core should absorb.
@@ -240,7 +240,7 @@ pub fn render_nacos(lat: &Latencies) -> String {
 /// p50, p99 and max of the direct observer (`floor`, called `short` in the comparison
 /// rows), of Switchboard, and of what Switchboard added per write; then how the two
 /// observers' percentiles compare.
-fn propagation_table(out: &mut String, lat: &Latencies, floor: &str, short: &str) {
+pub(crate) fn propagation_table(out: &mut String, lat: &Latencies, floor: &str, short: &str) {
     let _ = writeln!(
         out,
         "{:<44} {:>10} {:>10} {:>10}",
@@ -304,6 +304,17 @@ pub(crate) fn check_header(out: &mut String) {
     );
 }
 
+/// A check that must come out exactly: PASS, or FAIL (not MISS, as it is not a target a
+/// slower machine could miss but something that went wrong).
+pub(crate) fn check_equal(out: &mut String, name: &str, value: u64, target: u64) {
+    let verdict = if value == target { "PASS" } else { "FAIL" };
+    let _ = writeln!(
+        out,
+        "{name:<36} {value:>10} {:>10}  {verdict}",
+        format!("== {target}")
+    );
+}
+
 /// Switchboard's p99 over the direct observer's (`short`), against [`PROPAGATION_TARGET`].
 fn check_propagation(out: &mut String, lat: &Latencies, short: &str) {
     let over = percentile(&lat.switchboard, 99.0).as_secs_f64()
@@ -352,7 +363,7 @@ fn signed_latency(seconds: f64) -> String {
     }
 }
 
-fn ratio(numerator: f64, denominator: f64) -> f64 {
+pub(crate) fn ratio(numerator: f64, denominator: f64) -> f64 {
     if denominator > 0.0 {
         numerator / denominator
     } else {
@@ -360,7 +371,7 @@ fn ratio(numerator: f64, denominator: f64) -> f64 {
     }
 }
 
-fn check(out: &mut String, name: &str, value: f64, target: f64, decimals: usize) {
+pub(crate) fn check(out: &mut String, name: &str, value: f64, target: f64, decimals: usize) {
     let verdict = if value >= target {
         "PASS".to_owned()
     } else {
@@ -371,6 +382,11 @@ fn check(out: &mut String, name: &str, value: f64, target: f64, decimals: usize)
         "{name:<36} {value:>10.decimals$} {:>10}  {verdict}",
         format!(">= {target:.decimals$}")
     );
+}
+
+/// A longer time, in seconds with two decimals.
+pub(crate) fn seconds(time: Duration) -> String {
+    format!("{:.2}s", time.as_secs_f64())
 }
 
 /// Microseconds below a millisecond, else milliseconds, like wrk.
@@ -418,7 +434,7 @@ mod tests {
     #[test]
     fn marks_each_target() {
         let results = Results {
-            switchboard: row("switchboard", 9_000.0),
+            switchboard: row("switchboard", 9_600.0),
             heartbeat: row("heartbeat", 25_000.0),
             static_baseline: row("static", 10_000.0),
             rnacos: row("rnacos", 3_000.0),
@@ -428,9 +444,9 @@ mod tests {
             connections: 8,
         };
         let text = render(&results, &load, 3);
-        assert!(line(&text, "reads: switchboard / static").contains("0.90"));
+        assert!(line(&text, "reads: switchboard / static").contains("0.96"));
         assert!(line(&text, "reads: switchboard / static").ends_with("PASS"));
-        assert!(line(&text, "reads: switchboard / rnacos").contains("MISS (40% short)"));
+        assert!(line(&text, "reads: switchboard / rnacos").contains("MISS (36% short)"));
         assert!(line(&text, "heartbeats").ends_with("PASS"));
         assert!(text.contains("1.50ms"));
     }

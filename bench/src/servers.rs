@@ -1,9 +1,10 @@
 //! The servers under test: each runs as a child process pinned to core 0, in its own temp
 //! dir, and is killed when its [`Server`] guard drops, so an error or a panic anywhere in
-//! the bench leaves nothing running and nothing on disk.
+//! the bench leaves nothing running and nothing on disk. A server can also be stopped
+//! the way an operator would (SIGTERM) and started again on the same dir.
 
 use std::ffi::OsString;
-use std::fs::File;
+use std::fs::{File, OpenOptions};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -28,28 +29,29 @@ pub struct Server {
     child: Child,
     name: &'static str,
     port: u16,
+    /// What started the child, kept so [`Server::restart`] can start it again.
+    launch: Launch,
     dir: TempDir,
 }
 
-impl Server {
-    /// Starts `program args` under `taskset -c 0` with its working directory in `dir`, so
+/// A program, its arguments and the environment it gets on top of the bench's.
+struct Launch {
+    program: PathBuf,
+    args: Vec<OsString>,
+    envs: Vec<(String, String)>,
+}
+
+impl Launch {
+    /// Starts the program under `taskset -c 0` with its working directory in `dir`, so
     /// a stray `.env` or config file in the caller's directory cannot change it.
-    pub fn spawn_pinned(
-        name: &'static str,
-        dir: TempDir,
-        port: u16,
-        program: &Path,
-        args: &[OsString],
-        envs: &[(&str, String)],
-    ) -> anyhow::Result<Server> {
-        let log = File::create(dir.path().join(LOG_FILE)).context("cannot create a log file")?;
+    fn spawn(&self, name: &str, dir: &Path, log: File) -> anyhow::Result<Child> {
         let mut command = Command::new("taskset");
         command
             .arg("-c")
             .arg("0")
-            .arg(program)
-            .args(args)
-            .current_dir(dir.path())
+            .arg(&self.program)
+            .args(&self.args)
+            .current_dir(dir)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
@@ -60,16 +62,92 @@ impl Server {
                 command.env_remove(key);
             }
         }
-        command.envs(envs.iter().map(|(key, value)| (key, value)));
-        let child = command
+        command.envs(self.envs.iter().map(|(key, value)| (key, value)));
+        command
             .spawn()
-            .with_context(|| format!("cannot start {name} ({})", program.display()))?;
+            .with_context(|| format!("cannot start {name} ({})", self.program.display()))
+    }
+}
+
+impl Server {
+    /// Starts `program args` pinned to core 0 in `dir` (see [`Launch::spawn`]).
+    pub fn spawn_pinned(
+        name: &'static str,
+        dir: TempDir,
+        port: u16,
+        program: &Path,
+        args: &[OsString],
+        envs: &[(&str, String)],
+    ) -> anyhow::Result<Server> {
+        let log = File::create(dir.path().join(LOG_FILE)).context("cannot create a log file")?;
+        let launch = Launch {
+            program: program.to_owned(),
+            args: args.to_vec(),
+            envs: envs
+                .iter()
+                .map(|(key, value)| ((*key).to_owned(), value.clone()))
+                .collect(),
+        };
+        let child = launch.spawn(name, dir.path(), log)?;
         Ok(Server {
             child,
             name,
             port,
+            launch,
             dir,
         })
+    }
+
+    /// Stops the server as an operator would, with SIGTERM, and waits for it to exit.
+    /// Fails if it is still running after `timeout` (it is killed when the guard drops)
+    /// or exits with an error. Returns how long it took to exit.
+    pub async fn stop(&mut self, timeout: Duration) -> anyhow::Result<Duration> {
+        self.check_alive()?;
+        let started = Instant::now();
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status()
+            .context("cannot run kill")?;
+        if !sent.success() {
+            bail!("kill -TERM {} failed ({sent})", self.pid());
+        }
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                if !status.success() {
+                    bail!(
+                        "{} exited with {status} on SIGTERM; its log ends with:\n{}",
+                        self.name,
+                        self.log_tail()
+                    );
+                }
+                return Ok(started.elapsed());
+            }
+            if started.elapsed() > timeout {
+                bail!(
+                    "{} is still running {timeout:?} after SIGTERM; its log ends with:\n{}",
+                    self.name,
+                    self.log_tail()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Starts the stopped server again with the same program, arguments, port and dir
+    /// (so on the same data), its output appended to the same log.
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        if self.child.try_wait()?.is_none() {
+            bail!(
+                "{} is still running; stop it before restarting it",
+                self.name
+            );
+        }
+        let log = OpenOptions::new()
+            .append(true)
+            .open(self.dir.path().join(LOG_FILE))
+            .context("cannot reopen the log file")?;
+        self.child = self.launch.spawn(self.name, self.dir.path(), log)?;
+        Ok(())
     }
 
     pub fn name(&self) -> &'static str {
@@ -199,10 +277,16 @@ pub async fn start_switchboard(
         args.extend(["--config".into(), file.into()]);
     }
     let mut server = Server::spawn_pinned("switchboard", dir, port, binary, &args, &[])?;
+    wait_ready(&mut server, client).await?;
+    Ok(server)
+}
+
+/// Waits until a (re)started Switchboard answers `/ready`.
+pub async fn wait_ready(server: &mut Server, client: &reqwest::Client) -> anyhow::Result<()> {
     server
         .wait_for(client, "/ready", Duration::from_secs(30), |_| Ok(()))
         .await?;
-    Ok(server)
+    Ok(())
 }
 
 /// Registers the bench instances and returns their ids, in registration order.

@@ -206,7 +206,7 @@ async fn direct_run(rnacos_binary: &Path, when: &str) -> anyhow::Result<Baseline
 const NAME: &str = "sync";
 
 /// Waits until source `id` is ready and serves `instances`.
-async fn wait_source(
+pub(crate) async fn wait_source(
     switchboard: &mut Server,
     client: &reqwest::Client,
     id: &str,
@@ -399,7 +399,7 @@ async fn one_change(
 }
 
 /// User plus system CPU time of process `pid` (all its threads) from `/proc/PID/stat`.
-fn cpu(pid: u32) -> anyhow::Result<Duration> {
+pub(crate) fn cpu(pid: u32) -> anyhow::Result<Duration> {
     let path = format!("/proc/{pid}/stat");
     let stat = std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
     parse_cpu(&stat).with_context(|| format!("{path} has no utime and stime"))

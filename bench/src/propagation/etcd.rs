@@ -78,7 +78,7 @@ impl Backend for Etcd<'_> {
 }
 
 /// Aborts the watch task when dropped.
-struct WatchTask(tokio::task::JoinHandle<()>);
+pub(crate) struct WatchTask(tokio::task::JoinHandle<()>);
 
 impl Drop for WatchTask {
     fn drop(&mut self) {
@@ -88,7 +88,7 @@ impl Drop for WatchTask {
 
 /// A direct watch on `prefix` over its own connection, already created on return.
 /// Sends the revision of every event with the time its response arrived.
-async fn watch(
+pub(crate) async fn watch(
     etcd: &Server,
     prefix: &str,
 ) -> anyhow::Result<(mpsc::UnboundedReceiver<(i64, Instant)>, WatchTask)> {
@@ -124,7 +124,7 @@ async fn watch(
 }
 
 /// When the direct watch delivered `revision`.
-async fn wait_revision(
+pub(crate) async fn wait_revision(
     events: &mut mpsc::UnboundedReceiver<(i64, Instant)>,
     revision: i64,
 ) -> anyhow::Result<Instant> {

@@ -5,14 +5,10 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use super::{SyncResults, INSTANCES, PER_SERVICE, SERVICES, SOURCE_DEADLINE};
-use crate::report::{check_header, format_latency};
+use crate::report::{check_equal, check_header, format_latency, seconds};
 
 fn per_second(time: Duration) -> f64 {
     INSTANCES as f64 / time.as_secs_f64()
-}
-
-fn seconds(time: Duration) -> String {
-    format!("{:.2}s", time.as_secs_f64())
 }
 
 pub fn render(r: &SyncResults) -> String {
@@ -95,12 +91,7 @@ pub fn render(r: &SyncResults) -> String {
         ("writes after one change", r.writes_after_change, n + 1),
         ("job errors", r.errors, 0),
     ] {
-        let verdict = if value == target { "PASS" } else { "FAIL" };
-        let _ = writeln!(
-            out,
-            "{name:<36} {value:>10} {:>10}  {verdict}",
-            format!("== {target}")
-        );
+        check_equal(&mut out, name, value, target);
     }
     out
 }

@@ -25,6 +25,7 @@ pub mod api;
 pub mod catalog;
 pub mod config;
 pub mod federation;
+pub mod fnv;
 pub mod registry;
 pub mod sync;
 pub mod telemetry;

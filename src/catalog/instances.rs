@@ -51,9 +51,7 @@ pub struct Instances {
 
 /// FNV-1a of an endpoint: cheap, and only spreads endpoints over the index's keys.
 fn endpoint_hash(host: &str, port: u16) -> u64 {
-    (host.bytes().chain(port.to_le_bytes())).fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
-        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
-    })
+    crate::fnv::hash(&[host.as_bytes(), &port.to_le_bytes()])
 }
 
 impl Instances {

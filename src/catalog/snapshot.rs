@@ -179,9 +179,7 @@ impl Default for ByName {
 impl ByName {
     /// FNV-1a: cheap, and the shard only spreads names; each shard is a `HashMap`.
     fn shard(name: &str) -> usize {
-        let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
-            (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
-        });
+        let hash = crate::fnv::hash(&[name.as_bytes()]);
         (hash % SHARDS as u64) as usize
     }
 

@@ -9,6 +9,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use switchboard_connectors::{Instance, ServiceKey};
 
+use crate::fnv::Fnv1a;
+
 /// Where a written instance lives: its service (as written) and endpoint.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Spot {
@@ -95,28 +97,6 @@ pub fn short_hash(bytes: &[u8]) -> u32 {
     hasher.write(bytes);
     let full = hasher.finish();
     (full ^ (full >> 32)) as u32
-}
-
-/// 64-bit FNV-1a: tiny, stable across Rust versions (unlike `DefaultHasher`).
-struct Fnv1a(u64);
-
-impl Default for Fnv1a {
-    fn default() -> Self {
-        Fnv1a(0xcbf2_9ce4_8422_2325)
-    }
-}
-
-impl Hasher for Fnv1a {
-    fn write(&mut self, bytes: &[u8]) {
-        for byte in bytes {
-            self.0 ^= u64::from(*byte);
-            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
 }
 
 #[cfg(test)]

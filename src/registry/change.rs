@@ -124,13 +124,7 @@ impl Table {
 
     /// Takes the decision lock. Never held across an `.await`.
     pub fn decide(&self) -> Change<'_> {
-        // A panic while deciding leaves no half-applied change behind (every table
-        // change is recorded for undo as it is made, and nothing is queued until the
-        // end), so a poisoned lock is still safe to use.
-        let decisions = self
-            .decisions
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let decisions = self.lock_decisions();
         Change {
             table: self,
             decisions,
@@ -141,7 +135,9 @@ impl Table {
         }
     }
 
-    /// Locks out new decisions while the committer takes back changes the store refused.
+    /// The decision lock. A panic while deciding leaves no half-applied change behind
+    /// (every table change is recorded for undo as it is made, and nothing is queued
+    /// until the end), so a poisoned lock is still safe to use.
     pub fn lock_decisions(&self) -> MutexGuard<'_, Decisions> {
         self.decisions
             .lock()
@@ -194,21 +190,20 @@ impl Decisions {
         self.hasher.hash_one((service, host, port))
     }
 
+    /// The endpoint hash of an entry (its endpoint never changes in place).
+    fn hash_of(&self, entry: &Entry) -> u64 {
+        let record = entry.lock();
+        let i = &record.instance;
+        self.endpoint_hash(&i.service, &i.host, i.port)
+    }
+
     fn index(&mut self, entry: &Arc<Entry>) {
-        let hash = {
-            let record = entry.lock();
-            let i = &record.instance;
-            self.endpoint_hash(&i.service, &i.host, i.port)
-        };
+        let hash = self.hash_of(entry);
         self.endpoints.entry(hash).or_default().push(entry.clone());
     }
 
     fn unindex(&mut self, entry: &Arc<Entry>) {
-        let hash = {
-            let record = entry.lock();
-            let i = &record.instance;
-            self.endpoint_hash(&i.service, &i.host, i.port)
-        };
+        let hash = self.hash_of(entry);
         if let Some(bucket) = self.endpoints.get_mut(&hash) {
             bucket.retain(|other| !Arc::ptr_eq(other, entry));
             if bucket.is_empty() {
@@ -300,18 +295,12 @@ impl Change<'_> {
 
     /// Shows `instance` in the catalog once the change is durable.
     pub fn upsert(&mut self, instance: Instance) {
-        match self.updates.last_mut() {
-            Some(Update::Upsert(batch)) => batch.push(instance),
-            _ => self.updates.push(Update::Upsert(vec![instance])),
-        }
+        push_coalesced(&mut self.updates, Update::Upsert(vec![instance]));
     }
 
     /// Removes an instance from the catalog once the change is durable.
     pub fn remove(&mut self, key: InstanceKey) {
-        match self.updates.last_mut() {
-            Some(Update::Remove(batch)) => batch.push(key),
-            _ => self.updates.push(Update::Remove(vec![key])),
-        }
+        push_coalesced(&mut self.updates, Update::Remove(vec![key]));
     }
 
     /// Whether this change does anything.
@@ -337,15 +326,31 @@ impl Change<'_> {
             Some(queue) => queue.send(pending),
             None => Err(mpsc::error::SendError(pending)),
         };
-        if sent.is_ok() {
-            self.table.decided.store(seq, Ordering::SeqCst);
-        }
-        if let Err(mpsc::error::SendError(pending)) = sent {
-            // The committer is gone (shutting down): nothing may change.
-            let mut decisions = self.decisions;
-            self.table.undo(&mut decisions, pending.undo);
-            let _ = pending.reply.send(Err(StoreError::Closed));
+        match sent {
+            Ok(()) => self.table.decided.store(seq, Ordering::SeqCst),
+            Err(mpsc::error::SendError(pending)) => {
+                // The committer is gone (shutting down): nothing may change.
+                let mut decisions = self.decisions;
+                self.table.undo(&mut decisions, pending.undo);
+                let _ = pending.reply.send(Err(StoreError::Closed));
+            }
         }
         answer
     }
+}
+
+/// Appends `update`, folding it into the last one when both are of the same kind (order
+/// between kinds is kept: an upsert then a removal of one instance is not a removal then
+/// an upsert).
+pub(super) fn push_coalesced(updates: &mut Vec<Update>, update: Update) {
+    match (updates.last_mut(), update) {
+        (Some(Update::Upsert(batch)), Update::Upsert(more)) => batch.extend(more),
+        (Some(Update::Remove(batch)), Update::Remove(more)) => batch.extend(more),
+        (_, update) => updates.push(update),
+    }
+}
+
+/// Waits for a submitted change to be durable and published (or taken back).
+pub(super) async fn wait(done: Done) -> Result<(), StoreError> {
+    done.await.unwrap_or(Err(StoreError::Closed))
 }

@@ -14,7 +14,7 @@ use std::sync::{Arc, Weak};
 use switchboard_connectors::Update;
 use tokio::sync::mpsc;
 
-use super::change::{Counts, Pending, Table};
+use super::change::{push_coalesced, Counts, Pending, Table};
 use super::store::{on_blocking_thread, Store, StoreError, StoreOp};
 use crate::catalog::Catalog;
 use crate::telemetry::Metrics;
@@ -111,16 +111,5 @@ impl Committer {
         metrics.expiries.inc_by(counts.expiries);
         metrics.revivals.inc_by(counts.revivals);
         (metrics.auto_deregistrations).inc_by(counts.auto_deregistrations);
-    }
-}
-
-/// Appends `update`, folding it into the last one when both are of the same kind (order
-/// between kinds is kept: an upsert then a removal of one instance is not a removal then
-/// an upsert).
-fn push_coalesced(updates: &mut Vec<Update>, update: Update) {
-    match (updates.last_mut(), update) {
-        (Some(Update::Upsert(batch)), Update::Upsert(more)) => batch.extend(more),
-        (Some(Update::Remove(batch)), Update::Remove(more)) => batch.extend(more),
-        (_, update) => updates.push(update),
     }
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use switchboard_connectors::Status;
 
-use super::change::Done;
+use super::change::{wait, Done};
 use super::record::{is_healthy, Entry};
 use super::{now, on_blocking_thread, Registry, StoreError};
 
@@ -18,7 +18,7 @@ impl Registry {
     /// Applies TTL expiry, revival and auto-deregistration as of now, as one change.
     pub async fn sweep(&self) -> Result<(), StoreError> {
         match self.decide_sweep() {
-            Some(done) => done.await.unwrap_or(Err(StoreError::Closed)),
+            Some(done) => wait(done).await,
             None => Ok(()),
         }
     }

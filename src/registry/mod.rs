@@ -168,7 +168,7 @@ impl Registry {
 
     /// Waits for a submitted change to be durable and published.
     async fn finish(done: Done) -> Result<(), RegistryError> {
-        Ok(done.await.unwrap_or(Err(StoreError::Closed))?)
+        Ok(change::wait(done).await?)
     }
 
     fn view(&self, record: &StoredInstance) -> InstanceView {
@@ -290,15 +290,6 @@ impl Registry {
         Ok(self.view(&self.entry(id)?.snapshot()))
     }
 
-    /// Every native instance.
-    pub async fn all(&self) -> Vec<InstanceView> {
-        self.table.settled().await;
-        (self.table.entries)
-            .iter()
-            .map(|entry| self.view(&entry.snapshot()))
-            .collect()
-    }
-
     /// Renews an instance's TTL. An instance that expired comes back to the status it had.
     pub async fn heartbeat(&self, id: &str) -> Result<HeartbeatReply, RegistryError> {
         let entry = self.entry(id)?;
@@ -360,9 +351,7 @@ impl Registry {
         status: Status,
     ) -> Result<(Done, InstanceView), RegistryError> {
         let mut change = self.table.decide();
-        let entry = change
-            .entry(id)
-            .ok_or_else(|| RegistryError::NotFound(id.to_owned()))?;
+        let entry = self.entry(id)?;
         let mut record = entry.snapshot();
         if record.instance.status != status || record.expired_from.is_some() {
             record.instance.offline_time = (status == Status::Offline).then(now);
@@ -385,9 +374,7 @@ impl Registry {
 
     fn decide_deregistration(&self, id: &str) -> Result<(Done, InstanceView), RegistryError> {
         let mut change = self.table.decide();
-        let entry = change
-            .entry(id)
-            .ok_or_else(|| RegistryError::NotFound(id.to_owned()))?;
+        let entry = self.entry(id)?;
         let record = entry.snapshot();
         change.set_entry(id, None);
         change.remove(record.instance.key());

@@ -30,6 +30,17 @@ pub struct Chunk {
     pub sources: Arc<[Arc<str>]>,
 }
 
+/// Each source once, in the order first seen (a few sources over many instances).
+pub fn distinct<'a>(sources: impl Iterator<Item = &'a Arc<str>>) -> Vec<Arc<str>> {
+    let mut seen: Vec<Arc<str>> = Vec::new();
+    for source in sources {
+        if !seen.contains(source) {
+            seen.push(source.clone());
+        }
+    }
+    seen
+}
+
 /// An instance's endpoint: what a service's instances are sorted and merged by.
 pub type Endpoint<'a> = (&'a str, u16);
 
@@ -63,12 +74,7 @@ impl Chunk {
             ends.push(bytes.len() as u32);
         }
         let healthy = instances.iter().filter(|i| i.healthy).count();
-        let mut sources: Vec<Arc<str>> = Vec::new();
-        for source in instances.iter().flat_map(|i| i.sources.iter()) {
-            if !sources.contains(source) {
-                sources.push(source.clone());
-            }
-        }
+        let sources = distinct(instances.iter().flat_map(|i| i.sources.iter()));
         Chunk {
             instances: instances.into(),
             bytes: Bytes::from(bytes),
@@ -197,15 +203,10 @@ pub fn patch(
         if instances.is_empty() {
             continue;
         }
-        let reuse = [&**chunk];
         if instances.len() > 2 * CHUNK {
-            let mut rest = instances.into_iter().peekable();
-            while rest.peek().is_some() {
-                let run: Vec<InstanceView> = rest.by_ref().take(CHUNK).collect();
-                out.push(Arc::new(Chunk::encode(run, &reuse)));
-            }
+            out.extend(layout(instances, std::slice::from_ref(chunk)));
         } else {
-            out.push(Arc::new(Chunk::encode(instances, &reuse)));
+            out.push(Arc::new(Chunk::encode(instances, &[&**chunk])));
         }
     }
     out

@@ -141,12 +141,7 @@ impl Partition {
     /// keys as not yet saved.
     fn touch(&mut self, raw: HashSet<ServiceKey>, touched: &mut Touched) {
         for key in raw {
-            if let Mapped::Served(served) = self.meta.names.map(&key) {
-                touched.service(served);
-            }
-            if self.meta.persist {
-                self.unsaved.insert(key);
-            }
+            self.touch_endpoints(&key, None, touched);
         }
     }
 

@@ -29,10 +29,14 @@ pub struct ServiceView {
     pub sources: Vec<String>,
 }
 
+/// The length of the body [`join`] makes.
+fn body_size(chunks: &[Arc<Chunk>]) -> usize {
+    chunks.iter().map(|c| c.bytes.len() + 1).sum::<usize>() + 1
+}
+
 /// `[`, the chunks' JSON separated by commas, `]`.
 fn join(chunks: &[Arc<Chunk>]) -> Bytes {
-    let size: usize = chunks.iter().map(|c| c.bytes.len() + 1).sum();
-    let mut json = Vec::with_capacity(size + 1);
+    let mut json = Vec::with_capacity(body_size(chunks));
     json.push(b'[');
     for (i, chunk) in chunks.iter().enumerate() {
         if i > 0 {
@@ -49,24 +53,17 @@ fn join(chunks: &[Arc<Chunk>]) -> Bytes {
 const EAGER_BODY_BYTES: usize = 512 * 1024;
 
 impl ServiceView {
-    /// A view of `instances` (sorted by endpoint), reusing the JSON `earlier` holds.
-    pub fn new(key: ServiceKey, index: u64, instances: Vec<InstanceView>) -> ServiceView {
-        ServiceView::from_chunks(key, index, chunks::layout(instances, &[]))
-    }
-
     pub(super) fn from_chunks(key: ServiceKey, index: u64, chunks: Vec<Arc<Chunk>>) -> ServiceView {
         let len = chunks.iter().map(|c| c.instances.len()).sum();
         let healthy_count = chunks.iter().map(|c| c.healthy).sum();
-        let mut sources: Vec<String> = Vec::new();
-        for source in chunks.iter().flat_map(|chunk| chunk.sources.iter()) {
-            if !sources.iter().any(|known| known == &**source) {
-                sources.push(source.to_string());
-            }
-        }
+        let mut sources: Vec<String> =
+            (chunks::distinct(chunks.iter().flat_map(|c| c.sources.iter())))
+                .iter()
+                .map(|source| source.to_string())
+                .collect();
         sources.sort();
-        let size: usize = chunks.iter().map(|c| c.bytes.len() + 1).sum();
         let encoded = OnceLock::new();
-        let chunks = if size <= EAGER_BODY_BYTES {
+        let chunks = if body_size(&chunks) <= EAGER_BODY_BYTES {
             // The chunks read their JSON from the body from now on, so the JSON is held
             // once, and no chunk keeps an older body alive.
             let body = join(&chunks);

@@ -12,10 +12,12 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use switchboard_connectors::SourceConfig;
 
+pub use crate::registry::RegistryConfig;
+
 use crate::catalog::MergeRule;
 use crate::duration::serde_text;
-use crate::registry::NATIVE_SOURCE;
 use crate::sync::SyncSpec;
+use crate::vocab::NATIVE_SOURCE;
 
 /// Prefix of environment overrides. `__` separates nested keys:
 /// `SWITCHBOARD_REGISTRY__DEFAULT_TTL=10s` sets `registry.default_ttl`.
@@ -55,27 +57,6 @@ pub struct Config {
     pub ignored_env: Vec<String>,
 }
 
-/// The native registry.
-#[derive(Clone, Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RegistryConfig {
-    /// An instance with no heartbeat for this long is marked offline (per-instance
-    /// `ttl_seconds` overrides it).
-    #[serde(with = "serde_text")]
-    pub default_ttl: Duration,
-    /// Delete instances that have been offline by expiry for this long. Unset: keep them.
-    #[serde(with = "serde_text::option", skip_serializing_if = "Option::is_none")]
-    pub deregister_after: Option<Duration>,
-    /// How often expiry is checked.
-    #[serde(with = "serde_text")]
-    pub expiry_interval: Duration,
-    /// How often heartbeat times are written to the store, in one batch.
-    #[serde(with = "serde_text")]
-    pub heartbeat_flush_interval: Duration,
-    /// Merge priority of native instances against external sources (higher wins).
-    pub priority: i32,
-}
-
 /// The HTTP API.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -102,18 +83,6 @@ impl Default for Config {
             merge: Vec::new(),
             syncs: Vec::new(),
             ignored_env: Vec::new(),
-        }
-    }
-}
-
-impl Default for RegistryConfig {
-    fn default() -> Self {
-        Self {
-            default_ttl: Duration::from_secs(30),
-            deregister_after: None,
-            expiry_interval: Duration::from_millis(500),
-            heartbeat_flush_interval: Duration::from_secs(1),
-            priority: 0,
         }
     }
 }

@@ -27,8 +27,10 @@ pub mod config;
 pub mod federation;
 pub mod fnv;
 pub mod registry;
+pub mod store;
 pub mod sync;
 pub mod telemetry;
+pub mod vocab;
 
 /// Go-style durations, shared with the connectors crate.
 pub use switchboard_connectors::duration;
@@ -40,11 +42,12 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::api::{AppState, Shared};
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, MergeSettings};
 use crate::config::Config;
-use crate::federation::{Federation, MergeSettings, SourceStore};
-use crate::registry::{RedbStore, Registry, Store};
-use crate::sync::{SyncStore, Syncs};
+use crate::federation::Federation;
+use crate::registry::Registry;
+use crate::store::Store;
+use crate::sync::Syncs;
 use crate::telemetry::Metrics;
 
 /// A started Switchboard: store loaded, catalog published, background work running.
@@ -62,7 +65,7 @@ impl App {
     /// catalog writer and the registry's sweeps.
     pub async fn start(config: Config) -> anyhow::Result<App> {
         let metrics = Arc::new(Metrics::new());
-        let store = RedbStore::open(&config.data_dir).map_err(|err| {
+        let store = Store::open(&config.data_dir).map_err(|err| {
             anyhow::anyhow!(
                 "cannot open the store in {}: {err} (is another Switchboard using this data dir?)",
                 config.data_dir.display()
@@ -70,12 +73,10 @@ impl App {
         })?;
         // Each start-up gets its own range of 2^32 indexes, so an index a client holds
         // from an earlier run is always below what this run issues.
-        let epoch = store.next_epoch()?;
-        let source_store = SourceStore::open(store.database())?;
-        let store_db = store.database();
+        let epoch = store.settings.next_epoch()?;
         let catalog = Catalog::start_at(metrics.clone(), epoch << 32);
         let registry = Registry::open(
-            Arc::new(store),
+            store.instances.clone(),
             catalog.clone(),
             config.registry.clone(),
             metrics.clone(),
@@ -84,16 +85,19 @@ impl App {
         let (stop, stopped) = watch::channel(false);
         let background = registry::spawn_background(registry.clone(), stopped);
         let (stopping, stopping_rx) = watch::channel(false);
-        let merge =
-            MergeSettings::start(config.merge.clone(), source_store.clone(), catalog.clone())
-                .await?;
+        let merge = MergeSettings::start(
+            config.merge.clone(),
+            store.settings.clone(),
+            catalog.clone(),
+        )
+        .await?;
         let federation = Arc::new(
             Federation::start(
                 &config.sources,
                 &catalog,
                 &metrics,
                 &stopping_rx,
-                source_store,
+                store.sources.clone(),
             )
             .await?,
         );
@@ -103,7 +107,7 @@ impl App {
             &federation,
             &registry,
             &metrics,
-            SyncStore::open(store_db)?,
+            store.syncs.clone(),
         )
         .await?;
         let state = AppState::new(Shared {

@@ -11,7 +11,8 @@ use super::extract::PathParam;
 use super::query::InstanceQuery;
 use super::AppState;
 use crate::catalog::InstanceView;
-use crate::registry::{validate_name, RemovalReport};
+use crate::registry::RemovalReport;
+use crate::vocab::validate_name;
 
 /// Every instance of every service, as an object of service name to instances (services
 /// of the same name in other namespaces or groups share the list; each instance names

@@ -8,7 +8,9 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::registry::{RegistryError, StoreError, ValidationError};
+use crate::registry::RegistryError;
+use crate::store::StoreError;
+use crate::vocab::ValidationError;
 
 /// The problem document every error response carries.
 #[derive(Debug, Serialize, ToSchema)]

@@ -10,7 +10,7 @@ use super::extract::PathParam;
 use super::query::InstanceQuery;
 use super::AppState;
 use crate::catalog::Explanation;
-use crate::registry::{validate_name, NATIVE_SOURCE};
+use crate::vocab::{validate_name, NATIVE_SOURCE};
 
 /// Per source: what it reports for the service and its state; the policy applied; and for
 /// every instance whether clients get it and, if not, why (`excluded`, `renamed`,

@@ -10,7 +10,8 @@ use super::error::{ApiError, Problem};
 use super::extract::{Json, PathParam};
 use super::AppState;
 use crate::catalog::InstanceView;
-use crate::registry::{parse_status, HeartbeatReply, InstanceHealth, RegisterRequest};
+use crate::registry::{HeartbeatReply, InstanceHealth, RegisterRequest};
+use crate::vocab::parse_status;
 
 /// Register an instance. Durable before the response is sent. 201 when new; 200 when it
 /// replaced an instance with the same id (or, without an id, the same service endpoint).

@@ -8,7 +8,7 @@ use super::error::{ApiError, Problem};
 use super::extract::Json;
 use super::{to_completion, AppState};
 use crate::catalog::MergeRule;
-use crate::federation::MergeRulesView;
+use crate::catalog::MergeRulesView;
 
 /// The body of `PUT /api/v1/merge`.
 #[derive(Deserialize)]

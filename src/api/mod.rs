@@ -32,8 +32,9 @@ use axum::Router;
 use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::catalog::Catalog;
+use crate::catalog::MergeSettings;
 use crate::config::Config;
-use crate::federation::{Federation, MergeSettings};
+use crate::federation::Federation;
 use crate::registry::Registry;
 use crate::sync::Syncs;
 use crate::telemetry::{LatencyLabels, Metrics, RouteLabels};

@@ -7,7 +7,7 @@ use switchboard_connectors::{Status, DEFAULT_GROUP, DEFAULT_NAMESPACE};
 use super::error::ApiError;
 use crate::catalog::InstanceView;
 use crate::duration;
-use crate::registry::{parse_status, validate_name};
+use crate::vocab::{parse_status, validate_name};
 
 /// `GET /api/v1/services/{name}/instances` parameters. Unknown parameters are ignored
 /// (clients add cache busters), malformed known ones are 400s.

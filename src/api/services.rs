@@ -13,7 +13,7 @@ use super::extract::PathParam;
 use super::query::InstanceQuery;
 use super::AppState;
 use crate::catalog::{InstanceView, Snapshot};
-use crate::registry::validate_name;
+use crate::vocab::validate_name;
 
 /// Header carrying the index a blocking query passes back as `index`.
 pub const INDEX_HEADER: &str = "x-switchboard-index";

@@ -15,7 +15,7 @@ use super::query::InstanceQuery;
 use super::services::require_service;
 use super::AppState;
 use crate::catalog::{InstanceView, ServiceView};
-use crate::registry::validate_name;
+use crate::vocab::validate_name;
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct CatalogStats {

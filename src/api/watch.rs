@@ -12,7 +12,7 @@ use tokio_stream::wrappers::WatchStream;
 use super::error::ApiError;
 use super::AppState;
 use crate::catalog::Catalog;
-use crate::registry::validate_name;
+use crate::vocab::validate_name;
 
 /// Most services one stream may watch.
 const MAX_WATCHED: usize = 100;

@@ -13,12 +13,12 @@ pub(crate) mod glob;
 mod incremental_tests;
 mod instances;
 mod merge;
+mod merge_settings;
 mod names;
 mod notify;
 mod partition;
 mod reports;
 mod rules;
-mod saved;
 mod snapshot;
 mod touched;
 mod view;
@@ -31,13 +31,14 @@ use switchboard_connectors::{ServiceKey, Update};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 pub use explain::{Explanation, InstanceVerdict, MergedInto, Reason, SourceReport};
+pub use merge_settings::{MergeRulesView, MergeSettings, RuleView};
 pub use names::{Mapped, NameMap};
 pub use notify::Notifier;
 pub use reports::{KeyFilter, ServiceReports, SourceSlice};
 pub use rules::{MergeRule, MergeRules, Policy};
-pub use saved::{SavedService, SavedView};
 pub use snapshot::{InstanceView, ServiceSummary, ServiceView, Snapshot, SourceCounts};
 
+use crate::store::SavedView;
 use crate::telemetry::Metrics;
 
 /// How a source takes part in merging.

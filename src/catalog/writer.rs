@@ -16,11 +16,11 @@ use super::notify::Notifier;
 use super::partition::Partition;
 use super::rules::MergeRules;
 use super::rules::Policy;
-use super::saved::{SavedService, SavedView};
 use super::snapshot::{ByName, ServiceView, Snapshot, SourceCounts};
 use super::touched::{Dirty, Touched};
 use super::view::InstanceView;
 use super::{explain, reports, Command};
+use crate::store::{SavedService, SavedView};
 use crate::telemetry::{Metrics, SourceLabels};
 
 /// Most commands folded into one published snapshot.

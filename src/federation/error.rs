@@ -1,6 +1,6 @@
 //! Why a change to the set of sources was refused.
 
-use crate::registry::StoreError;
+use crate::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FederationError {

@@ -11,10 +11,10 @@ use tokio::task::JoinHandle;
 
 use super::document::{merge_patch, restore_secrets};
 use super::status::{SourceState, SourceStatus, StatusCell};
-use super::store::StoredSource;
 use super::supervisor::SourceMetrics;
-use super::{Federation, FederationError, Managed, Origin};
-use crate::registry::NATIVE_SOURCE;
+use super::{Federation, FederationError, Managed};
+use crate::store::{Blocking, StoredSource};
+use crate::vocab::{Origin, NATIVE_SOURCE};
 
 /// Parses and checks a document, and builds its connector (which checks what only the
 /// adapter knows), without starting anything.

@@ -13,11 +13,9 @@ mod backoff;
 mod document;
 mod error;
 mod manage;
-mod merge_rules;
 mod persist;
 mod probe;
 mod status;
-mod store;
 mod supervisor;
 #[cfg(test)]
 mod tests;
@@ -34,16 +32,15 @@ use tokio::task::JoinHandle;
 use utoipa::ToSchema;
 
 pub use error::FederationError;
-pub use merge_rules::{MergeRulesView, MergeSettings, RuleView};
 pub use probe::ProbeReport;
 pub use status::{LastError, SourceState, SourceStatus, StatusCell};
-pub use store::SourceStore;
 
 use self::persist::ViewSaver;
-use self::store::StoredSource;
 use self::supervisor::Supervisor;
 use crate::catalog::{Catalog, NameMap, Snapshot, SourceMeta};
+use crate::store::{Blocking, SourceStore, StoredSource};
 use crate::telemetry::Metrics;
+use crate::vocab::Origin;
 
 /// Sources that have not yet settled (first full view, or first failure).
 #[derive(Default)]
@@ -66,16 +63,6 @@ impl Readiness {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
-}
-
-/// Where a source's configuration comes from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Origin {
-    /// `[[sources]]` in the config file: read-only through the API.
-    File,
-    /// Created through the API and kept in the store.
-    Api,
 }
 
 /// A source as the API shows it: its status, where it comes from, and its configuration
@@ -112,7 +99,7 @@ pub struct Federation {
     readiness: Arc<Readiness>,
     catalog: Catalog,
     metrics: Arc<Metrics>,
-    store: SourceStore,
+    store: Arc<dyn SourceStore>,
     saver: ViewSaver,
     stop: watch::Receiver<bool>,
 }
@@ -168,7 +155,7 @@ impl Federation {
         catalog: &Catalog,
         metrics: &Arc<Metrics>,
         stop: &watch::Receiver<bool>,
-        store: SourceStore,
+        store: Arc<dyn SourceStore>,
     ) -> anyhow::Result<Federation> {
         let stored = store.blocking(|store| store.sources()).await?;
         // Views of stored sources are kept even when a source no longer parses: fixed

@@ -9,9 +9,8 @@ use tokio::sync::mpsc;
 
 use std::sync::Arc;
 
-use super::store::{view_key, SourceStore, ViewChanges};
-use crate::catalog::{Catalog, SavedView};
-use crate::registry::StoreError;
+use crate::catalog::Catalog;
+use crate::store::{view_key, Blocking, SavedView, SourceStore, StoreError, ViewChanges};
 
 /// How often changed views are written: changes within it are coalesced.
 const SAVE_EVERY: Duration = Duration::from_secs(1);
@@ -31,7 +30,7 @@ pub struct ViewSaver {
 
 impl ViewSaver {
     /// Starts the saving task; it ends on [`ViewSaver::stop`] or when the handle drops.
-    pub fn start(catalog: Catalog, store: SourceStore) -> ViewSaver {
+    pub fn start(catalog: Catalog, store: Arc<dyn SourceStore>) -> ViewSaver {
         let (requests, receiver) = mpsc::unbounded_channel();
         let task = tokio::spawn(run(catalog, store, receiver));
         ViewSaver {
@@ -61,7 +60,11 @@ impl ViewSaver {
     }
 }
 
-async fn run(catalog: Catalog, store: SourceStore, mut requests: mpsc::UnboundedReceiver<Request>) {
+async fn run(
+    catalog: Catalog,
+    store: Arc<dyn SourceStore>,
+    mut requests: mpsc::UnboundedReceiver<Request>,
+) {
     let mut tick = tokio::time::interval(SAVE_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -103,7 +106,7 @@ const CHUNK_BYTES: usize = 1024 * 1024;
 
 /// Removes `forget`'s views, then writes the changed services, a chunk per transaction.
 fn save(
-    store: &SourceStore,
+    store: &dyn SourceStore,
     views: Vec<(Arc<str>, SavedView)>,
     forget: &[String],
 ) -> Result<(), StoreError> {
@@ -152,13 +155,12 @@ mod tests {
     use switchboard_connectors::{Instance, ServiceKey};
 
     use super::*;
-    use crate::catalog::SavedService;
+    use crate::store::{RedbStore, SavedService};
 
     #[test]
     fn a_view_larger_than_a_chunk_is_saved_whole_and_removals_come_first() {
         let dir = tempfile::tempdir().unwrap();
-        let db = redb::Database::create(dir.path().join("views.redb")).unwrap();
-        let store = SourceStore::open(Arc::new(db)).unwrap();
+        let store = RedbStore::open(dir.path()).unwrap();
         let view = |services: usize| SavedView {
             stale_since: None,
             services: (0..services)

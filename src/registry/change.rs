@@ -20,8 +20,8 @@ use dashmap::DashMap;
 use switchboard_connectors::{Instance, InstanceKey, ServiceKey, Update};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::record::{Entry, StoredInstance};
-use super::store::{StoreError, StoreOp};
+use super::record::Entry;
+use crate::store::{InstanceOp, StoreError, StoredInstance};
 
 /// Counters a committed change adds to (bumped once it is durable, whoever waits).
 #[derive(Clone, Copy, Debug, Default)]
@@ -62,7 +62,7 @@ pub(super) enum Undo {
 pub(super) struct Pending {
     /// Its place in decision order (1, 2, ...).
     pub seq: u64,
-    pub ops: Vec<StoreOp>,
+    pub ops: Vec<InstanceOp>,
     pub updates: Vec<Update>,
     pub undo: Vec<Undo>,
     pub counts: Counts,
@@ -220,7 +220,7 @@ pub(super) type Done = oneshot::Receiver<Result<(), StoreError>>;
 pub(super) struct Change<'a> {
     table: &'a Table,
     decisions: MutexGuard<'a, Decisions>,
-    ops: Vec<StoreOp>,
+    ops: Vec<InstanceOp>,
     updates: Vec<Update>,
     undo: Vec<Undo>,
     pub counts: Counts,
@@ -262,12 +262,13 @@ impl Change<'_> {
     pub fn set_entry(&mut self, id: &str, entry: Option<Arc<Entry>>) {
         let previous = match &entry {
             Some(entry) => {
-                self.ops.push(StoreOp::Put(Box::new(entry.lock().clone())));
+                self.ops
+                    .push(InstanceOp::Put(Box::new(entry.lock().clone())));
                 self.decisions.index(entry);
                 self.table.entries.insert(id.to_owned(), entry.clone())
             }
             None => {
-                self.ops.push(StoreOp::Delete(id.to_owned()));
+                self.ops.push(InstanceOp::Delete(id.to_owned()));
                 self.table.entries.remove(id).map(|(_, entry)| entry)
             }
         };
@@ -283,7 +284,7 @@ impl Change<'_> {
     /// Replaces `entry`'s record in memory and in the store (its endpoint is unchanged).
     pub fn set_record(&mut self, entry: &Arc<Entry>, record: StoredInstance) {
         let expired = record.expired_from.is_some();
-        self.ops.push(StoreOp::Put(Box::new(record.clone())));
+        self.ops.push(InstanceOp::Put(Box::new(record.clone())));
         let previous = std::mem::replace(&mut *entry.lock(), record);
         let was_expired = entry.expired.swap(expired, Ordering::SeqCst);
         self.undo.push(Undo::Record {

@@ -9,6 +9,7 @@ use std::time::Duration;
 use switchboard_connectors::ServiceKey;
 
 use super::*;
+use crate::store::{InstanceOp, RedbStore};
 
 /// A store whose next commit can be held until released, and made to fail.
 struct FlakyStore {
@@ -18,12 +19,12 @@ struct FlakyStore {
     hold: Mutex<Option<(std_mpsc::Sender<()>, std_mpsc::Receiver<()>)>>,
 }
 
-impl Store for FlakyStore {
+impl InstanceStore for FlakyStore {
     fn load(&self) -> Result<Vec<StoredInstance>, StoreError> {
         self.inner.load()
     }
 
-    fn commit(&self, ops: &[StoreOp]) -> Result<(), StoreError> {
+    fn commit(&self, ops: &[InstanceOp]) -> Result<(), StoreError> {
         let hold = self.hold.lock().unwrap().take();
         if let Some((started, go)) = hold {
             started.send(()).unwrap();
@@ -37,10 +38,6 @@ impl Store for FlakyStore {
 
     fn put_heartbeats(&self, beats: &[(String, i64)]) -> Result<(), StoreError> {
         self.inner.put_heartbeats(beats)
-    }
-
-    fn next_epoch(&self) -> Result<u64, StoreError> {
-        self.inner.next_epoch()
     }
 }
 

@@ -15,8 +15,8 @@ use switchboard_connectors::Update;
 use tokio::sync::mpsc;
 
 use super::change::{push_coalesced, Counts, Pending, Table};
-use super::store::{on_blocking_thread, Store, StoreError, StoreOp};
 use crate::catalog::Catalog;
+use crate::store::{Blocking, InstanceOp, InstanceStore, StoreError};
 use crate::telemetry::Metrics;
 
 /// Most decided changes written in one transaction.
@@ -24,7 +24,7 @@ const MAX_BATCH: usize = 4096;
 
 /// What the committer task needs.
 pub(super) struct Committer {
-    pub store: Arc<dyn Store>,
+    pub store: Arc<dyn InstanceStore>,
     /// Weak: the registry owns the table (and the queue's sender), so dropping the
     /// registry ends this task.
     pub table: Weak<Table>,
@@ -39,10 +39,10 @@ impl Committer {
         let mut batch = Vec::with_capacity(64);
         while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
             let mut pending = std::mem::take(&mut batch);
-            let ops: Vec<StoreOp> = (pending.iter_mut())
+            let ops: Vec<InstanceOp> = (pending.iter_mut())
                 .flat_map(|change| std::mem::take(&mut change.ops))
                 .collect();
-            match on_blocking_thread(&self.store, move |store| store.commit(&ops)).await {
+            match self.store.blocking(move |store| store.commit(&ops)).await {
                 Ok(()) => self.publish(pending).await,
                 Err(err) => self.refuse(pending, &mut queue, err),
             }

@@ -12,7 +12,8 @@ use switchboard_connectors::Status;
 
 use super::change::{wait, Done};
 use super::record::{is_healthy, Entry};
-use super::{now, on_blocking_thread, Registry, StoreError};
+use super::{now, Registry};
+use crate::store::{Blocking, StoreError};
 
 impl Registry {
     /// Applies TTL expiry, revival and auto-deregistration as of now, as one change.
@@ -111,7 +112,9 @@ impl Registry {
             .iter()
             .map(|(_, id, beat)| (id.clone(), *beat))
             .collect();
-        on_blocking_thread(&self.store, move |store| store.put_heartbeats(&beats)).await?;
+        self.store
+            .blocking(move |store| store.put_heartbeats(&beats))
+            .await?;
         for (entry, _, beat) in &pending {
             entry
                 .flushed_heartbeat_ms

@@ -15,10 +15,10 @@ mod change;
 #[cfg(test)]
 mod commit_tests;
 mod committer;
+mod config;
 mod expiry;
 mod record;
 mod replies;
-mod store;
 mod validate;
 
 use std::sync::atomic::Ordering;
@@ -29,24 +29,18 @@ use chrono::{DateTime, Utc};
 use switchboard_connectors::{Instance, InstanceKey, ServiceKey, Status, Update};
 
 pub use background::spawn_background;
-pub use record::StoredInstance;
+pub use config::RegistryConfig;
 pub use replies::{HeartbeatReply, InstanceHealth, RemovalReport};
-pub use store::{
-    create_tables, db_err, on_blocking_thread, prefix_range, put_record, read_records,
-    remove_prefix, RedbStore, Store, StoreError, StoreOp,
-};
-pub use validate::{parse_status, validate_name, RegisterRequest, ValidationError};
+pub use validate::RegisterRequest;
 
 use self::change::{Done, Table};
 use self::committer::Committer;
 use self::record::{is_healthy, Entry};
 use crate::catalog::{Catalog, InstanceView, SourceMeta};
-use crate::config::RegistryConfig;
 use crate::duration;
+use crate::store::{Blocking, InstanceStore, StoreError, StoredInstance};
 use crate::telemetry::Metrics;
-
-/// Source id of native instances in the catalog.
-pub const NATIVE_SOURCE: &str = "native";
+use crate::vocab::{ValidationError, MAX_NAME_LEN, NATIVE_SOURCE};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
@@ -62,7 +56,7 @@ pub enum RegistryError {
 }
 
 pub struct Registry {
-    store: Arc<dyn Store>,
+    store: Arc<dyn InstanceStore>,
     /// The instances in memory; changed only by decided changes (`change.rs`).
     table: Arc<Table>,
     /// The group-commit task, awaited by [`Registry::close`].
@@ -81,7 +75,7 @@ pub(crate) fn now() -> DateTime<Utc> {
 /// (clients send it back on re-registration).
 fn generated_id(service: &str) -> String {
     const UUID_PART: usize = 37; // "-" and 36 characters
-    let keep = service.len().min(validate::MAX_NAME_LEN - UUID_PART);
+    let keep = service.len().min(MAX_NAME_LEN - UUID_PART);
     // Service names are ASCII, so any byte offset is a character boundary.
     format!("{}-{}", &service[..keep], uuid::Uuid::now_v7())
 }
@@ -90,12 +84,12 @@ impl Registry {
     /// Loads every stored instance (each gets one TTL of grace), publishes them and starts
     /// the committer.
     pub async fn open(
-        store: Arc<dyn Store>,
+        store: Arc<dyn InstanceStore>,
         catalog: Catalog,
         config: RegistryConfig,
         metrics: Arc<Metrics>,
     ) -> Result<Arc<Registry>, StoreError> {
-        let records = on_blocking_thread(&store, |store| store.load()).await?;
+        let records = store.blocking(|store| store.load()).await?;
         let (queue, decided) = tokio::sync::mpsc::unbounded_channel();
         let table = Arc::new(Table::new(queue));
         let mut registry = Registry {
@@ -471,9 +465,9 @@ mod tests {
 
     #[test]
     fn generated_ids_are_valid_ids_even_for_the_longest_names() {
-        let long = "a".repeat(validate::MAX_NAME_LEN);
+        let long = "a".repeat(MAX_NAME_LEN);
         let id = generated_id(&long);
-        assert_eq!(id.len(), validate::MAX_NAME_LEN);
+        assert_eq!(id.len(), MAX_NAME_LEN);
         let request = RegisterRequest {
             id: Some(id),
             service: Some(long),

@@ -1,54 +1,11 @@
-//! A native instance as stored, and its live in-memory entry.
+//! A native instance in memory: its stored record and the live heartbeat atomics.
 
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Mutex;
 
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
-use switchboard_connectors::{Instance, Status};
+use switchboard_connectors::Status;
 
-/// What the store keeps per native instance.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct StoredInstance {
-    pub instance: Instance,
-    /// Per-instance TTL; `None` uses the registry default.
-    pub ttl_seconds: Option<u64>,
-    /// Per-instance auto-deregistration delay; `None` uses the registry default.
-    pub deregister_after_seconds: Option<u64>,
-    /// Set while TTL expiry (not an operator) holds the instance offline: the status a
-    /// heartbeat restores.
-    pub expired_from: Option<Status>,
-    /// Written by a sync-back job: no heartbeats, so no TTL expiry (like a Nacos
-    /// persistent instance); the job deletes it when its origin goes.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub persistent: bool,
-}
-
-impl StoredInstance {
-    pub fn new(instance: Instance) -> StoredInstance {
-        StoredInstance {
-            instance,
-            ttl_seconds: None,
-            deregister_after_seconds: None,
-            expired_from: None,
-            persistent: false,
-        }
-    }
-
-    /// Takes a heartbeat time written by the batch flusher if it is newer.
-    pub fn apply_persisted_heartbeat(&mut self, millis: i64) {
-        let Some(time) = DateTime::<Utc>::from_timestamp_millis(millis) else {
-            return;
-        };
-        if self
-            .instance
-            .last_heartbeat
-            .is_none_or(|current| current < time)
-        {
-            self.instance.last_heartbeat = Some(time);
-        }
-    }
-}
+use crate::store::StoredInstance;
 
 /// Whether an instance in this status should receive traffic.
 pub fn is_healthy(status: Status) -> bool {

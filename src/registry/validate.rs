@@ -8,7 +8,10 @@ use serde::Deserialize;
 use switchboard_connectors::{ServiceKey, Status, DEFAULT_GROUP, DEFAULT_NAMESPACE};
 use utoipa::ToSchema;
 
-pub const MAX_NAME_LEN: usize = 253;
+use crate::vocab::{
+    invalid, parse_status, validate_id, validate_name, ValidationError, MAX_NAME_LEN,
+};
+
 pub const MAX_WEIGHT: i64 = 10_000;
 pub const MAX_METADATA_KEYS: usize = 64;
 pub const MAX_METADATA_KEY_LEN: usize = 128;
@@ -17,23 +20,6 @@ pub const MAX_TAGS: usize = 64;
 pub const MAX_TAG_LEN: usize = 256;
 /// Longest accepted per-instance TTL or deregistration delay: one day.
 pub const MAX_TTL_SECONDS: i64 = 86_400;
-
-/// A rejected input: which field, a stable code, and a message for people.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{field}: {message}")]
-pub struct ValidationError {
-    pub code: &'static str,
-    pub field: &'static str,
-    pub message: String,
-}
-
-fn invalid(code: &'static str, field: &'static str, message: impl Into<String>) -> ValidationError {
-    ValidationError {
-        code,
-        field,
-        message: message.into(),
-    }
-}
 
 /// Body of `POST /api/v1/instances`.
 #[derive(Clone, Debug, Default, Deserialize, ToSchema)]
@@ -187,55 +173,6 @@ impl RegisterRequest {
             start_time: self.start_time,
         })
     }
-}
-
-/// Service, namespace and group names: 1-253 characters of `[A-Za-z0-9._-]`.
-pub fn validate_name(
-    name: &str,
-    code: &'static str,
-    field: &'static str,
-) -> Result<(), ValidationError> {
-    let ok = !name.is_empty()
-        && name.len() <= MAX_NAME_LEN
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-');
-    if ok {
-        Ok(())
-    } else {
-        Err(invalid(
-            code,
-            field,
-            format!("{field} must be 1-{MAX_NAME_LEN} characters of [A-Za-z0-9._-]"),
-        ))
-    }
-}
-
-fn validate_id(id: &str) -> Result<(), ValidationError> {
-    let ok = !id.is_empty()
-        && id.len() <= MAX_NAME_LEN
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b".:_-".contains(&b));
-    if ok {
-        Ok(())
-    } else {
-        Err(invalid(
-            "invalid_id",
-            "id",
-            format!("id must be 1-{MAX_NAME_LEN} characters of [A-Za-z0-9.:_-]"),
-        ))
-    }
-}
-
-pub fn parse_status(text: &str) -> Result<Status, ValidationError> {
-    Status::parse(text).ok_or_else(|| {
-        invalid(
-            "invalid_status",
-            "status",
-            format!("status must be one of active, inactive, maintenance, offline; got `{text}`"),
-        )
-    })
 }
 
 /// `host:port` with port 1-65535; IPv6 hosts must be bracketed (`[::1]:80`).

@@ -18,12 +18,13 @@ use super::ledger::{service_entries, Ledger, LedgerEntry, Spot};
 use super::plan::{self, Plan, World};
 use super::spec::{From, SyncSpec};
 use super::status::{StatusCell, SyncFailure, SyncState};
-use super::store::{LedgerChange, SyncStore};
 use super::target::{Target, WriteError};
 use crate::catalog::{Catalog, KeyFilter, ServiceReports};
-use crate::federation::{Federation, SourceState};
-use crate::registry::{Registry, NATIVE_SOURCE};
+use crate::federation::Federation;
+use crate::registry::Registry;
+use crate::store::{Blocking, LedgerChange, SyncStore};
 use crate::telemetry::{Metrics, SyncLabels};
+use crate::vocab::{SourceState, NATIVE_SOURCE};
 
 /// How often every covered service is planned again, changed or not.
 const RESYNC: Duration = Duration::from_secs(30);
@@ -42,7 +43,7 @@ pub struct Context {
     pub catalog: Catalog,
     pub federation: Arc<Federation>,
     pub registry: Arc<Registry>,
-    pub store: SyncStore,
+    pub store: Arc<dyn SyncStore>,
     pub echoes: Echoes,
     pub metrics: Arc<Metrics>,
 }

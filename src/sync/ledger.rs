@@ -2,63 +2,13 @@
 //! endpoint) with a hash of what was written. The ledger is how a job recognises its own
 //! writes coming back, deletes only what it wrote, and writes again only what changed.
 
-use std::collections::BTreeMap;
 use std::hash::Hasher;
 
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 use switchboard_connectors::{Instance, ServiceKey};
 
+pub use crate::store::{Ledger, LedgerEntry, Spot};
+
 use crate::fnv::Fnv1a;
-
-/// Where a written instance lives: its service (as written) and endpoint.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Spot {
-    pub service: ServiceKey,
-    pub host: String,
-    pub port: u16,
-}
-
-impl Spot {
-    pub fn of(instance: &Instance) -> Spot {
-        Spot {
-            service: instance.service.clone(),
-            host: instance.host.clone(),
-            port: instance.port,
-        }
-    }
-
-    /// The store key of this spot in job `job`'s ledger.
-    pub fn store_key(&self, job: &str) -> String {
-        let ServiceKey {
-            namespace,
-            group,
-            name,
-        } = &self.service;
-        format!(
-            "{job}\0{namespace}\0{group}\0{name}\0{}\0{}",
-            self.host, self.port
-        )
-    }
-}
-
-/// One instance a job wrote.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct LedgerEntry {
-    /// The instance as written (with its `switchboard.*` metadata).
-    pub written: Instance,
-    /// The source it was copied from.
-    pub origin: String,
-    /// The source (or `native`) it was written into: a ledger is only about its job's
-    /// current target.
-    pub target: String,
-    /// [`content_hash`] of `written`.
-    pub hash: u64,
-    pub written_at: DateTime<Utc>,
-}
-
-/// A job's ledger in memory.
-pub type Ledger = BTreeMap<Spot, LedgerEntry>;
 
 /// The entries of service `key`, in ledger order.
 pub fn service_entries<'a>(
@@ -112,16 +62,5 @@ mod tests {
         assert_ne!(content_hash(&a), content_hash(&b));
         // Fixed across runs and versions: a stored hash stays meaningful.
         assert_eq!(content_hash(&a), content_hash(&a.clone()));
-    }
-
-    #[test]
-    fn store_keys_keep_jobs_apart() {
-        let spot = Spot {
-            service: ServiceKey::named("s"),
-            host: "10.0.0.1".into(),
-            port: 80,
-        };
-        assert!(spot.store_key("j1").starts_with("j1\0"));
-        assert_ne!(spot.store_key("j1"), spot.store_key("j10"));
     }
 }

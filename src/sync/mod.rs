@@ -13,7 +13,6 @@ mod ledger;
 mod plan;
 mod spec;
 mod status;
-mod store;
 mod target;
 
 use std::collections::BTreeMap;
@@ -29,16 +28,16 @@ use utoipa::ToSchema;
 pub use plan::{Delete, Plan, Write, WriteReason, ORIGIN_KEY, SYNC_KEY};
 pub use spec::{SpecError, SyncSpec};
 pub use status::{SyncFailure, SyncState, SyncStatus};
-pub use store::SyncStore;
 
 use self::job::{Context, Job};
 use self::ledger::{only_target, Ledger};
 use self::status::StatusCell;
-use self::store::StoredSync;
 use crate::catalog::Catalog;
-use crate::federation::{Federation, Origin};
-use crate::registry::{Registry, StoreError, NATIVE_SOURCE};
+use crate::federation::Federation;
+use crate::registry::Registry;
+use crate::store::{Blocking, StoreError, StoredSync, SyncStore};
 use crate::telemetry::Metrics;
+use crate::vocab::{Origin, NATIVE_SOURCE};
 
 /// Why a change to the jobs was refused.
 #[derive(Debug, thiserror::Error)]
@@ -100,7 +99,7 @@ impl Syncs {
         federation: &Arc<Federation>,
         registry: &Arc<Registry>,
         metrics: &Arc<Metrics>,
-        store: SyncStore,
+        store: Arc<dyn SyncStore>,
     ) -> anyhow::Result<Syncs> {
         let ctx = Arc::new(Context {
             catalog: catalog.clone(),

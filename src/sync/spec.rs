@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 
 use crate::catalog::glob;
 use crate::duration::serde_text;
-use crate::registry::NATIVE_SOURCE;
+use crate::vocab::NATIVE_SOURCE;
 
 /// Writes per second when a job sets no `rate_limit`.
 pub const DEFAULT_RATE_LIMIT: f64 = 500.0;

@@ -100,4 +100,4 @@ impl SyncStatus {
 }
 
 /// The job's record of itself; the API reads copies.
-pub type StatusCell = crate::federation::StatusCell<SyncStatus>;
+pub type StatusCell = crate::vocab::StatusCell<SyncStatus>;

@@ -1,25 +1,27 @@
-//! Sync jobs in the embedded store: API-created definitions, which jobs are paused, and
-//! every job's ledger. Every method is synchronous and durable when it returns Ok
-//! (callers run it on a blocking thread, through [`SyncStore::blocking`]).
+//! Sync jobs: definitions created through the API, which jobs are paused, and every
+//! job's ledger (what it wrote into its target, one entry per instance).
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
 
-use redb::{Database, ReadableTable, TableDefinition};
+use chrono::{DateTime, Utc};
+use redb::{ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use switchboard_connectors::{Instance, ServiceKey};
 
-use super::ledger::{Ledger, LedgerEntry, Spot};
-use crate::registry::{
-    create_tables, db_err, on_blocking_thread, prefix_range, put_record, read_records,
-    remove_prefix, StoreError,
+use super::redb_backend::{
+    db_err, prefix_range, put_record, read_records, remove_prefix, Records, RedbStore,
 };
+use super::StoreError;
 
 /// API-created job definitions by id.
-const SYNCS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("syncs");
+const SYNCS: Records = TableDefinition::new("syncs");
 /// Ids of paused jobs (file jobs too: a pause outlives a restart).
-const PAUSED: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("sync_paused");
+const PAUSED: Records = TableDefinition::new("sync_paused");
 /// Ledger entries by `job\0namespace\0group\0name\0host\0port`.
-const LEDGER: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("sync_ledger");
+const LEDGER: Records = TableDefinition::new("sync_ledger");
+
+pub(super) const TABLES: &[Records] = &[SYNCS, PAUSED, LEDGER];
 
 /// An API-created job as stored.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -33,36 +35,88 @@ pub enum LedgerChange {
     Remove(Spot),
 }
 
-#[derive(Clone)]
-pub struct SyncStore {
-    db: Arc<Database>,
+/// Where a written instance lives: its service (as written) and endpoint.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Spot {
+    pub service: ServiceKey,
+    pub host: String,
+    pub port: u16,
 }
 
-impl SyncStore {
-    pub fn open(db: Arc<Database>) -> Result<SyncStore, StoreError> {
-        create_tables(&db, &[SYNCS, PAUSED, LEDGER])?;
-        Ok(SyncStore { db })
+impl Spot {
+    pub fn of(instance: &Instance) -> Spot {
+        Spot {
+            service: instance.service.clone(),
+            host: instance.host.clone(),
+            port: instance.port,
+        }
     }
 
-    /// Runs `work` on a blocking thread.
-    pub async fn blocking<T: Send + 'static>(
-        &self,
-        work: impl FnOnce(&SyncStore) -> Result<T, StoreError> + Send + 'static,
-    ) -> Result<T, StoreError> {
-        on_blocking_thread(self, work).await
+    /// The store key of this spot in job `job`'s ledger.
+    pub fn store_key(&self, job: &str) -> String {
+        let ServiceKey {
+            namespace,
+            group,
+            name,
+        } = &self.service;
+        format!(
+            "{job}\0{namespace}\0{group}\0{name}\0{}\0{}",
+            self.host, self.port
+        )
     }
+}
 
+/// One instance a job wrote.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LedgerEntry {
+    /// The instance as written (with its `switchboard.*` metadata).
+    pub written: Instance,
+    /// The source it was copied from.
+    pub origin: String,
+    /// The source (or `native`) it was written into: a ledger is only about its job's
+    /// current target.
+    pub target: String,
+    /// The sync ledger's content hash of `written` (stable across restarts).
+    pub hash: u64,
+    pub written_at: DateTime<Utc>,
+}
+
+/// A job's ledger in memory.
+pub type Ledger = BTreeMap<Spot, LedgerEntry>;
+
+/// Sync job definitions, pauses and ledgers.
+pub trait SyncStore: Send + Sync + 'static {
     /// Every stored job; an unreadable record is skipped and logged.
-    pub fn syncs(&self) -> Result<Vec<(String, StoredSync)>, StoreError> {
+    fn syncs(&self) -> Result<Vec<(String, StoredSync)>, StoreError>;
+    fn put_sync(&self, id: &str, sync: &StoredSync) -> Result<(), StoreError>;
+    /// Forgets a job: its definition, pause and ledger, in one transaction.
+    fn delete_sync(&self, id: &str) -> Result<(), StoreError>;
+    /// The ids of paused jobs.
+    fn paused(&self) -> Result<Vec<String>, StoreError>;
+    fn set_paused(&self, id: &str, paused: bool) -> Result<(), StoreError>;
+    /// Job `id`'s ledger.
+    fn ledger(&self, id: &str) -> Result<Ledger, StoreError>;
+    /// Job `id`'s ledger about target `to`; entries about another target are removed
+    /// from the store (the job's `to` changed in the config file).
+    fn ledger_for(&self, id: &str, to: &str) -> Result<Ledger, StoreError>;
+    /// Removes the ledgers and pauses of jobs not in `ids` (file jobs taken out of the
+    /// config), so a later job of the same id starts clean.
+    fn forget_other_jobs(&self, ids: &[String]) -> Result<(), StoreError>;
+    /// Applies `changes` to job `id`'s ledger in one transaction.
+    fn commit_ledger(&self, id: &str, changes: &[LedgerChange]) -> Result<(), StoreError>;
+}
+
+impl SyncStore for RedbStore {
+    /// Every stored job; an unreadable record is skipped and logged.
+    fn syncs(&self) -> Result<Vec<(String, StoredSync)>, StoreError> {
         read_records(&self.db, SYNCS, "sync job")
     }
 
-    pub fn put_sync(&self, id: &str, sync: &StoredSync) -> Result<(), StoreError> {
+    fn put_sync(&self, id: &str, sync: &StoredSync) -> Result<(), StoreError> {
         put_record(&self.db, SYNCS, id, &serde_json::to_vec(sync)?)
     }
 
-    /// Forgets a job: its definition, pause and ledger, in one transaction.
-    pub fn delete_sync(&self, id: &str) -> Result<(), StoreError> {
+    fn delete_sync(&self, id: &str) -> Result<(), StoreError> {
         let txn = self.db.begin_write().map_err(db_err)?;
         for table in [SYNCS, PAUSED] {
             txn.open_table(table)
@@ -74,7 +128,7 @@ impl SyncStore {
         txn.commit().map_err(db_err)
     }
 
-    pub fn paused(&self) -> Result<Vec<String>, StoreError> {
+    fn paused(&self) -> Result<Vec<String>, StoreError> {
         let txn = self.db.begin_read().map_err(db_err)?;
         let table = txn.open_table(PAUSED).map_err(db_err)?;
         let mut out = Vec::new();
@@ -84,7 +138,7 @@ impl SyncStore {
         Ok(out)
     }
 
-    pub fn set_paused(&self, id: &str, paused: bool) -> Result<(), StoreError> {
+    fn set_paused(&self, id: &str, paused: bool) -> Result<(), StoreError> {
         let txn = self.db.begin_write().map_err(db_err)?;
         {
             let mut table = txn.open_table(PAUSED).map_err(db_err)?;
@@ -97,8 +151,7 @@ impl SyncStore {
         txn.commit().map_err(db_err)
     }
 
-    /// Job `id`'s ledger.
-    pub fn ledger(&self, id: &str) -> Result<Ledger, StoreError> {
+    fn ledger(&self, id: &str) -> Result<Ledger, StoreError> {
         let txn = self.db.begin_read().map_err(db_err)?;
         let table = txn.open_table(LEDGER).map_err(db_err)?;
         let (from, to) = prefix_range(id);
@@ -117,9 +170,7 @@ impl SyncStore {
         Ok(ledger)
     }
 
-    /// Job `id`'s ledger about target `to`; entries about another target are removed
-    /// from the store (the job's `to` changed in the config file).
-    pub fn ledger_for(&self, id: &str, to: &str) -> Result<Ledger, StoreError> {
+    fn ledger_for(&self, id: &str, to: &str) -> Result<Ledger, StoreError> {
         let (ledger, other): (Ledger, Ledger) =
             (self.ledger(id)?.into_iter()).partition(|(_, entry)| entry.target == to);
         if !other.is_empty() {
@@ -130,9 +181,7 @@ impl SyncStore {
         Ok(ledger)
     }
 
-    /// Removes the ledgers and pauses of jobs not in `ids` (file jobs taken out of the
-    /// config), so a later job of the same id starts clean.
-    pub fn forget_other_jobs(&self, ids: &[String]) -> Result<(), StoreError> {
+    fn forget_other_jobs(&self, ids: &[String]) -> Result<(), StoreError> {
         let known: std::collections::HashSet<&str> = ids.iter().map(String::as_str).collect();
         let mut gone: std::collections::BTreeSet<String> = self.paused()?.into_iter().collect();
         {
@@ -159,8 +208,7 @@ impl SyncStore {
         Ok(())
     }
 
-    /// Applies `changes` to job `id`'s ledger in one transaction.
-    pub fn commit_ledger(&self, id: &str, changes: &[LedgerChange]) -> Result<(), StoreError> {
+    fn commit_ledger(&self, id: &str, changes: &[LedgerChange]) -> Result<(), StoreError> {
         let txn = self.db.begin_write().map_err(db_err)?;
         {
             let mut table = txn.open_table(LEDGER).map_err(db_err)?;
@@ -188,13 +236,12 @@ mod tests {
     use switchboard_connectors::{Instance, ServiceKey};
 
     use super::*;
-    use crate::sync::ledger::content_hash;
 
     fn entry(port: u16) -> (Spot, LedgerEntry) {
         let written = Instance::new("i", ServiceKey::named("s"), "10.0.0.1", port);
         let entry = LedgerEntry {
             target: "nacos".into(),
-            hash: content_hash(&written),
+            hash: 7,
             origin: "etcd".into(),
             written,
             written_at: Utc::now(),
@@ -205,8 +252,7 @@ mod tests {
     #[test]
     fn ledgers_persist_per_job_and_go_with_their_job() {
         let dir = tempfile::tempdir().unwrap();
-        let db = Arc::new(Database::create(dir.path().join("db")).unwrap());
-        let store = SyncStore::open(db).unwrap();
+        let store = RedbStore::open(dir.path()).unwrap();
         let (a, first) = entry(1);
         let (b, second) = entry(2);
         store
@@ -239,8 +285,7 @@ mod tests {
     #[test]
     fn jobs_that_no_longer_exist_are_forgotten_and_others_kept() {
         let dir = tempfile::tempdir().unwrap();
-        let db = Arc::new(Database::create(dir.path().join("db")).unwrap());
-        let store = SyncStore::open(db).unwrap();
+        let store = RedbStore::open(dir.path()).unwrap();
         for job in ["gone-a", "keep", "gone-b"] {
             let (spot, first) = entry(1);
             let (other, second) = entry(2);
@@ -258,5 +303,16 @@ mod tests {
             assert!(store.ledger(job).unwrap().is_empty(), "{job}");
         }
         assert_eq!(store.paused().unwrap(), vec!["keep"]);
+    }
+
+    #[test]
+    fn store_keys_keep_jobs_apart() {
+        let spot = Spot {
+            service: ServiceKey::named("s"),
+            host: "10.0.0.1".into(),
+            port: 80,
+        };
+        assert!(spot.store_key("j1").starts_with("j1\0"));
+        assert_ne!(spot.store_key("j1"), spot.store_key("j10"));
     }
 }

@@ -4,9 +4,14 @@
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::{Origin, SourceStore};
-use crate::catalog::{Catalog, MergeRule, MergeRules, Policy};
-use crate::registry::StoreError;
+use std::sync::Arc;
+
+use super::{Catalog, MergeRule, MergeRules, Policy};
+use crate::store::{Blocking, SettingStore, StoreError};
+use crate::vocab::Origin;
+
+/// The setting the API's rules are stored under.
+const MERGE_RULES: &str = "merge_rules";
 
 /// A rule as `GET /api/v1/merge` shows it.
 #[derive(Debug, Serialize, ToSchema)]
@@ -29,7 +34,7 @@ pub struct MergeRulesView {
 pub struct MergeSettings {
     file: Vec<MergeRule>,
     api: tokio::sync::Mutex<Vec<MergeRule>>,
-    store: SourceStore,
+    store: Arc<dyn SettingStore>,
     catalog: Catalog,
 }
 
@@ -37,10 +42,14 @@ impl MergeSettings {
     /// Loads the API's stored rules and hands every rule to the catalog.
     pub async fn start(
         file: Vec<MergeRule>,
-        store: SourceStore,
+        store: Arc<dyn SettingStore>,
         catalog: Catalog,
     ) -> anyhow::Result<MergeSettings> {
-        let api = store.blocking(|store| store.merge_rules()).await?;
+        let stored = store.blocking(|store| store.setting(MERGE_RULES)).await?;
+        let api: Vec<MergeRule> = match stored {
+            Some(rules) => serde_json::from_value(rules)?,
+            None => Vec::new(),
+        };
         let settings = MergeSettings {
             file,
             api: tokio::sync::Mutex::new(api),
@@ -79,9 +88,9 @@ impl MergeSettings {
     /// then applied to every service.
     pub async fn replace(&self, rules: Vec<MergeRule>) -> Result<(), StoreError> {
         let mut api = self.api.lock().await;
-        let stored = rules.clone();
+        let stored = serde_json::to_value(&rules)?;
         self.store
-            .blocking(move |store| store.put_merge_rules(&stored))
+            .blocking(move |store| store.put_setting(MERGE_RULES, &stored))
             .await?;
         self.catalog.set_rules(self.combined(&rules)).await;
         *api = rules;

@@ -1,0 +1,115 @@
+//! The embedded backend: one redb file, `switchboard.redb`, in the data dir. Each kind of
+//! record keeps its own tables; the helpers here are what their implementations share.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use redb::{Database, ReadableTable, TableDefinition};
+
+use super::StoreError;
+
+/// redb's page cache. Everything here is read once at start-up and otherwise only
+/// written, so a small cache costs nothing; redb's default (1 GiB) would keep every page
+/// written (saved source views included) in memory.
+const CACHE_BYTES: usize = 4 * 1024 * 1024;
+
+/// The embedded store. It implements every record trait of [`super`].
+pub struct RedbStore {
+    pub(super) db: Arc<Database>,
+}
+
+impl RedbStore {
+    /// Opens (or creates) `switchboard.redb` in `data_dir`, with every table.
+    pub fn open(data_dir: &Path) -> Result<RedbStore, StoreError> {
+        std::fs::create_dir_all(data_dir).map_err(|err| db_err(redb::StorageError::Io(err)))?;
+        let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(data_dir.join("switchboard.redb"))
+            .map_err(db_err)?;
+        let store = RedbStore { db: Arc::new(db) };
+        super::instances::create_tables(&store)?;
+        create_tables(&store.db, super::sources::TABLES)?;
+        create_tables(&store.db, super::settings::TABLES)?;
+        create_tables(&store.db, super::syncs::TABLES)?;
+        Ok(store)
+    }
+}
+
+pub(super) fn db_err<E: Into<redb::Error>>(err: E) -> StoreError {
+    StoreError::Database(Box::new(err.into()))
+}
+
+/// A table of JSON records by string key.
+pub(super) type Records = TableDefinition<'static, &'static str, &'static [u8]>;
+
+/// Creates `tables` if they do not exist yet, in one transaction.
+pub(super) fn create_tables(db: &Database, tables: &[Records]) -> Result<(), StoreError> {
+    let txn = db.begin_write().map_err(db_err)?;
+    for table in tables {
+        txn.open_table(*table).map_err(db_err)?;
+    }
+    txn.commit().map_err(db_err)
+}
+
+/// The key range of records filed under `prefix`: keys `{prefix}\0...` (so `a` never
+/// takes in `ab`'s records).
+pub(super) fn prefix_range(prefix: &str) -> (String, String) {
+    (format!("{prefix}\0"), format!("{prefix}\u{1}"))
+}
+
+/// Removes every record of `table` filed under `prefix`, inside `txn`.
+pub(super) fn remove_prefix(
+    txn: &redb::WriteTransaction,
+    table: Records,
+    prefix: &str,
+) -> Result<(), StoreError> {
+    let mut table = txn.open_table(table).map_err(db_err)?;
+    let (from, to) = prefix_range(prefix);
+    let keys: Vec<String> = table
+        .range(from.as_str()..to.as_str())
+        .map_err(db_err)?
+        .map(|row| row.map(|(key, _)| key.value().to_owned()))
+        .collect::<Result<_, _>>()
+        .map_err(db_err)?;
+    for key in keys {
+        table.remove(key.as_str()).map_err(db_err)?;
+    }
+    Ok(())
+}
+
+/// Writes one record in its own durable transaction.
+pub(super) fn put_record(
+    db: &Database,
+    table: Records,
+    key: &str,
+    bytes: &[u8],
+) -> Result<(), StoreError> {
+    let txn = db.begin_write().map_err(db_err)?;
+    txn.open_table(table)
+        .map_err(db_err)?
+        .insert(key, bytes)
+        .map_err(db_err)?;
+    txn.commit().map_err(db_err)
+}
+
+/// Every JSON record of `table` by key. An unreadable record is skipped and logged (as
+/// `what`), its bytes kept for a later fix.
+pub(super) fn read_records<T: serde::de::DeserializeOwned>(
+    db: &Database,
+    table: Records,
+    what: &str,
+) -> Result<Vec<(String, T)>, StoreError> {
+    let txn = db.begin_read().map_err(db_err)?;
+    let table = txn.open_table(table).map_err(db_err)?;
+    let mut out = Vec::new();
+    for row in table.iter().map_err(db_err)? {
+        let (key, bytes) = row.map_err(db_err)?;
+        match serde_json::from_slice(bytes.value()) {
+            Ok(record) => out.push((key.value().to_owned(), record)),
+            Err(err) => {
+                tracing::error!(key = key.value(), error = %err, "Skipping an unreadable stored {what}")
+            }
+        }
+    }
+    Ok(out)
+}

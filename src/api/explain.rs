@@ -1,6 +1,6 @@
 //! `GET /api/v1/services/{name}/explain`: why each source's instances of a service are or
-//! are not served. A diagnostic, answered by the catalog writer from every source's raw
-//! reports; discovery reads never take this path.
+//! are not served. A diagnostic, read from every source's raw reports (without waiting
+//! for pending changes); discovery reads never take this path.
 
 use axum::extract::{RawQuery, State};
 use switchboard_connectors::ServiceKey;
@@ -10,7 +10,7 @@ use super::extract::PathParam;
 use super::query::InstanceQuery;
 use super::AppState;
 use crate::catalog::Explanation;
-use crate::vocab::{validate_name, NATIVE_SOURCE};
+use crate::vocab::validate_name;
 
 /// Per source: what it reports for the service and its state; the policy applied; and for
 /// every instance whether clients get it and, if not, why (`excluded`, `renamed`,
@@ -35,7 +35,8 @@ pub async fn explain(
     validate_name(&name, "invalid_service_name", "name")?;
     let query = InstanceQuery::parse(query.as_deref())?;
     let key = ServiceKey::new(query.namespace(), query.group(), name.as_str());
-    let mut explanation = state.catalog.explain(key).await.ok_or_else(|| {
+    let state_of = |id: &str| state.federation.state_name(id);
+    let explanation = state.catalog.explain(&key, &state_of).ok_or_else(|| {
         ApiError::not_found(
             "service_not_found",
             format!(
@@ -45,13 +46,5 @@ pub async fn explain(
             ),
         )
     })?;
-    for source in &mut explanation.sources {
-        source.state = if source.id == NATIVE_SOURCE {
-            "ready".to_owned()
-        } else {
-            (state.federation.source_state(&source.id))
-                .map_or_else(|| "unknown".to_owned(), |s| s.as_str().to_owned())
-        };
-    }
     Ok(axum::Json(explanation))
 }

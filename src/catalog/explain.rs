@@ -104,11 +104,13 @@ impl InstanceVerdict {
     }
 }
 
-/// Explains `key` over the writer's partitions; `None` when no source reports it.
+/// Explains `key` over the partitions, naming each source's state with `state_of`;
+/// `None` when no source reports it.
 pub(super) fn explain(
     partitions: &std::collections::HashMap<Arc<str>, Partition>,
     rules: &MergeRules,
     key: &ServiceKey,
+    state_of: &dyn Fn(&str) -> String,
 ) -> Option<Explanation> {
     let (policy, rule) = rules.policy_for(&key.name);
     let mut reports: Vec<Reported<'_>> = Vec::new();
@@ -118,7 +120,7 @@ pub(super) fn explain(
         let meta = &partition.meta;
         let report = || SourceReport {
             id: source.to_string(),
-            state: String::new(),
+            state: state_of(source),
             priority: meta.priority,
             reported: 0,
             healthy: 0,

@@ -11,6 +11,7 @@ mod explain;
 pub(crate) mod glob;
 #[cfg(test)]
 mod incremental_tests;
+mod inputs;
 mod instances;
 mod merge;
 mod merge_settings;
@@ -24,6 +25,7 @@ mod touched;
 mod view;
 mod writer;
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -37,7 +39,9 @@ pub use notify::Notifier;
 pub use reports::{KeyFilter, ServiceReports, SourceSlice};
 pub use rules::{MergeRule, MergeRules, Policy};
 pub use snapshot::{InstanceView, ServiceSummary, ServiceView, Snapshot, SourceCounts};
+pub use touched::{Changes, SourceChanges};
 
+use self::inputs::SharedInputs;
 use crate::store::SavedView;
 use crate::telemetry::Metrics;
 
@@ -56,8 +60,6 @@ pub struct SourceMeta {
     /// Stale longer than `max_stale`: kept (for `explain` and a later recovery) but not
     /// served.
     pub expired: bool,
-    /// Keep this source's view in the store for a warm restart (external sources).
-    pub persist: bool,
 }
 
 pub(crate) enum Command {
@@ -83,44 +85,21 @@ pub(crate) enum Command {
         rules: Arc<MergeRules>,
         done: Option<oneshot::Sender<u64>>,
     },
-    /// Why each source's instances of a service are (not) served.
-    Explain {
-        key: ServiceKey,
-        reply: oneshot::Sender<Option<Explanation>>,
-    },
-    /// The views of sources that changed since the last export (for warm restarts).
-    Export {
-        reply: oneshot::Sender<Vec<(Arc<str>, SavedView)>>,
-    },
-    /// Every source's instances of some services (for sync-back).
-    Reports {
-        filter: KeyFilter,
-        target: Option<Arc<str>>,
-        reply: oneshot::Sender<Vec<ServiceReports>>,
-    },
-}
-
-impl Command {
-    /// Answers a question and changes nothing.
-    fn is_question(&self) -> bool {
-        matches!(
-            self,
-            Command::Explain { .. } | Command::Export { .. } | Command::Reports { .. }
-        )
-    }
 }
 
 /// How many published batches of changed services the change feed buffers per
 /// receiver; one that falls further behind is told it lagged and re-reads everything.
 const CHANGE_FEED_DEPTH: usize = 1024;
 
-/// A cheap, cloneable handle: send updates to the writer, read snapshots, subscribe.
+/// A cheap, cloneable handle: send changes to the writer, read snapshots, subscribe, ask
+/// about the sources' raw reports.
 #[derive(Clone)]
 pub struct Catalog {
     commands: mpsc::Sender<Command>,
     current: Arc<ArcSwap<Snapshot>>,
     notifier: Arc<Notifier>,
-    changes: broadcast::Sender<Arc<[ServiceKey]>>,
+    inputs: SharedInputs,
+    changes: broadcast::Sender<Arc<Changes>>,
 }
 
 impl Catalog {
@@ -136,9 +115,11 @@ impl Catalog {
         let current = Arc::new(ArcSwap::from_pointee(Snapshot::empty_at(base)));
         let notifier = Arc::new(Notifier::default());
         let (changes, _) = broadcast::channel(CHANGE_FEED_DEPTH);
+        let inputs = SharedInputs::default();
         let writer = writer::Writer::new(
             current.clone(),
             notifier.clone(),
+            inputs.clone(),
             changes.clone(),
             metrics,
             base,
@@ -148,6 +129,7 @@ impl Catalog {
             commands,
             current,
             notifier,
+            inputs,
             changes,
         }
     }
@@ -239,48 +221,42 @@ impl Catalog {
         .await
     }
 
-    /// Explains service `key` (`None`: no source reports it). Goes through the writer,
-    /// which owns every source's raw reports; discovery reads never do.
-    pub async fn explain(&self, key: ServiceKey) -> Option<Explanation> {
-        self.ask(|reply| Command::Explain { key, reply })
-            .await
-            .flatten()
-    }
-
-    /// The views changed since the last export.
-    pub async fn export_changed(&self) -> Vec<(Arc<str>, SavedView)> {
-        self.ask(|reply| Command::Export { reply })
-            .await
-            .unwrap_or_default()
+    /// Explains service `key` (`None`: no source reports it); `state_of` names each
+    /// source's state. Reads every source's raw reports without waiting for the writer's
+    /// queue; discovery reads never take this path.
+    pub fn explain(
+        &self,
+        key: &ServiceKey,
+        state_of: &dyn Fn(&str) -> String,
+    ) -> Option<Explanation> {
+        let inputs = self.inputs.read();
+        explain::explain(&inputs.partitions, &inputs.rules, key, state_of)
     }
 
     /// Every source's instances of the services `filter` picks, and what `target` holds
-    /// under those services' own keys.
-    pub async fn reports(
+    /// under those services' own keys, as of now.
+    pub fn reports(&self, filter: &KeyFilter, target: Option<&str>) -> Vec<ServiceReports> {
+        let snapshot = self.snapshot();
+        let inputs = self.inputs.read();
+        reports::reports(&inputs.partitions, filter, target, &snapshot)
+    }
+
+    /// `source`'s view as it is now, for saving: its staleness and its `services` (its
+    /// own keys; every service when `None`). A service it no longer has comes with no
+    /// instances. `None` when the catalog has no such source.
+    pub fn source_view(
         &self,
-        filter: KeyFilter,
-        target: Option<Arc<str>>,
-    ) -> Vec<ServiceReports> {
-        self.ask(|reply| Command::Reports {
-            filter,
-            target,
-            reply,
-        })
-        .await
-        .unwrap_or_default()
+        source: &str,
+        services: Option<&HashSet<ServiceKey>>,
+    ) -> Option<SavedView> {
+        let inputs = self.inputs.read();
+        let partition = inputs.partitions.get(source)?;
+        Some(partition.view(services))
     }
 
-    /// The services whose merged view changed, one batch per published snapshot.
-    pub fn changes(&self) -> broadcast::Receiver<Arc<[ServiceKey]>> {
+    /// What each published batch changed.
+    pub fn changes(&self) -> broadcast::Receiver<Arc<Changes>> {
         self.changes.subscribe()
-    }
-
-    /// Sends a question to the writer and waits for its answer (`None` when the runtime
-    /// is shutting down).
-    async fn ask<T>(&self, command: impl FnOnce(oneshot::Sender<T>) -> Command) -> Option<T> {
-        let (reply, answer) = oneshot::channel();
-        self.commands.send(command(reply)).await.ok()?;
-        answer.await.ok()
     }
 
     /// Sets a source's priority and staleness; its services are re-merged.

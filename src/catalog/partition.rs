@@ -16,6 +16,7 @@ pub(super) use super::instances::{ById, Instances};
 use super::names::{Mapped, NameMap};
 use super::touched::Touched;
 use super::SourceMeta;
+use crate::store::{SavedService, SavedView};
 
 /// A service whose emptying waits for confirmation.
 struct Held {
@@ -31,6 +32,8 @@ struct Held {
 /// and re-mapped later.
 #[derive(Default)]
 pub(super) struct Partition {
+    /// The source's id.
+    pub id: Arc<str>,
     pub meta: SourceMeta,
     pub services: HashMap<ServiceKey, Instances>,
     /// Served key -> the source's keys served under it (usually just one).
@@ -43,13 +46,16 @@ pub(super) struct Partition {
     served_instances: usize,
     /// Emptyings held so far (for metrics).
     pub holds: u64,
-    /// The source's services changed since its view was last saved (when it is saved).
-    pub unsaved: HashSet<ServiceKey>,
-    /// The source's staleness changed since its view was last saved.
-    pub unsaved_meta: bool,
 }
 
 impl Partition {
+    pub fn new(id: Arc<str>) -> Partition {
+        Partition {
+            id,
+            ..Partition::default()
+        }
+    }
+
     /// Instances served from this partition (excluded ones do not count).
     pub fn instance_count(&self) -> usize {
         self.served_instances
@@ -138,7 +144,7 @@ impl Partition {
     }
 
     /// Records the served keys of the source's `raw` keys as touched whole, and the raw
-    /// keys as not yet saved.
+    /// keys as changed.
     fn touch(&mut self, raw: HashSet<ServiceKey>, touched: &mut Touched) {
         for key in raw {
             self.touch_endpoints(&key, None, touched);
@@ -163,9 +169,7 @@ impl Partition {
                 None => touched.service(served),
             }
         }
-        if self.meta.persist {
-            self.unsaved.insert(raw.clone());
-        }
+        touched.raw(&self.id, raw);
     }
 
     /// The instance as stored: under the name it is served as.
@@ -359,6 +363,26 @@ impl Partition {
             tracing::info!(service = %key, "Source still reports no instances; service emptied");
         }
         self.touch(due, touched);
+    }
+
+    /// The source's view as it is now, for saving: `services` (its own keys; every
+    /// service when `None`), a service it no longer has with no instances. Only pointers
+    /// are copied; encoding and writing happen elsewhere.
+    pub fn view(&self, services: Option<&HashSet<ServiceKey>>) -> SavedView {
+        let saved = |raw: &ServiceKey| SavedService {
+            service: raw.clone(),
+            instances: (self.services.get(raw).into_iter().flatten())
+                .map(|by_id| by_id.0.clone())
+                .collect(),
+        };
+        let services = match services {
+            Some(services) => services.iter().map(saved).collect(),
+            None => self.services.keys().map(saved).collect(),
+        };
+        SavedView {
+            stale_since: self.meta.stale_since,
+            services,
+        }
     }
 
     /// The earliest time a held emptying is due.

@@ -1,6 +1,6 @@
 //! What each source reports per served service, with the state that decides whether its
-//! silence can be trusted: the input of sync-back jobs. Answered by the writer, which owns
-//! the partitions; discovery reads never go through here.
+//! silence can be trusted: the input of sync-back jobs. Read from the partitions under
+//! the catalog's read lock; discovery reads never go through here.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
@@ -8,6 +8,7 @@ use std::sync::Arc;
 use switchboard_connectors::{Instance, ServiceKey};
 
 use super::partition::Partition;
+use super::snapshot::Snapshot;
 
 /// Which services a question is about.
 pub enum KeyFilter {
@@ -43,12 +44,12 @@ pub struct ServiceReports {
     pub served: Vec<(String, u16)>,
 }
 
-/// Answers a reports question over the writer's partitions.
+/// Answers a reports question over the partitions; `snapshot` tells what clients get.
 pub(super) fn reports(
     partitions: &HashMap<Arc<str>, Partition>,
     filter: &KeyFilter,
     target: Option<&str>,
-    served: &dyn Fn(&ServiceKey) -> Vec<(String, u16)>,
+    snapshot: &Snapshot,
 ) -> Vec<ServiceReports> {
     let keys: BTreeSet<ServiceKey> = match filter {
         KeyFilter::Keys(keys) => keys.iter().cloned().collect(),
@@ -83,7 +84,7 @@ pub(super) fn reports(
                 .filter_map(|raw| target.and_then(|partition| partition.services.get(*raw)))
                 .flat_map(|instances| instances.iter().map(|by_id| by_id.0.clone()))
                 .collect();
-            let served = served(key);
+            let served = served_endpoints(snapshot, key);
             ServiceReports {
                 key: key.clone(),
                 sources,
@@ -91,6 +92,14 @@ pub(super) fn reports(
                 served,
             }
         })
+        .collect()
+}
+
+/// The endpoints clients get for `key` in `snapshot`.
+fn served_endpoints(snapshot: &Snapshot, key: &ServiceKey) -> Vec<(String, u16)> {
+    let view = snapshot.service(&key.namespace, &key.group, &key.name);
+    (view.into_iter().flat_map(|view| view.instances()))
+        .map(|i| (i.instance.host.clone(), i.instance.port))
         .collect()
 }
 

@@ -1,8 +1,11 @@
 //! What a batch of updates touched: which served services, and, when only a few of a
-//! service's endpoints changed, which endpoints. The writer re-merges just those.
+//! service's endpoints changed, which endpoints (the writer re-merges just those); and,
+//! per source, which of its own services changed (the change feed carries them, for
+//! whoever keeps a copy of a source's view).
 
 use std::collections::hash_map::Entry;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
 
 use switchboard_connectors::ServiceKey;
 
@@ -22,6 +25,27 @@ pub enum Dirty {
 #[derive(Debug, Default)]
 pub struct Touched {
     services: HashMap<ServiceKey, Dirty>,
+    sources: HashMap<Arc<str>, SourceChanges>,
+}
+
+/// What one published batch changed: the change feed's message.
+#[derive(Debug, Default)]
+pub struct Changes {
+    /// Served services some source changed, whether or not what clients see moved (a
+    /// lower-priority source's change matters to a job copying that source).
+    pub services: Vec<ServiceKey>,
+    /// By source, what changed in its own view.
+    pub sources: HashMap<Arc<str>, SourceChanges>,
+}
+
+/// What changed in one source's own view.
+#[derive(Debug, Default)]
+pub struct SourceChanges {
+    /// The source's services (under its own keys, before name mapping) whose instances
+    /// changed.
+    pub services: HashSet<ServiceKey>,
+    /// Whether it turned stale or fresh.
+    pub staleness: bool,
 }
 
 impl Touched {
@@ -54,8 +78,21 @@ impl Touched {
         }
     }
 
+    /// Records that `source`'s own service `raw` changed.
+    pub fn raw(&mut self, source: &Arc<str>, raw: &ServiceKey) {
+        let changes = self.sources.entry(source.clone()).or_default();
+        if !changes.services.contains(raw) {
+            changes.services.insert(raw.clone());
+        }
+    }
+
+    /// Records that `source` turned stale or fresh.
+    pub fn staleness(&mut self, source: &Arc<str>) {
+        self.sources.entry(source.clone()).or_default().staleness = true;
+    }
+
     pub fn is_empty(&self) -> bool {
-        self.services.is_empty()
+        self.services.is_empty() && self.sources.is_empty()
     }
 
     #[cfg(test)]
@@ -67,7 +104,11 @@ impl Touched {
         self.services.iter()
     }
 
-    pub fn into_keys(self) -> impl Iterator<Item = ServiceKey> {
-        self.services.into_keys()
+    /// The change feed's message for this batch.
+    pub fn into_changes(self) -> Changes {
+        Changes {
+            services: self.services.into_keys().collect(),
+            sources: self.sources,
+        }
     }
 }

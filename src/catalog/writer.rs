@@ -1,26 +1,23 @@
-//! The catalog's single writer: owns the partitions, merges, indexes and publishes.
+//! The catalog's single writer: applies each batch of changes to the partitions, re-merges
+//! the services they touched, publishes the new snapshot and announces what changed.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use switchboard_connectors::{Instance, ServiceKey};
+use switchboard_connectors::ServiceKey;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::time::Instant;
 
-use super::chunks::{self, Endpoint};
-use super::instances::Instances;
-use super::merge::{self, Reported};
+use super::chunks;
+use super::inputs::{Inputs, SharedInputs};
 use super::notify::Notifier;
 use super::partition::Partition;
-use super::rules::MergeRules;
 use super::rules::Policy;
 use super::snapshot::{ByName, ServiceView, Snapshot, SourceCounts};
-use super::touched::{Dirty, Touched};
-use super::view::InstanceView;
-use super::{explain, reports, Command};
-use crate::store::{SavedService, SavedView};
+use super::touched::{Changes, Dirty, Touched};
+use super::Command;
 use crate::telemetry::{Metrics, SourceLabels};
 
 /// Most commands folded into one published snapshot.
@@ -32,24 +29,25 @@ pub(crate) struct Writer {
     current: Arc<ArcSwap<Snapshot>>,
     notifier: Arc<Notifier>,
     metrics: Arc<Metrics>,
-    partitions: HashMap<Arc<str>, Partition>,
+    /// The partitions and rules; only this task changes them.
+    inputs: SharedInputs,
     /// Latest view of every service ever seen (removed ones stay as empty views).
     by_name: ByName,
     index: u64,
     /// Services with at least one instance (kept as views change, not recounted).
     live_services: usize,
     last_prune: Instant,
-    rules: Arc<MergeRules>,
-    /// Where the services changed by each batch are announced (sync-back jobs listen).
-    change_feed: broadcast::Sender<Arc<[ServiceKey]>>,
+    /// Where what each batch changed is announced (sync-back jobs and the view saver
+    /// listen).
+    change_feed: broadcast::Sender<Arc<Changes>>,
 }
 
 impl Writer {
-    /// `change_feed` is where the services each batch touched are announced.
     pub fn new(
         current: Arc<ArcSwap<Snapshot>>,
         notifier: Arc<Notifier>,
-        change_feed: broadcast::Sender<Arc<[ServiceKey]>>,
+        inputs: SharedInputs,
+        change_feed: broadcast::Sender<Arc<Changes>>,
         metrics: Arc<Metrics>,
         base: u64,
     ) -> Writer {
@@ -57,12 +55,11 @@ impl Writer {
             current,
             notifier,
             metrics,
-            partitions: HashMap::new(),
+            inputs,
             by_name: ByName::default(),
             index: base,
             live_services: 0,
             last_prune: Instant::now(),
-            rules: Arc::default(),
             change_feed,
         }
     }
@@ -70,9 +67,7 @@ impl Writer {
     pub async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
         let mut batch = Vec::with_capacity(MAX_BATCH);
         loop {
-            let due = self
-                .partitions
-                .values()
+            let due = (self.inputs.read().partitions.values())
                 .filter_map(Partition::next_due)
                 .min();
             tokio::select! {
@@ -94,75 +89,27 @@ impl Writer {
         let now = Instant::now();
         let mut touched = Touched::default();
         let mut acks: Vec<oneshot::Sender<u64>> = Vec::new();
-        // A batch of questions only (explain, export, reports: the view saver asks every
-        // second) changes nothing, so it skips the merge-and-publish tail. An empty batch
-        // is the timer of a held emptying and does run it.
-        let only_questions = !batch.is_empty() && batch.iter().all(Command::is_question);
-        for command in batch {
-            match command {
-                Command::Apply {
-                    source,
-                    update,
-                    meta,
-                    guarded,
-                    done,
-                } => {
-                    let partition = self.partitions.entry(source).or_default();
-                    // The same meta again (a supervisor repeating its state, a warm
-                    // view's source connecting) changes no view: nothing to re-merge.
-                    if let Some(meta) = meta.filter(|meta| *meta != partition.meta) {
-                        touched.services(partition.served_keys().cloned());
-                        partition.rename(meta.names.clone(), &mut touched);
-                        partition.unsaved_meta |= meta.stale_since != partition.meta.stale_since;
-                        partition.meta = meta;
-                    }
-                    partition.apply(update, now, guarded, &mut touched);
-                    acks.extend(done);
-                }
-                Command::Drop { source, done } => {
-                    if let Some(partition) = self.partitions.remove(&source) {
-                        touched.services(partition.served_keys().cloned());
-                    }
-                    self.metrics.source_instances.remove(&SourceLabels {
-                        source: source.to_string(),
-                    });
-                    acks.extend(done);
-                }
-                Command::SetRules { rules, done } => {
-                    self.rules = rules;
-                    for partition in self.partitions.values() {
-                        touched.services(partition.served_keys().cloned());
-                    }
-                    acks.extend(done);
-                }
-                Command::Explain { key, reply } => {
-                    let _ = reply.send(explain::explain(&self.partitions, &self.rules, &key));
-                }
-                Command::Export { reply } => {
-                    let _ = reply.send(self.export());
-                }
-                Command::Reports {
-                    filter,
-                    target,
-                    reply,
-                } => {
-                    let served = |key: &ServiceKey| self.served_endpoints(key);
-                    let answer =
-                        reports::reports(&self.partitions, &filter, target.as_deref(), &served);
-                    let _ = reply.send(answer);
-                }
-            }
-        }
-        if only_questions {
-            return;
-        }
-        for partition in self.partitions.values_mut() {
-            partition.expire_holds(now, &mut touched);
+        // Changes are applied under the write lock; merging only reads, so questions
+        // can be answered meanwhile.
+        let dropped = apply(
+            &mut self.inputs.write(),
+            batch,
+            now,
+            &mut touched,
+            &mut acks,
+        );
+        let shared = self.inputs.clone();
+        let inputs = shared.read();
+        for source in dropped {
+            self.metrics.source_instances.remove(&SourceLabels {
+                source: source.to_string(),
+            });
         }
         let changed: Vec<(ServiceKey, u64)> = (touched.iter())
-            .filter_map(|(key, dirty)| self.recompute(key, dirty))
+            .filter_map(|(key, dirty)| self.recompute(&inputs, key, dirty))
             .collect();
-        let counts = self.source_counts();
+        let counts = inputs.source_counts();
+        drop(inputs);
         self.record_metrics(&counts);
         // Counts can move without any view changing (a guard hold, an empty source), and
         // the status API reads them from the snapshot.
@@ -184,16 +131,21 @@ impl Writer {
 
     /// Re-merges one service, or only its `dirty` endpoints; returns its new index if
     /// what clients see changed.
-    fn recompute(&mut self, key: &ServiceKey, dirty: &Dirty) -> Option<(ServiceKey, u64)> {
+    fn recompute(
+        &mut self,
+        inputs: &Inputs,
+        key: &ServiceKey,
+        dirty: &Dirty,
+    ) -> Option<(ServiceKey, u64)> {
         let views: &[Arc<ServiceView>] = self.by_name.get(key.name.as_str()).map_or(&[], |v| v);
         let slot = views.iter().position(|view| view.key == *key);
         let old = slot.map(|i| views[i].clone());
-        let policy = self.rules.policy_for(&key.name).0;
+        let policy = inputs.rules.policy_for(&key.name).0;
         let chunks = match (dirty, policy, &old) {
             // A few endpoints of a served service under `union`: only they are merged,
             // and only the chunks holding them are encoded again.
             (Dirty::Endpoints(endpoints), Policy::Union, Some(old)) if !old.is_empty() => {
-                let edits: Vec<_> = self
+                let edits: Vec<_> = inputs
                     .merge_endpoints(key, endpoints)
                     .into_iter()
                     .filter(|(endpoint, new)| match (old.at(*endpoint), new) {
@@ -207,7 +159,7 @@ impl Writer {
                 chunks::patch(old.chunks(), edits)
             }
             _ => {
-                let merged = self.merge(key, policy);
+                let merged = inputs.merge(key, policy);
                 let unchanged = match &old {
                     Some(old) => {
                         old.len() == merged.len()
@@ -242,144 +194,12 @@ impl Writer {
         Some((key.clone(), self.index))
     }
 
-    /// Every source's reports of `key` served by `policy`, sorted by endpoint.
-    fn merge(&self, key: &ServiceKey, policy: Policy) -> Vec<InstanceView> {
-        let reports: Vec<Reported<'_>> = self.reports(key).collect();
-        merge::merge(policy, reports)
-    }
-
-    /// Every report of `key` from the sources being served.
-    fn reports<'a>(&'a self, key: &'a ServiceKey) -> impl Iterator<Item = Reported<'a>> + 'a {
-        self.reports_from(key, |instances| instances.iter().map(|by_id| &by_id.0))
-    }
-
-    /// The reports `pick` takes from each served source's instances of `key`.
-    fn reports_from<'a, I>(
-        &'a self,
-        key: &'a ServiceKey,
-        pick: impl Fn(&'a Instances) -> I + Copy + 'a,
-    ) -> impl Iterator<Item = Reported<'a>> + 'a
-    where
-        I: Iterator<Item = &'a Arc<Instance>> + 'a,
-    {
-        self.partitions
-            .iter()
-            .filter(|(_, partition)| !partition.meta.expired)
-            .flat_map(move |(source, partition)| {
-                partition
-                    .served_as(key)
-                    .flat_map(move |(_, instances)| pick(instances))
-                    .map(move |instance| Reported {
-                        source,
-                        meta: &partition.meta,
-                        instance,
-                    })
-            })
-    }
-
-    /// Under `union`, the instance served at each of `endpoints` (`None`: none now).
-    fn merge_endpoints<'a>(
-        &self,
-        key: &ServiceKey,
-        endpoints: &'a BTreeSet<(String, u16)>,
-    ) -> Vec<(Endpoint<'a>, Option<InstanceView>)> {
-        // `endpoints` is sorted, so the edits are too.
-        endpoints
-            .iter()
-            .map(|(host, port)| {
-                let reports = self.reports_at(key, host, *port).collect();
-                ((host.as_str(), *port), merge::merge_one(reports))
-            })
-            .collect()
-    }
-
-    /// Every report of `key` at one endpoint, from the sources being served: found in
-    /// each partition's endpoint index, without going over the service's instances.
-    fn reports_at<'a>(
-        &'a self,
-        key: &'a ServiceKey,
-        host: &'a str,
-        port: u16,
-    ) -> impl Iterator<Item = Reported<'a>> + 'a {
-        self.reports_from(key, move |instances| instances.at(host, port))
-    }
-
-    /// Tells change-feed listeners (if any) which services some source changed, whether
-    /// or not what clients see moved (a lower-priority source's change matters to a job
-    /// copying that source).
+    /// Tells change-feed listeners (if any) what this batch changed.
     fn announce(&self, touched: Touched) {
         if touched.is_empty() || self.change_feed.receiver_count() == 0 {
             return;
         }
-        let _ = self.change_feed.send(touched.into_keys().collect());
-    }
-
-    /// The endpoints clients get for `key` now (as last published).
-    fn served_endpoints(&self, key: &ServiceKey) -> Vec<(String, u16)> {
-        let snapshot = self.current.load();
-        let view = snapshot.service(&key.namespace, &key.group, &key.name);
-        (view.into_iter().flat_map(|view| view.instances()))
-            .map(|i| (i.instance.host.clone(), i.instance.port))
-            .collect()
-    }
-
-    fn source_counts(&self) -> HashMap<String, SourceCounts> {
-        self.partitions
-            .iter()
-            .map(|(source, partition)| {
-                let serving = !partition.meta.expired;
-                let counts = SourceCounts {
-                    instances: if serving {
-                        partition.instance_count()
-                    } else {
-                        0
-                    },
-                    services: if serving {
-                        partition.service_count()
-                    } else {
-                        0
-                    },
-                    guard_holds: partition.holds,
-                };
-                (source.to_string(), counts)
-            })
-            .collect()
-    }
-
-    /// What changed in the saved sources' views since the last call: each such source's
-    /// staleness and changed services, under the sources' own service keys. Only
-    /// pointers are copied here; encoding and writing happen elsewhere.
-    fn export(&mut self) -> Vec<(Arc<str>, SavedView)> {
-        self.partitions
-            .iter_mut()
-            .filter(|(_, partition)| {
-                partition.meta.persist && (partition.unsaved_meta || !partition.unsaved.is_empty())
-            })
-            .map(|(source, partition)| {
-                partition.unsaved_meta = false;
-                let services = std::mem::take(&mut partition.unsaved)
-                    .into_iter()
-                    .map(|raw| {
-                        let instances = partition
-                            .services
-                            .get(&raw)
-                            .map(|instances| {
-                                instances.iter().map(|by_id| by_id.0.clone()).collect()
-                            })
-                            .unwrap_or_default();
-                        SavedService {
-                            service: raw,
-                            instances,
-                        }
-                    })
-                    .collect();
-                let view = SavedView {
-                    stale_since: partition.meta.stale_since,
-                    services,
-                };
-                (source.clone(), view)
-            })
-            .collect()
+        let _ = self.change_feed.send(Arc::new(touched.into_changes()));
     }
 
     fn publish(&self, counts: HashMap<String, SourceCounts>) {
@@ -399,6 +219,63 @@ impl Writer {
         self.metrics.catalog_services.set(self.live_services as i64);
         self.metrics.catalog_index.set(self.index);
     }
+}
+
+/// Applies a batch's changes to the partitions and rules, recording what they touched and
+/// whom to answer once published; returns the sources it dropped. An empty batch is the
+/// timer of a held emptying.
+fn apply(
+    inputs: &mut Inputs,
+    batch: Vec<Command>,
+    now: Instant,
+    touched: &mut Touched,
+    acks: &mut Vec<oneshot::Sender<u64>>,
+) -> Vec<Arc<str>> {
+    let mut dropped = Vec::new();
+    for command in batch {
+        match command {
+            Command::Apply {
+                source,
+                update,
+                meta,
+                guarded,
+                done,
+            } => {
+                let partition = (inputs.partitions.entry(source.clone()))
+                    .or_insert_with(|| Partition::new(source.clone()));
+                // The same meta again (a supervisor repeating its state, a warm view's
+                // source connecting) changes no view: nothing to re-merge.
+                if let Some(meta) = meta.filter(|meta| *meta != partition.meta) {
+                    touched.services(partition.served_keys().cloned());
+                    partition.rename(meta.names.clone(), touched);
+                    if meta.stale_since != partition.meta.stale_since {
+                        touched.staleness(&source);
+                    }
+                    partition.meta = meta;
+                }
+                partition.apply(update, now, guarded, touched);
+                acks.extend(done);
+            }
+            Command::Drop { source, done } => {
+                if let Some(partition) = inputs.partitions.remove(&source) {
+                    touched.services(partition.served_keys().cloned());
+                }
+                dropped.push(source);
+                acks.extend(done);
+            }
+            Command::SetRules { rules, done } => {
+                inputs.rules = rules;
+                for partition in inputs.partitions.values() {
+                    touched.services(partition.served_keys().cloned());
+                }
+                acks.extend(done);
+            }
+        }
+    }
+    for partition in inputs.partitions.values_mut() {
+        partition.expire_holds(now, touched);
+    }
+    dropped
 }
 
 #[cfg(test)]

@@ -40,7 +40,7 @@ use self::supervisor::Supervisor;
 use crate::catalog::{Catalog, NameMap, Snapshot, SourceMeta};
 use crate::store::{Blocking, SourceStore, StoredSource};
 use crate::telemetry::Metrics;
-use crate::vocab::Origin;
+use crate::vocab::{Origin, NATIVE_SOURCE};
 
 /// Sources that have not yet settled (first full view, or first failure).
 #[derive(Default)]
@@ -128,7 +128,6 @@ pub(crate) fn meta_of(
         empty_confirm: Some(config.common.empty_confirm),
         names,
         expired,
-        persist: true,
     }
 }
 
@@ -339,6 +338,15 @@ impl Federation {
     /// Source `id`'s current state.
     pub fn source_state(&self, id: &str) -> Option<SourceState> {
         (self.read().get(id)).map(|managed| managed.status.update(|status| status.state))
+    }
+
+    /// Source `id`'s state as `explain` names it: the native registry is always `ready`;
+    /// a source the federation does not know (being removed) is `unknown`.
+    pub fn state_name(&self, id: &str) -> String {
+        if id == NATIVE_SOURCE {
+            return SourceState::Ready.as_str().to_owned();
+        }
+        (self.source_state(id)).map_or_else(|| "unknown".to_owned(), |s| s.as_str().to_owned())
     }
 
     /// Source `id`'s configuration (for sync-back jobs writing into it).

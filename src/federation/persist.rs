@@ -1,16 +1,20 @@
-//! Saving every source's last view for warm restarts: asynchronously and coalesced. About
-//! once a second the catalog hands over the views that changed (pointers only), and they
-//! are encoded and written on a blocking thread, so neither the catalog writer nor any
-//! read waits for the disk.
+//! Saving every source's last view for warm restarts: asynchronously and coalesced. The
+//! saver follows the catalog's change feed and keeps its own list of what changed in each
+//! source's view; about once a second it takes those services from the catalog (pointers
+//! only) and encodes and writes them on a blocking thread, so neither the catalog writer
+//! nor any read waits for the disk.
 
+use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use switchboard_connectors::ServiceKey;
+use tokio::sync::{broadcast, mpsc};
 
-use std::sync::Arc;
-
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, Changes};
 use crate::store::{view_key, Blocking, SavedView, SourceStore, StoreError, ViewChanges};
+use crate::vocab::NATIVE_SOURCE;
 
 /// How often changed views are written: changes within it are coalesced.
 const SAVE_EVERY: Duration = Duration::from_secs(1);
@@ -30,9 +34,12 @@ pub struct ViewSaver {
 
 impl ViewSaver {
     /// Starts the saving task; it ends on [`ViewSaver::stop`] or when the handle drops.
+    /// It follows the catalog's changes from now on, so start it before any source's view
+    /// reaches the catalog.
     pub fn start(catalog: Catalog, store: Arc<dyn SourceStore>) -> ViewSaver {
         let (requests, receiver) = mpsc::unbounded_channel();
-        let task = tokio::spawn(run(catalog, store, receiver));
+        let feed = catalog.changes();
+        let task = tokio::spawn(run(catalog, feed, store, receiver));
         ViewSaver {
             requests,
             task: std::sync::Mutex::new(Some(task)),
@@ -60,34 +67,123 @@ impl ViewSaver {
     }
 }
 
+/// What changed in one source's view since it was last saved.
+enum Unsaved {
+    /// These services (the source's own keys; none when only its staleness changed).
+    Services(HashSet<ServiceKey>),
+    /// Possibly anything (the saver fell behind the change feed): the whole view is
+    /// written again in place of the saved one.
+    Whole,
+}
+
+/// The saver's list of unsaved changes, by source.
+#[derive(Default)]
+struct Pending {
+    sources: HashMap<Arc<str>, Unsaved>,
+    /// The change feed ran ahead of the saver: every source is saved whole.
+    lagged: bool,
+}
+
+impl Pending {
+    fn note(&mut self, changes: &Changes) {
+        for (source, changed) in &changes.sources {
+            // The native registry keeps its own records.
+            if &**source == NATIVE_SOURCE || (changed.services.is_empty() && !changed.staleness) {
+                continue;
+            }
+            match self.sources.entry(source.clone()) {
+                Entry::Vacant(vacant) => {
+                    vacant.insert(Unsaved::Services(changed.services.clone()));
+                }
+                Entry::Occupied(mut occupied) => {
+                    if let Unsaved::Services(services) = occupied.get_mut() {
+                        services.extend(changed.services.iter().cloned());
+                    }
+                }
+            }
+        }
+    }
+
+    /// The views to write now, and the sources whose saved view they replace whole.
+    fn take(&mut self, catalog: &Catalog) -> (Vec<(Arc<str>, SavedView)>, Vec<String>) {
+        if std::mem::take(&mut self.lagged) {
+            for source in catalog.snapshot().sources().keys() {
+                if source != NATIVE_SOURCE {
+                    self.sources
+                        .insert(Arc::from(source.as_str()), Unsaved::Whole);
+                }
+            }
+        }
+        let mut views = Vec::new();
+        let mut replaced = Vec::new();
+        for (source, unsaved) in std::mem::take(&mut self.sources) {
+            let services = match &unsaved {
+                Unsaved::Services(services) => Some(services),
+                Unsaved::Whole => None,
+            };
+            // A source dropped since is not saved (its view is being forgotten).
+            let Some(view) = catalog.source_view(&source, services) else {
+                continue;
+            };
+            if matches!(unsaved, Unsaved::Whole) {
+                replaced.push(source.to_string());
+            }
+            views.push((source, view));
+        }
+        (views, replaced)
+    }
+}
+
 async fn run(
     catalog: Catalog,
+    mut feed: broadcast::Receiver<Arc<Changes>>,
     store: Arc<dyn SourceStore>,
     mut requests: mpsc::UnboundedReceiver<Request>,
 ) {
     let mut tick = tokio::time::interval(SAVE_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut pending = Pending::default();
+    let mut forget = Vec::new();
+    let mut stopping = false;
     loop {
-        let mut forget = Vec::new();
-        let mut stopping = false;
-        let mut take = |request: Option<Request>| match request {
-            Some(Request::Forget(source)) => forget.push(source),
-            Some(Request::Stop) | None => stopping = true,
+        // A tick or a request saves now; a change is only noted.
+        let save_now = tokio::select! {
+            _ = tick.tick() => true,
+            request = requests.recv() => {
+                take(request, &mut forget, &mut stopping);
+                true
+            }
+            changed = feed.recv() => {
+                match changed {
+                    Ok(changes) => pending.note(&changes),
+                    Err(broadcast::error::RecvError::Lagged(_)) => pending.lagged = true,
+                    Err(broadcast::error::RecvError::Closed) => stopping = true,
+                }
+                stopping
+            }
         };
-        tokio::select! {
-            _ = tick.tick() => {}
-            request = requests.recv() => take(request),
+        if !save_now {
+            continue;
         }
         // Every request already made counts before the views are taken, so a removal
         // asked for earlier never erases a view saved later (they share a transaction,
-        // removals first).
+        // removals first); every change already announced is in the views taken.
         while let Ok(request) = requests.try_recv() {
-            take(Some(request));
+            take(Some(request), &mut forget, &mut stopping);
         }
-        let views = catalog.export_changed().await;
+        loop {
+            match feed.try_recv() {
+                Ok(changes) => pending.note(&changes),
+                Err(broadcast::error::TryRecvError::Lagged(_)) => pending.lagged = true,
+                Err(_) => break,
+            }
+        }
+        let (views, replaced) = pending.take(&catalog);
         if !views.is_empty() || !forget.is_empty() {
+            let mut removals = std::mem::take(&mut forget);
+            removals.extend(replaced);
             let saved = store
-                .blocking(move |store| save(store, views, &forget))
+                .blocking(move |store| save(store, views, &removals))
                 .await;
             if let Err(err) = saved {
                 tracing::error!(error = %err, "Cannot save source views; they are saved again on their next change");
@@ -96,6 +192,14 @@ async fn run(
         if stopping {
             return;
         }
+    }
+}
+
+/// Notes a request to the saver.
+fn take(request: Option<Request>, forget: &mut Vec<String>, stopping: &mut bool) {
+    match request {
+        Some(Request::Forget(source)) => forget.push(source),
+        Some(Request::Stop) | None => *stopping = true,
     }
 }
 

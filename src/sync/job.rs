@@ -102,21 +102,21 @@ impl Context {
 
     /// Every source's report of the services `spec` covers or `ledger` holds (or only
     /// of `keys`, when given).
-    pub async fn reports(
+    pub fn reports(
         &self,
         spec: &SyncSpec,
         ledger: &Ledger,
         keys: Option<Vec<ServiceKey>>,
     ) -> Vec<ServiceReports> {
-        let target = Some(Arc::<str>::from(spec.to.as_str()));
+        let target = Some(spec.to.as_str());
         match keys {
-            Some(keys) => self.catalog.reports(KeyFilter::Keys(keys), target).await,
+            Some(keys) => self.catalog.reports(&KeyFilter::Keys(keys), target),
             None => {
                 let covering = spec.clone();
                 let matching = KeyFilter::Matching(Arc::new(move |key: &ServiceKey| {
                     covering.covers(&key.name)
                 }));
-                let mut reports = self.catalog.reports(matching, target.clone()).await;
+                let mut reports = self.catalog.reports(&matching, target);
                 let seen: BTreeSet<&ServiceKey> = reports.iter().map(|r| &r.key).collect();
                 let unseen: BTreeSet<ServiceKey> = (ledger.keys())
                     .map(|spot| &spot.service)
@@ -125,7 +125,7 @@ impl Context {
                     .collect();
                 if !unseen.is_empty() {
                     let keys = KeyFilter::Keys(unseen.into_iter().collect());
-                    reports.extend(self.catalog.reports(keys, target).await);
+                    reports.extend(self.catalog.reports(&keys, target));
                 }
                 reports
             }
@@ -208,7 +208,7 @@ impl Job {
             tokio::select! {
                 _ = stop.changed() => {}
                 received = changes.recv() => match received {
-                    Ok(keys) => self.mark(&keys),
+                    Ok(changes) => self.mark(&changes.services),
                     Err(broadcast::error::RecvError::Lagged(_)) => self.full_due = Instant::now(),
                     Err(broadcast::error::RecvError::Closed) => break,
                 },
@@ -321,7 +321,7 @@ impl Job {
         if !self.ensure_target() {
             return None;
         }
-        let reports = self.ctx.reports(&self.spec, &self.ledger, keys).await;
+        let reports = self.ctx.reports(&self.spec, &self.ledger, keys);
         let plan = plan::plan(&self.spec, &reports, &self.ledger, &*self.ctx, Utc::now());
         let planned: Vec<&ServiceKey> = reports.iter().map(|report| &report.key).collect();
         self.show_plan(&plan, everything, &planned);

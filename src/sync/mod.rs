@@ -270,7 +270,7 @@ impl Syncs {
         let ledger = (self.ctx.store)
             .blocking(move |store| store.ledger(&id).map(|l| only_target(l, &to)))
             .await?;
-        let reports = self.ctx.reports(&spec, &ledger, None).await;
+        let reports = self.ctx.reports(&spec, &ledger, None);
         Ok(plan::plan(&spec, &reports, &ledger, &*self.ctx, Utc::now()))
     }
 

@@ -7,6 +7,7 @@
 //! together ([`echoes`]) tell every job which instances are copies coming back. What a
 //! job does is decided by the pure [`plan`], which `POST /api/v1/syncs:plan` shows.
 
+mod context;
 mod echoes;
 mod job;
 mod ledger;
@@ -29,7 +30,8 @@ pub use plan::{Delete, Plan, Write, WriteReason, ORIGIN_KEY, SYNC_KEY};
 pub use spec::{SpecError, SyncSpec};
 pub use status::{SyncFailure, SyncState, SyncStatus};
 
-use self::job::{Context, Job};
+use self::context::Context;
+use self::job::Job;
 use self::ledger::{only_target, Ledger};
 use self::status::StatusCell;
 use crate::catalog::Catalog;

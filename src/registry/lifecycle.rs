@@ -1,0 +1,152 @@
+//! An instance's life after registration: heartbeats (and revival after expiry), status
+//! changes, deregistration, and removing a whole service.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use switchboard_connectors::{InstanceKey, ServiceKey, Status};
+
+use super::change::Done;
+use super::record::{is_healthy, Entry};
+use super::replies::{HeartbeatReply, RemovalReport};
+use super::{now, Registry, RegistryError};
+use crate::catalog::InstanceView;
+
+impl Registry {
+    /// Renews an instance's TTL. An instance that expired comes back to the status it had.
+    pub async fn heartbeat(&self, id: &str) -> Result<HeartbeatReply, RegistryError> {
+        let entry = self.entry(id)?;
+        let time = now();
+        entry
+            .last_heartbeat_ms
+            .fetch_max(time.timestamp_millis(), Ordering::SeqCst);
+        self.metrics.heartbeats.inc();
+        let revived = entry.expired.load(Ordering::SeqCst) && self.revive(id, &entry).await?;
+        let status = entry.lock().instance.status;
+        Ok(HeartbeatReply {
+            id: id.to_owned(),
+            status,
+            last_heartbeat: time,
+            revived,
+        })
+    }
+
+    /// Brings an expired instance back; false if someone else already did or it is gone.
+    pub(super) async fn revive(&self, id: &str, entry: &Arc<Entry>) -> Result<bool, RegistryError> {
+        let Some(done) = self.decide_revival(id, entry) else {
+            return Ok(false);
+        };
+        Self::finish(done).await?;
+        tracing::info!(instance.id = id, "Expired instance revived by heartbeat");
+        Ok(true)
+    }
+
+    pub(super) fn decide_revival(&self, id: &str, entry: &Arc<Entry>) -> Option<Done> {
+        let mut change = self.table.decide();
+        if !change.is_current(id, entry) || !entry.expired.load(Ordering::SeqCst) {
+            return None;
+        }
+        let mut record = entry.snapshot();
+        let status = record.expired_from.take()?;
+        record.instance.status = status;
+        record.instance.healthy = is_healthy(status);
+        record.instance.offline_time = None;
+        change.upsert(record.instance.clone());
+        change.set_record(entry, record);
+        change.counts.revivals += 1;
+        Some(change.submit())
+    }
+
+    /// Sets an instance's status (an operator's decision: it ends any expiry hold).
+    pub async fn set_status(
+        &self,
+        id: &str,
+        status: Status,
+    ) -> Result<InstanceView, RegistryError> {
+        let (done, view) = self.decide_status(id, status)?;
+        Self::finish(done).await?;
+        Ok(view)
+    }
+
+    pub(super) fn decide_status(
+        &self,
+        id: &str,
+        status: Status,
+    ) -> Result<(Done, InstanceView), RegistryError> {
+        let mut change = self.table.decide();
+        let entry = self.entry(id)?;
+        let mut record = entry.snapshot();
+        if record.instance.status != status || record.expired_from.is_some() {
+            record.instance.offline_time = (status == Status::Offline).then(now);
+        }
+        record.instance.status = status;
+        record.instance.healthy = is_healthy(status);
+        record.expired_from = None;
+        let view = self.view(&record);
+        change.upsert(record.instance.clone());
+        change.set_record(&entry, record);
+        Ok((change.submit(), view))
+    }
+
+    /// Deletes an instance for good.
+    pub async fn deregister(&self, id: &str) -> Result<InstanceView, RegistryError> {
+        let (done, view) = self.decide_deregistration(id)?;
+        Self::finish(done).await?;
+        Ok(view)
+    }
+
+    pub(super) fn decide_deregistration(
+        &self,
+        id: &str,
+    ) -> Result<(Done, InstanceView), RegistryError> {
+        let mut change = self.table.decide();
+        let entry = self.entry(id)?;
+        let record = entry.snapshot();
+        change.set_entry(id, None);
+        change.remove(record.instance.key());
+        change.counts.deregistrations += 1;
+        Ok((change.submit(), self.view(&record)))
+    }
+
+    /// Deletes every native instance of a service, in one transaction: all of them or,
+    /// when the store fails, none (an error, not a partial report).
+    pub async fn remove_service(
+        &self,
+        service: &ServiceKey,
+    ) -> Result<RemovalReport, RegistryError> {
+        let (done, removed) = self.decide_removal(service)?;
+        Self::finish(done).await?;
+        Ok(RemovalReport {
+            service_name: service.name.clone(),
+            namespace: service.namespace.clone(),
+            group: service.group.clone(),
+            total_instances: removed,
+            removed_count: removed,
+            errors: Vec::new(),
+        })
+    }
+
+    /// Decides the removal of every native instance of `service`; returns how many.
+    pub(super) fn decide_removal(
+        &self,
+        service: &ServiceKey,
+    ) -> Result<(Done, usize), RegistryError> {
+        let mut change = self.table.decide();
+        let ids: Vec<String> = (self.table.entries.iter())
+            .filter(|entry| entry.lock().instance.service == *service)
+            .map(|entry| entry.key().clone())
+            .collect();
+        if ids.is_empty() {
+            return Err(RegistryError::ServiceNotFound(service.name.clone()));
+        }
+        for id in &ids {
+            change.set_entry(id, None);
+            change.remove(InstanceKey {
+                service: service.clone(),
+                id: id.clone(),
+            });
+        }
+        change.counts.deregistrations += ids.len() as u64;
+        Ok((change.submit(), ids.len()))
+    }
+}

@@ -1,0 +1,130 @@
+//! Registration semantics: an endpoint (host, port) of a service belongs to its newest
+//! registration; ids are the client's or generated (`{service}-{uuid}`).
+
+use std::sync::Arc;
+
+use switchboard_connectors::{Instance, InstanceKey, Status};
+
+use super::change::Done;
+use super::record::{is_healthy, Entry};
+use super::validate::RegisterRequest;
+use super::{now, Registry, RegistryError};
+use crate::catalog::InstanceView;
+use crate::store::StoredInstance;
+use crate::vocab::MAX_NAME_LEN;
+
+/// `{service}-{uuid}`, with the service part shortened so the id stays a valid id
+/// (clients send it back on re-registration).
+fn generated_id(service: &str) -> String {
+    const UUID_PART: usize = 37; // "-" and 36 characters
+    let keep = service.len().min(MAX_NAME_LEN - UUID_PART);
+    // Service names are ASCII, so any byte offset is a character boundary.
+    format!("{}-{}", &service[..keep], uuid::Uuid::now_v7())
+}
+
+impl Registry {
+    /// Registers (or replaces) an instance. Returns its view and whether it is new.
+    ///
+    /// An endpoint (host, port) of a service belongs to its newest registration, as in
+    /// Nacos: without an `id`, the instance already there is replaced in place (a client
+    /// that restarts does not leave a twin); with a new `id`, the old registration is
+    /// deleted (a pod that inherits a dead pod's IP takes over at once).
+    pub async fn register(
+        &self,
+        request: RegisterRequest,
+    ) -> Result<(InstanceView, bool), RegistryError> {
+        self.register_with(request, false).await
+    }
+
+    pub(super) async fn register_with(
+        &self,
+        request: RegisterRequest,
+        persistent: bool,
+    ) -> Result<(InstanceView, bool), RegistryError> {
+        let (done, registered) = self.decide_registration(request, persistent)?;
+        Self::finish(done).await?;
+        Ok(registered)
+    }
+
+    /// Decides a registration (see [`Registry::register`]) and queues it.
+    pub(super) fn decide_registration(
+        &self,
+        request: RegisterRequest,
+        persistent: bool,
+    ) -> Result<(Done, (InstanceView, bool)), RegistryError> {
+        let valid = request.validate()?;
+        let time = now();
+        let mut change = self.table.decide();
+        let holders = change.ids_at_endpoint(&valid.service, &valid.host, valid.port);
+        let id = match &valid.id {
+            Some(id) => id.clone(),
+            None => holders
+                .first()
+                .cloned()
+                .unwrap_or_else(|| generated_id(&valid.service.name)),
+        };
+        let previous = change
+            .entry(&id)
+            .map(|entry| entry.lock().instance.service.clone());
+        let mut instance = Instance::new(id.clone(), valid.service, valid.host, valid.port);
+        instance.protocol = valid.protocol;
+        instance.version = valid.version;
+        instance.weight = valid.weight;
+        instance.status = valid.status;
+        instance.healthy = is_healthy(valid.status);
+        instance.metadata = valid.metadata;
+        instance.tags = valid.tags;
+        instance.register_time = Some(time);
+        instance.start_time = Some(valid.start_time.unwrap_or(time));
+        instance.last_heartbeat = Some(time);
+        instance.offline_time = (valid.status == Status::Offline).then_some(time);
+        let record = StoredInstance {
+            instance,
+            ttl_seconds: valid.ttl_seconds,
+            deregister_after_seconds: valid.deregister_after_seconds,
+            expired_from: None,
+            persistent,
+        };
+        let view = self.view(&record);
+        let key = record.instance.key();
+        // Upsert before removing what it replaces, so the endpoint never blinks out.
+        change.upsert(record.instance.clone());
+        change.set_entry(&id, Some(Arc::new(Entry::new(record, 0))));
+        for other in holders.into_iter().filter(|other| *other != id) {
+            tracing::info!(instance.id = %other, by = %id, "Registration replaced by a newer one at the same endpoint");
+            change.set_entry(&other, None);
+            change.remove(InstanceKey {
+                service: key.service.clone(),
+                id: other,
+            });
+        }
+        if let Some(old_service) = previous.as_ref().filter(|old| **old != key.service) {
+            change.remove(InstanceKey {
+                service: old_service.clone(),
+                id,
+            });
+        }
+        change.counts.registrations += 1;
+        Ok((change.submit(), (view, previous.is_none())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_ids_are_valid_ids_even_for_the_longest_names() {
+        let long = "a".repeat(MAX_NAME_LEN);
+        let id = generated_id(&long);
+        assert_eq!(id.len(), MAX_NAME_LEN);
+        let request = RegisterRequest {
+            id: Some(id),
+            service: Some(long),
+            address: Some("10.0.0.1:80".into()),
+            ..RegisterRequest::default()
+        };
+        assert!(request.validate().is_ok());
+        assert!(generated_id("orders").starts_with("orders-"));
+    }
+}

@@ -97,14 +97,6 @@ impl Federation {
         Ok(document)
     }
 
-    /// Reads what `read` takes from source `id`; unknown ids are `NotFound`.
-    fn entry<T>(&self, id: &str, read: impl FnOnce(&Managed) -> T) -> Result<T, FederationError> {
-        self.read()
-            .get(id)
-            .map(read)
-            .ok_or_else(|| FederationError::NotFound(id.to_owned()))
-    }
-
     /// Swaps in a new document: only this source reconnects. Its instances stay served,
     /// stale, until the new connection's first full view replaces them.
     async fn reconfigure(

@@ -72,7 +72,7 @@ fn start(config: SourceConfig) -> Harness {
     let connector = Arc::new(Scripted::default());
     let status = Arc::new(StatusCell::new(SourceStatus::initial(&config)));
     let readiness = Arc::new(Readiness::default());
-    readiness.pending.lock().unwrap().insert("fake".into());
+    readiness.wait_for("fake");
     let (stop, stopped) = watch::channel(false);
     let supervisor = Supervisor::new(
         config,

@@ -3,21 +3,35 @@
 //! How the pieces fit:
 //!
 //! ```text
-//!   clients ──HTTP──▶ api ──reads──▶ catalog::Snapshot (lock-free, pre-encoded JSON)
-//!                      │                    ▲ publishes
-//!                      └─writes─▶ registry ─┴─updates─▶ catalog writer (single task)
-//!                                   │                        ▲
-//!                              store (redb)          connectors (later: etcd, Consul, Nacos)
+//!  clients ─HTTP─▶ api ──reads──▶ catalog::Snapshot (lock-free, pre-encoded JSON)
+//!                   │                   ▲ publishes          ▲ explain, reports
+//!                   ├─writes─▶ registry ┴─changes─▶ catalog writer ◀─changes─ federation
+//!                   │             │                     │ change feed          (a supervisor
+//!                   └─▶ sync ◀────┼─────────────────────┘                     per source)
+//!                        │        ▼                                                │
+//!                        └─────▶ store (redb: instances, sources and views, ◀───────┘
+//!                                       settings, sync jobs and ledgers)
 //! ```
 //!
+//! Where each responsibility lives, lowest layer first. A module imports only modules
+//! listed before it, so no two modules import each other (`layering_tests.rs` checks):
+//!
+//! - [`vocab`], [`fnv`], [`telemetry`]: the shared words (the native source's name,
+//!   `Origin`, `SourceState`, `StatusCell`, the name and status rules), stable hashing,
+//!   logs and metrics.
+//! - [`store`]: everything on disk, one trait per kind of record; redb is the embedded
+//!   backend. Opened once in [`App::start`].
 //! - [`catalog`]: one writer task merges every source's partition and publishes immutable
-//!   snapshots; readers never wait for it.
-//! - [`registry`]: the native registry (register, heartbeat, status, expiry) on the
-//!   embedded [`registry::RedbStore`], with group commits; it is the catalog's `native`
-//!   source.
-//! - [`federation`]: one supervised connector per external source; [`sync`]: sync-back
-//!   jobs writing the merged view into the native registry or an external source.
-//! - [`api`]: the axum router; [`config`]: file < env < flags; [`telemetry`]: logs and metrics.
+//!   snapshots; readers never wait for it. Its queue carries changes only; explain and
+//!   sync reports read the partitions directly. Merge rules live here.
+//! - [`registry`]: the native registry (register, heartbeat, status, expiry) with group
+//!   commits; it is the catalog's `native` source.
+//! - [`federation`]: one supervised connector per external source; saves each source's
+//!   view for warm restarts by following the catalog's change feed.
+//! - [`sync`]: sync-back jobs writing the merged view into the native registry or an
+//!   external source.
+//! - [`config`]: file < env < flags, gathering each part's settings.
+//! - [`api`]: the axum router, one file per resource.
 //!
 //! [`run`] takes a bound listener, so tests bind `127.0.0.1:0`.
 
@@ -26,6 +40,8 @@ pub mod catalog;
 pub mod config;
 pub mod federation;
 pub mod fnv;
+#[cfg(test)]
+mod layering_tests;
 pub mod registry;
 pub mod store;
 pub mod sync;

@@ -254,12 +254,82 @@ fn save(
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeSet;
     use std::sync::Arc;
 
-    use switchboard_connectors::{Instance, ServiceKey};
+    use switchboard_connectors::{Instance, ServiceKey, Update};
 
     use super::*;
+    use crate::catalog::SourceMeta;
     use crate::store::{RedbStore, SavedService};
+    use crate::telemetry::Metrics;
+
+    fn instance(service: &str, id: &str) -> Instance {
+        Instance::new(id, ServiceKey::named(service), "10.0.0.1", 80)
+    }
+
+    fn names(view: &SavedView) -> BTreeSet<String> {
+        (view.services.iter())
+            .map(|saved| saved.service.name.clone())
+            .collect()
+    }
+
+    /// Takes what the feed announced so far into `pending`.
+    fn follow(feed: &mut broadcast::Receiver<Arc<Changes>>, pending: &mut Pending) {
+        while let Ok(changes) = feed.try_recv() {
+            pending.note(&changes);
+        }
+    }
+
+    #[tokio::test]
+    async fn the_saver_takes_what_the_feed_announced_and_a_lag_saves_views_whole() {
+        let catalog = Catalog::start(Arc::new(Metrics::new()));
+        let mut feed = catalog.changes();
+        let mut pending = Pending::default();
+        let etcd: Arc<str> = Arc::from("etcd");
+        let native: Arc<str> = Arc::from(NATIVE_SOURCE);
+        let both = vec![instance("a", "a1"), instance("b", "b1")];
+        catalog.apply(&etcd, Update::Upsert(both)).await;
+        catalog
+            .apply(&native, Update::Upsert(vec![instance("n", "n1")]))
+            .await;
+        follow(&mut feed, &mut pending);
+        let (views, replaced) = pending.take(&catalog);
+        assert_eq!(views.len(), 1, "the native registry keeps its own records");
+        assert_eq!(&*views[0].0, "etcd");
+        assert_eq!(names(&views[0].1), BTreeSet::from(["a".into(), "b".into()]));
+        assert!(
+            replaced.is_empty(),
+            "a change replaces only what it touched"
+        );
+        assert!(pending.take(&catalog).0.is_empty(), "nothing new to save");
+
+        // One service changes: only it is saved.
+        catalog
+            .apply(&etcd, Update::Upsert(vec![instance("b", "b2")]))
+            .await;
+        follow(&mut feed, &mut pending);
+        let (views, _) = pending.take(&catalog);
+        assert_eq!(names(&views[0].1), BTreeSet::from(["b".into()]));
+        assert_eq!(views[0].1.services[0].instances.len(), 2);
+
+        // Turning stale saves the staleness, with no service.
+        let stale = SourceMeta {
+            stale_since: Some(chrono::Utc::now()),
+            ..SourceMeta::default()
+        };
+        catalog.set_source(&etcd, stale).await;
+        follow(&mut feed, &mut pending);
+        let (views, _) = pending.take(&catalog);
+        assert!(views[0].1.services.is_empty());
+        assert!(views[0].1.stale_since.is_some());
+
+        // Behind the feed: every source's view is saved whole, replacing the saved one.
+        pending.lagged = true;
+        let (views, replaced) = pending.take(&catalog);
+        assert_eq!(replaced, vec!["etcd".to_owned()]);
+        assert_eq!(names(&views[0].1), BTreeSet::from(["a".into(), "b".into()]));
+    }
 
     #[test]
     fn a_view_larger_than_a_chunk_is_saved_whole_and_removals_come_first() {

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what Switchboard's build, tests and (with `bench`) benchmarks need, skipping
 # anything already present. Safe to run again.
-#   scripts/deps.sh         build + tests: protoc, etcd, rnacos
+#   scripts/deps.sh         build + tests: protoc, etcd, rnacos, curl, jq
 #   scripts/deps.sh bench   also wrk and taskset for `make bench`
 set -euo pipefail
 
@@ -33,6 +33,13 @@ if ! command -v etcd >/dev/null || ! command -v etcdctl >/dev/null; then
     say "installing etcd-server and etcd-client (Debian packages)"
     apt_install etcd-server etcd-client
 fi
+# curl and jq run the commands of README.md and docs/ (tests/server/docs.rs).
+for tool in curl jq; do
+    if ! command -v "$tool" >/dev/null; then
+        say "installing $tool (Debian package)"
+        apt_install "$tool"
+    fi
+done
 # rnacos (a Nacos server in Rust) is the real Nacos the tests and the bench start.
 if ! command -v rnacos >/dev/null && [[ ! -x "$HOME/.cargo/bin/rnacos" ]]; then
     say "installing rnacos 0.8.8 from crates.io (a few minutes, once)"

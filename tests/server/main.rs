@@ -8,6 +8,7 @@ mod support;
 mod blocking;
 mod cli;
 mod consul;
+mod docs;
 mod durability;
 mod etcd;
 mod expiry;

@@ -30,7 +30,7 @@
 //!   view for warm restarts by following the catalog's change feed.
 //! - [`sync`]: sync-back jobs writing the merged view into the native registry or an
 //!   external source.
-//! - [`config`]: file < env < flags, gathering each part's settings.
+//! - [`config`]: defaults < file < env < flags, gathering each part's settings.
 //! - [`api`]: the axum router, one file per resource.
 //!
 //! [`run`] takes a bound listener, so tests bind `127.0.0.1:0`.

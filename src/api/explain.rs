@@ -35,7 +35,10 @@ pub async fn explain(
     validate_name(&name, "invalid_service_name", "name")?;
     let query = InstanceQuery::parse(query.as_deref())?;
     let key = ServiceKey::new(query.namespace(), query.group(), name.as_str());
-    let state_of = |id: &str| state.federation.state_name(id);
+    // Taken before the catalog is read, so no lock is held inside another. A source
+    // being removed meanwhile shows as `unknown`.
+    let states = state.federation.state_names();
+    let state_of = |id: &str| states.get(id).copied().unwrap_or("unknown").to_owned();
     let explanation = state.catalog.explain(&key, &state_of).ok_or_else(|| {
         ApiError::not_found(
             "service_not_found",

@@ -1,10 +1,11 @@
 //! What the catalog merges: every source's partition and the merge rules in force.
 //!
-//! The writer task is the only one that changes them, under the write lock and only while
-//! it applies a batch; it merges and publishes under the read lock. Questions that need
-//! the sources' raw reports (explain, sync reports, a source's view for saving) read them
-//! under the read lock from the caller's task, so they never queue behind pending changes
-//! and wait at most for the batch being applied.
+//! The writer task is the only one that changes them. It holds the write lock while it
+//! applies a batch, re-merges what the batch touched and publishes the new snapshot, so
+//! whoever holds the read lock sees the partitions and the snapshot of the same batch.
+//! Questions that need the sources' raw reports (explain, sync reports, a source's view
+//! for saving) read them under the read lock from the caller's task: they never queue
+//! behind pending changes, and wait at most for the one batch being published.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};

@@ -1,10 +1,13 @@
 //! The merged catalog: what every discovery read is served from.
 //!
-//! One writer task owns a partition per source (the native registry is a source too). It
-//! drains updates in batches, recomputes only the services they touch, gives each changed
-//! service a new index from one monotonically increasing counter, pre-encodes that
-//! service's JSON, and publishes an immutable [`Snapshot`] that readers load without locks
-//! (`arc-swap`). Watchers are woken per service through the [`Notifier`].
+//! One writer task is the only one to change the partitions, one per source (the native
+//! registry is a source too). It drains changes in batches, recomputes only the services
+//! they touch, gives each changed service a new index from one monotonically increasing
+//! counter, pre-encodes that service's JSON, and publishes an immutable [`Snapshot`] that
+//! readers load without locks (`arc-swap`). Watchers are woken per service through the
+//! [`Notifier`], and whoever follows the change feed learns what each batch changed. Its
+//! queue carries changes only: explain and sync reports read the partitions directly
+//! (`inputs.rs`).
 
 mod chunks;
 mod explain;
@@ -80,6 +83,9 @@ pub(crate) enum Command {
         source: Arc<str>,
         done: Option<oneshot::Sender<u64>>,
     },
+    /// Changes nothing: answered once everything sent before it is published and
+    /// announced on the change feed.
+    Flush { done: Option<oneshot::Sender<u64>> },
     /// Replaces the merge rules; every service is re-merged.
     SetRules {
         rules: Arc<MergeRules>,
@@ -236,8 +242,9 @@ impl Catalog {
     /// Every source's instances of the services `filter` picks, and what `target` holds
     /// under those services' own keys, as of now.
     pub fn reports(&self, filter: &KeyFilter, target: Option<&str>) -> Vec<ServiceReports> {
-        let snapshot = self.snapshot();
+        // Under the read lock the snapshot is the one published from these partitions.
         let inputs = self.inputs.read();
+        let snapshot = self.snapshot();
         reports::reports(&inputs.partitions, filter, target, &snapshot)
     }
 
@@ -264,6 +271,12 @@ impl Catalog {
         // An empty upsert changes no instance: only the meta applies.
         self.apply_with_meta(source, Update::Upsert(Vec::new()), meta)
             .await
+    }
+
+    /// Returns once everything sent before it is published and announced on the change
+    /// feed (a shutdown's last save waits for it).
+    pub async fn flush(&self) -> u64 {
+        self.request(|done| Command::Flush { done }).await
     }
 
     /// Removes everything `source` contributed, bypassing the wipe-out guard.

@@ -17,6 +17,7 @@ use super::names::{Mapped, NameMap};
 use super::touched::Touched;
 use super::SourceMeta;
 use crate::store::{SavedService, SavedView};
+use crate::vocab::NATIVE_SOURCE;
 
 /// A service whose emptying waits for confirmation.
 struct Held {
@@ -169,7 +170,10 @@ impl Partition {
                 None => touched.service(served),
             }
         }
-        touched.raw(&self.id, raw);
+        // The native registry keeps its own records: nobody follows its raw services.
+        if &*self.id != NATIVE_SOURCE {
+            touched.raw(&self.id, raw);
+        }
     }
 
     /// The instance as stored: under the name it is served as.

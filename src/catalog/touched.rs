@@ -34,7 +34,8 @@ pub struct Changes {
     /// Served services some source changed, whether or not what clients see moved (a
     /// lower-priority source's change matters to a job copying that source).
     pub services: Vec<ServiceKey>,
-    /// By source, what changed in its own view.
+    /// By source (the native registry, which keeps its own records, aside), what changed
+    /// in its own view.
     pub sources: HashMap<Arc<str>, SourceChanges>,
 }
 

@@ -89,17 +89,11 @@ impl Writer {
         let now = Instant::now();
         let mut touched = Touched::default();
         let mut acks: Vec<oneshot::Sender<u64>> = Vec::new();
-        // Changes are applied under the write lock; merging only reads, so questions
-        // can be answered meanwhile.
-        let dropped = apply(
-            &mut self.inputs.write(),
-            batch,
-            now,
-            &mut touched,
-            &mut acks,
-        );
+        // Applied, merged and published under the write lock, so a question (read under
+        // the read lock) sees the partitions and the snapshot of the same batch.
         let shared = self.inputs.clone();
-        let inputs = shared.read();
+        let mut inputs = shared.write();
+        let dropped = apply(&mut inputs, batch, now, &mut touched, &mut acks);
         for source in dropped {
             self.metrics.source_instances.remove(&SourceLabels {
                 source: source.to_string(),
@@ -109,12 +103,15 @@ impl Writer {
             .filter_map(|(key, dirty)| self.recompute(&inputs, key, dirty))
             .collect();
         let counts = inputs.source_counts();
-        drop(inputs);
         self.record_metrics(&counts);
         // Counts can move without any view changing (a guard hold, an empty source), and
         // the status API reads them from the snapshot.
-        if !changed.is_empty() || *self.current.load().sources() != counts {
+        let publish = !changed.is_empty() || *self.current.load().sources() != counts;
+        if publish {
             self.publish(counts);
+        }
+        drop(inputs);
+        if publish {
             for (key, index) in &changed {
                 self.notifier.notify(key, *index);
             }
@@ -263,6 +260,7 @@ fn apply(
                 dropped.push(source);
                 acks.extend(done);
             }
+            Command::Flush { done } => acks.extend(done),
             Command::SetRules { rules, done } => {
                 inputs.rules = rules;
                 for partition in inputs.partitions.values() {

@@ -104,6 +104,16 @@ impl Pending {
         }
     }
 
+    /// Notes what the feed gave; true when it has closed.
+    fn follow(&mut self, changed: Result<Arc<Changes>, broadcast::error::RecvError>) -> bool {
+        match changed {
+            Ok(changes) => self.note(&changes),
+            Err(broadcast::error::RecvError::Lagged(_)) => self.lagged = true,
+            Err(broadcast::error::RecvError::Closed) => return true,
+        }
+        false
+    }
+
     /// The views to write now, and the sources whose saved view they replace whole.
     fn take(&mut self, catalog: &Catalog) -> (Vec<(Arc<str>, SavedView)>, Vec<String>) {
         if std::mem::take(&mut self.lagged) {
@@ -154,11 +164,7 @@ async fn run(
                 true
             }
             changed = feed.recv() => {
-                match changed {
-                    Ok(changes) => pending.note(&changes),
-                    Err(broadcast::error::RecvError::Lagged(_)) => pending.lagged = true,
-                    Err(broadcast::error::RecvError::Closed) => stopping = true,
-                }
+                stopping |= pending.follow(changed);
                 stopping
             }
         };
@@ -167,9 +173,13 @@ async fn run(
         }
         // Every request already made counts before the views are taken, so a removal
         // asked for earlier never erases a view saved later (they share a transaction,
-        // removals first); every change already announced is in the views taken.
+        // removals first); every change already announced is in the views taken, and at
+        // shutdown every change sent before it.
         while let Ok(request) = requests.try_recv() {
             take(Some(request), &mut forget, &mut stopping);
+        }
+        if stopping {
+            catalog.flush().await;
         }
         loop {
             match feed.try_recv() {
@@ -182,9 +192,16 @@ async fn run(
         if !views.is_empty() || !forget.is_empty() {
             let mut removals = std::mem::take(&mut forget);
             removals.extend(replaced);
-            let saved = store
-                .blocking(move |store| save(store, views, &removals))
-                .await;
+            let save = store.blocking(move |store| save(store, views, &removals));
+            tokio::pin!(save);
+            // A long save (a large source's first view) must not leave the feed unread:
+            // falling behind it would mean saving every view whole.
+            let saved = loop {
+                tokio::select! {
+                    saved = &mut save => break saved,
+                    changed = feed.recv() => stopping |= pending.follow(changed),
+                }
+            };
             if let Err(err) = saved {
                 tracing::error!(error = %err, "Cannot save source views; they are saved again on their next change");
             }
@@ -279,6 +296,27 @@ mod tests {
         while let Ok(changes) = feed.try_recv() {
             pending.note(&changes);
         }
+    }
+
+    #[tokio::test]
+    async fn the_last_save_has_what_was_sent_before_stop_and_a_forgotten_source_comes_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn SourceStore> = Arc::new(RedbStore::open(dir.path()).unwrap());
+        let catalog = Catalog::start(Arc::new(Metrics::new()));
+        let saver = ViewSaver::start(catalog.clone(), store.clone());
+        let etcd: Arc<str> = Arc::from("etcd");
+        catalog
+            .apply(&etcd, Update::Upsert(vec![instance("a", "a1")]))
+            .await;
+        catalog.drop_source(&etcd).await;
+        saver.forget("etcd");
+        // Back with another service, sent (not yet published) right before the stop.
+        let published =
+            (catalog.submit(&etcd, vec![Update::Upsert(vec![instance("b", "b1")])])).await;
+        saver.stop().await;
+        let view = store.view("etcd").unwrap().expect("the view is saved");
+        assert_eq!(names(&view), BTreeSet::from(["b".into()]));
+        assert!(published.await.is_ok());
     }
 
     #[tokio::test]

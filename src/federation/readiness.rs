@@ -12,7 +12,7 @@ pub struct Readiness {
 
 impl Readiness {
     /// Readiness waits for `source` too (a source connected at start).
-    pub fn wait_for(&self, source: &str) {
+    pub(crate) fn wait_for(&self, source: &str) {
         self.lock().insert(source.to_owned());
     }
 

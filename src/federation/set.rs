@@ -1,7 +1,7 @@
 //! The running set of sources: one entry per source with its configuration, status and
 //! supervisor task, and what reads and changes it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use serde_json::Value;
@@ -51,13 +51,14 @@ impl Federation {
         (self.read().get(id)).map(|managed| managed.status.update(|status| status.state))
     }
 
-    /// Source `id`'s state as `explain` names it: the native registry is always `ready`;
-    /// a source the federation does not know (being removed) is `unknown`.
-    pub fn state_name(&self, id: &str) -> String {
-        if id == NATIVE_SOURCE {
-            return SourceState::Ready.as_str().to_owned();
-        }
-        (self.source_state(id)).map_or_else(|| "unknown".to_owned(), |s| s.as_str().to_owned())
+    /// Every source's state as `explain` names it, the native registry (always `ready`)
+    /// included.
+    pub fn state_names(&self) -> HashMap<String, &'static str> {
+        let mut names: HashMap<String, &'static str> = (self.read().iter())
+            .map(|(id, managed)| (id.clone(), managed.status.update(|s| s.state.as_str())))
+            .collect();
+        names.insert(NATIVE_SOURCE.to_owned(), SourceState::Ready.as_str());
+        names
     }
 
     /// Source `id`'s configuration (for sync-back jobs writing into it).

@@ -48,8 +48,10 @@ pub struct ViewChanges {
     /// By [`view_key`]: the service's instances as JSON, or `None` when it is gone.
     pub services: Vec<(String, Option<Vec<u8>>)>,
 }
-/// One source's last view; as the catalog hands it over for saving, only the services
-/// changed since the last save (a service with no instances is gone).
+
+/// One source's last view. As handed over for saving, the services to write: those
+/// changed since the last save, or all of them when the view is saved whole (a service
+/// with no instances is gone).
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct SavedView {
     /// Set when the source was already unreachable when this view was saved.

@@ -9,7 +9,8 @@ mod state;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-pub use names::{invalid, parse_status, validate_id, validate_name, ValidationError, MAX_NAME_LEN};
+pub(crate) use names::{invalid, validate_id};
+pub use names::{parse_status, validate_name, ValidationError, MAX_NAME_LEN};
 pub use state::{SourceState, StatusCell};
 
 /// Source id of native instances (those registered with Switchboard itself) in the

@@ -114,8 +114,9 @@ impl Pending {
         false
     }
 
-    /// The views to write now, and the sources whose saved view they replace whole.
-    fn take(&mut self, catalog: &Catalog) -> (Vec<(Arc<str>, SavedView)>, Vec<String>) {
+    /// What to save now, by source (every source whole after a lag); the list starts
+    /// again empty.
+    fn drain(&mut self, catalog: &Catalog) -> Vec<(Arc<str>, Unsaved)> {
         if std::mem::take(&mut self.lagged) {
             for source in catalog.snapshot().sources().keys() {
                 if source != NATIVE_SOURCE {
@@ -124,24 +125,34 @@ impl Pending {
                 }
             }
         }
-        let mut views = Vec::new();
-        let mut replaced = Vec::new();
-        for (source, unsaved) in std::mem::take(&mut self.sources) {
-            let services = match &unsaved {
-                Unsaved::Services(services) => Some(services),
-                Unsaved::Whole => None,
-            };
-            // A source dropped since is not saved (its view is being forgotten).
-            let Some(view) = catalog.source_view(&source, services) else {
-                continue;
-            };
-            if matches!(unsaved, Unsaved::Whole) {
-                replaced.push(source.to_string());
-            }
-            views.push((source, view));
-        }
-        (views, replaced)
+        self.sources.drain().collect()
     }
+}
+
+/// The views to write for `unsaved`, as the catalog holds them now, and the sources whose
+/// saved view they replace whole. Reads the catalog under its read lock, so it runs on
+/// the blocking thread that writes them.
+fn views_of(
+    catalog: &Catalog,
+    unsaved: Vec<(Arc<str>, Unsaved)>,
+) -> (Vec<(Arc<str>, SavedView)>, Vec<String>) {
+    let mut views = Vec::new();
+    let mut replaced = Vec::new();
+    for (source, unsaved) in unsaved {
+        let services = match &unsaved {
+            Unsaved::Services(services) => Some(services),
+            Unsaved::Whole => None,
+        };
+        // A source dropped since is not saved (its view is being forgotten).
+        let Some(view) = catalog.source_view(&source, services) else {
+            continue;
+        };
+        if matches!(unsaved, Unsaved::Whole) {
+            replaced.push(source.to_string());
+        }
+        views.push((source, view));
+    }
+    (views, replaced)
 }
 
 async fn run(
@@ -188,11 +199,15 @@ async fn run(
                 Err(_) => break,
             }
         }
-        let (views, replaced) = pending.take(&catalog);
-        if !views.is_empty() || !forget.is_empty() {
+        let unsaved = pending.drain(&catalog);
+        if !unsaved.is_empty() || !forget.is_empty() {
             let mut removals = std::mem::take(&mut forget);
-            removals.extend(replaced);
-            let save = store.blocking(move |store| save(store, views, &removals));
+            let catalog = catalog.clone();
+            let save = store.blocking(move |store| {
+                let (views, replaced) = views_of(&catalog, unsaved);
+                removals.extend(replaced);
+                save(store, views, &removals)
+            });
             tokio::pin!(save);
             // A long save (a large source's first view) must not leave the feed unread:
             // falling behind it would mean saving every view whole.
@@ -332,7 +347,7 @@ mod tests {
             .apply(&native, Update::Upsert(vec![instance("n", "n1")]))
             .await;
         follow(&mut feed, &mut pending);
-        let (views, replaced) = pending.take(&catalog);
+        let (views, replaced) = views_of(&catalog, pending.drain(&catalog));
         assert_eq!(views.len(), 1, "the native registry keeps its own records");
         assert_eq!(&*views[0].0, "etcd");
         assert_eq!(names(&views[0].1), BTreeSet::from(["a".into(), "b".into()]));
@@ -340,14 +355,17 @@ mod tests {
             replaced.is_empty(),
             "a change replaces only what it touched"
         );
-        assert!(pending.take(&catalog).0.is_empty(), "nothing new to save");
+        assert!(
+            views_of(&catalog, pending.drain(&catalog)).0.is_empty(),
+            "nothing new to save"
+        );
 
         // One service changes: only it is saved.
         catalog
             .apply(&etcd, Update::Upsert(vec![instance("b", "b2")]))
             .await;
         follow(&mut feed, &mut pending);
-        let (views, _) = pending.take(&catalog);
+        let (views, _) = views_of(&catalog, pending.drain(&catalog));
         assert_eq!(names(&views[0].1), BTreeSet::from(["b".into()]));
         assert_eq!(views[0].1.services[0].instances.len(), 2);
 
@@ -358,13 +376,13 @@ mod tests {
         };
         catalog.set_source(&etcd, stale).await;
         follow(&mut feed, &mut pending);
-        let (views, _) = pending.take(&catalog);
+        let (views, _) = views_of(&catalog, pending.drain(&catalog));
         assert!(views[0].1.services.is_empty());
         assert!(views[0].1.stale_since.is_some());
 
         // Behind the feed: every source's view is saved whole, replacing the saved one.
         pending.lagged = true;
-        let (views, replaced) = pending.take(&catalog);
+        let (views, replaced) = views_of(&catalog, pending.drain(&catalog));
         assert_eq!(replaced, vec!["etcd".to_owned()]);
         assert_eq!(names(&views[0].1), BTreeSet::from(["a".into(), "b".into()]));
     }

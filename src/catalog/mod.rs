@@ -42,7 +42,7 @@ pub use notify::Notifier;
 pub use reports::{KeyFilter, ServiceReports, SourceSlice};
 pub use rules::{MergeRule, MergeRules, Policy};
 pub use snapshot::{InstanceView, ServiceSummary, ServiceView, Snapshot, SourceCounts};
-pub use touched::{Changes, SourceChanges};
+pub use touched::Changes;
 
 use self::inputs::SharedInputs;
 use crate::store::SavedView;

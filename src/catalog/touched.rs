@@ -25,7 +25,7 @@ pub enum Dirty {
 #[derive(Debug, Default)]
 pub struct Touched {
     services: HashMap<ServiceKey, Dirty>,
-    sources: HashMap<Arc<str>, SourceChanges>,
+    sources: HashMap<Arc<str>, HashSet<ServiceKey>>,
 }
 
 /// What one published batch changed: the change feed's message.
@@ -34,19 +34,10 @@ pub struct Changes {
     /// Served services some source changed, whether or not what clients see moved (a
     /// lower-priority source's change matters to a job copying that source).
     pub services: Vec<ServiceKey>,
-    /// By source (the native registry, which keeps its own records, aside), what changed
-    /// in its own view.
-    pub sources: HashMap<Arc<str>, SourceChanges>,
-}
-
-/// What changed in one source's own view.
-#[derive(Debug, Default)]
-pub struct SourceChanges {
-    /// The source's services (under its own keys, before name mapping) whose instances
-    /// changed.
-    pub services: HashSet<ServiceKey>,
-    /// Whether it turned stale or fresh.
-    pub staleness: bool,
+    /// The sources whose own view changed (the native registry, which keeps its own
+    /// records, aside), each with its services (under its own keys, before name mapping)
+    /// whose instances changed; none when only its staleness did.
+    pub sources: HashMap<Arc<str>, HashSet<ServiceKey>>,
 }
 
 impl Touched {
@@ -81,15 +72,15 @@ impl Touched {
 
     /// Records that `source`'s own service `raw` changed.
     pub fn raw(&mut self, source: &Arc<str>, raw: &ServiceKey) {
-        let changes = self.sources.entry(source.clone()).or_default();
-        if !changes.services.contains(raw) {
-            changes.services.insert(raw.clone());
+        let services = self.sources.entry(source.clone()).or_default();
+        if !services.contains(raw) {
+            services.insert(raw.clone());
         }
     }
 
     /// Records that `source` turned stale or fresh.
     pub fn staleness(&mut self, source: &Arc<str>) {
-        self.sources.entry(source.clone()).or_default().staleness = true;
+        self.sources.entry(source.clone()).or_default();
     }
 
     pub fn is_empty(&self) -> bool {

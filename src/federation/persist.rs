@@ -87,17 +87,13 @@ struct Pending {
 impl Pending {
     fn note(&mut self, changes: &Changes) {
         for (source, changed) in &changes.sources {
-            // The native registry keeps its own records.
-            if &**source == NATIVE_SOURCE || (changed.services.is_empty() && !changed.staleness) {
-                continue;
-            }
             match self.sources.entry(source.clone()) {
                 Entry::Vacant(vacant) => {
-                    vacant.insert(Unsaved::Services(changed.services.clone()));
+                    vacant.insert(Unsaved::Services(changed.clone()));
                 }
                 Entry::Occupied(mut occupied) => {
                     if let Unsaved::Services(services) = occupied.get_mut() {
-                        services.extend(changed.services.iter().cloned());
+                        services.extend(changed.iter().cloned());
                     }
                 }
             }

@@ -2,7 +2,7 @@
 //! of each, written in batches apart from the record.
 
 use chrono::{DateTime, Utc};
-use redb::{ReadableTable, TableDefinition};
+use redb::{ReadableTable, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 use switchboard_connectors::{Instance, Status};
 
@@ -76,12 +76,11 @@ pub trait InstanceStore: Send + Sync + 'static {
     fn put_heartbeats(&self, beats: &[(String, i64)]) -> Result<(), StoreError>;
 }
 
-/// Creates the instance tables if they do not exist yet.
-pub(super) fn create_tables(store: &RedbStore) -> Result<(), StoreError> {
-    let txn = store.db.begin_write().map_err(db_err)?;
+/// Creates the instance tables in `txn` if they do not exist yet.
+pub(super) fn create_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(INSTANCES).map_err(db_err)?;
     txn.open_table(HEARTBEATS).map_err(db_err)?;
-    txn.commit().map_err(db_err)
+    Ok(())
 }
 
 impl InstanceStore for RedbStore {

@@ -26,12 +26,14 @@ impl RedbStore {
             .set_cache_size(CACHE_BYTES)
             .create(data_dir.join("switchboard.redb"))
             .map_err(db_err)?;
-        let store = RedbStore { db: Arc::new(db) };
-        super::instances::create_tables(&store)?;
-        create_tables(&store.db, super::sources::TABLES)?;
-        create_tables(&store.db, super::settings::TABLES)?;
-        create_tables(&store.db, super::syncs::TABLES)?;
-        Ok(store)
+        // Every table exists from the start, created in one transaction.
+        let txn = db.begin_write().map_err(db_err)?;
+        super::instances::create_tables(&txn)?;
+        super::sources::create_tables(&txn)?;
+        super::settings::create_tables(&txn)?;
+        super::syncs::create_tables(&txn)?;
+        txn.commit().map_err(db_err)?;
+        Ok(RedbStore { db: Arc::new(db) })
     }
 }
 
@@ -42,13 +44,12 @@ pub(super) fn db_err<E: Into<redb::Error>>(err: E) -> StoreError {
 /// A table of JSON records by string key.
 pub(super) type Records = TableDefinition<'static, &'static str, &'static [u8]>;
 
-/// Creates `tables` if they do not exist yet, in one transaction.
-pub(super) fn create_tables(db: &Database, tables: &[Records]) -> Result<(), StoreError> {
-    let txn = db.begin_write().map_err(db_err)?;
+/// Creates `tables` in `txn` if they do not exist yet.
+pub(super) fn create(txn: &redb::WriteTransaction, tables: &[Records]) -> Result<(), StoreError> {
     for table in tables {
         txn.open_table(*table).map_err(db_err)?;
     }
-    txn.commit().map_err(db_err)
+    Ok(())
 }
 
 /// The key range of records filed under `prefix`: keys `{prefix}\0...` (so `a` never

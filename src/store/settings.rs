@@ -1,7 +1,7 @@
 //! Small named settings (the merge rules set through the API), as JSON documents, and
 //! the start-up count the catalog's indexes are derived from.
 
-use redb::{ReadableTable, TableDefinition};
+use redb::{ReadableTable, TableDefinition, WriteTransaction};
 use serde_json::Value;
 
 use super::redb_backend::{db_err, put_record, Records, RedbStore};
@@ -13,7 +13,12 @@ const SETTINGS: Records = TableDefinition::new("settings");
 const META: TableDefinition<'_, &str, u64> = TableDefinition::new("meta");
 const EPOCH_KEY: &str = "epoch";
 
-pub(super) const TABLES: &[Records] = &[SETTINGS];
+/// Creates the settings tables in `txn` if they do not exist yet.
+pub(super) fn create_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
+    txn.open_table(SETTINGS).map_err(db_err)?;
+    txn.open_table(META).map_err(db_err)?;
+    Ok(())
+}
 
 /// Named settings and the start-up count.
 pub trait SettingStore: Send + Sync + 'static {

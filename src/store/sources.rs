@@ -2,18 +2,21 @@
 //! included, so they come back after a restart), and every source's last view
 //! (`views.rs`).
 
-use redb::TableDefinition;
+use redb::{TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::redb_backend::{db_err, put_record, read_records, Records, RedbStore};
+use super::redb_backend::{create, db_err, put_record, read_records, Records, RedbStore};
 use super::views::{self, SavedView, ViewChanges, VIEWS, VIEW_META};
 use super::StoreError;
 
 /// API-created sources by id.
 const SOURCES: Records = TableDefinition::new("sources");
 
-pub(super) const TABLES: &[Records] = &[SOURCES, VIEWS, VIEW_META];
+/// Creates the source and view tables in `txn` if they do not exist yet.
+pub(super) fn create_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
+    create(txn, &[SOURCES, VIEWS, VIEW_META])
+}
 
 /// An API-created source as stored.
 #[derive(Clone, Debug, Serialize, Deserialize)]

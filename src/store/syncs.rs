@@ -4,13 +4,13 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use redb::{ReadableTable, TableDefinition};
+use redb::{ReadableTable, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use switchboard_connectors::{Instance, ServiceKey};
 
 use super::redb_backend::{
-    db_err, prefix_range, put_record, read_records, remove_prefix, Records, RedbStore,
+    create, db_err, prefix_range, put_record, read_records, remove_prefix, Records, RedbStore,
 };
 use super::StoreError;
 
@@ -21,7 +21,10 @@ const PAUSED: Records = TableDefinition::new("sync_paused");
 /// Ledger entries by `job\0namespace\0group\0name\0host\0port`.
 const LEDGER: Records = TableDefinition::new("sync_ledger");
 
-pub(super) const TABLES: &[Records] = &[SYNCS, PAUSED, LEDGER];
+/// Creates the sync tables in `txn` if they do not exist yet.
+pub(super) fn create_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
+    create(txn, &[SYNCS, PAUSED, LEDGER])
+}
 
 /// An API-created job as stored.
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -52,15 +52,7 @@ impl Job {
                         hash: write.hash,
                         written_at: Utc::now(),
                     };
-                    self.record(spot, Some(entry));
-                    self.save_full_batch().await;
-                    self.status.update(|status| status.writes += 1);
-                    self.ctx
-                        .metrics
-                        .sync
-                        .writes
-                        .get_or_create(&self.labels)
-                        .inc();
+                    self.done(spot, Some(entry)).await;
                 }
                 Err(err) => {
                     let permanent = err.is_permanent();
@@ -84,15 +76,7 @@ impl Job {
             let spot = Spot::of(&delete.instance);
             match self.target_ref().deregister(&delete.instance).await {
                 Ok(()) => {
-                    self.record(spot, None);
-                    self.save_full_batch().await;
-                    self.status.update(|status| status.deletes += 1);
-                    self.ctx
-                        .metrics
-                        .sync
-                        .deletes
-                        .get_or_create(&self.labels)
-                        .inc();
+                    self.done(spot, None).await;
                 }
                 Err(err) => {
                     self.fail(
@@ -104,6 +88,28 @@ impl Job {
             }
         }
         failed
+    }
+
+    /// Records a write (`Some`) or a delete (`None`) the target took: in the ledger, the
+    /// job's status and its metrics.
+    async fn done(&mut self, spot: Spot, entry: Option<LedgerEntry>) {
+        let written = entry.is_some();
+        self.record(spot, entry);
+        self.save_full_batch().await;
+        self.status.update(|status| {
+            if written {
+                status.writes += 1;
+            } else {
+                status.deletes += 1;
+            }
+        });
+        let metrics = &self.ctx.metrics.sync;
+        let counter = if written {
+            &metrics.writes
+        } else {
+            &metrics.deletes
+        };
+        counter.get_or_create(&self.labels).inc();
     }
 
     pub(super) fn target_ref(&self) -> &Target {

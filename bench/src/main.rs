@@ -34,13 +34,18 @@
 //! 11. Propagation: a registration in rnacos until a parked blocking query returns it,
 //!     against a direct `nacos-sdk` subscriber on the same writes (`nacos.rs`).
 //!
+//! Then Switchboard alone, with 10 000 watchers on one service (`fanout.rs`):
+//! 12. Fan-out: after one change, the time until 10 000 parked blocking queries (then
+//!     10 000 SSE streams) all have their answer, and the resident memory per watcher.
+//!
 //! Environment: `BENCH_DURATION` (wrk duration, default `10s`), `BENCH_CONNECTIONS`
-//! (default 64), `BENCH_ONLY` (`reads`, `writes`, `etcd`, `consul`, `sync` or `nacos`:
-//! run one part; default all).
+//! (default 64), `BENCH_ONLY` (`reads`, `writes`, `etcd`, `consul`, `sync`, `nacos` or
+//! `fanout`: run one part; default all).
 //! A missed target is printed, not failed; a failed step exits non-zero.
 
 mod consul;
 mod etcd;
+mod fanout;
 mod memory;
 mod nacos;
 mod propagation;
@@ -98,7 +103,9 @@ answer (against the double's own blocking query); then, with an etcd and a Nacos
 source, a sync job copying 10 000 instances from etcd into rnacos (against a direct
 client writing them one at a time); then, with a Nacos source reading rnacos, the
 latency from a registration in rnacos to a blocking query's answer (against a direct
-nacos-sdk subscriber). Run it with `make bench`, which builds target/release/switchboard
+nacos-sdk subscriber); then the time until 10 000 parked blocking queries (and 10 000
+SSE streams) on one service all have their answer after one change, and the memory
+each parked watcher costs. Run it with `make bench`, which builds target/release/switchboard
 first.
 
 Environment:
@@ -108,7 +115,8 @@ Environment:
                      (registrations, restart storm, propagation under load; about
                      three minutes), `etcd` (propagation, memory), `consul`
                      (propagation), `sync` (sync-back into rnacos) or `nacos`
-                     (propagation, about nine minutes) (default: all six)
+                     (propagation, about nine minutes) or `fanout` (10 000
+                     watchers; needs `ulimit -n` above 11 000) (default: all seven)
 ";
 
 /// Which parts of the bench run (`BENCH_ONLY`).
@@ -120,6 +128,7 @@ struct Parts {
     consul: bool,
     sync: bool,
     nacos: bool,
+    fanout: bool,
 }
 
 impl Parts {
@@ -136,6 +145,7 @@ impl Parts {
             consul: false,
             sync: false,
             nacos: false,
+            fanout: false,
         };
         match only {
             "" => Ok(Parts {
@@ -145,6 +155,7 @@ impl Parts {
                 consul: true,
                 sync: true,
                 nacos: true,
+                fanout: true,
             }),
             "reads" => Ok(Parts {
                 reads: true,
@@ -164,10 +175,14 @@ impl Parts {
                 nacos: true,
                 ..none
             }),
+            "fanout" => Ok(Parts {
+                fanout: true,
+                ..none
+            }),
             other => {
                 bail!(
-                    "BENCH_ONLY={other:?} is not `reads`, `writes`, `etcd`, `consul`, `sync` \
-                     or `nacos`"
+                    "BENCH_ONLY={other:?} is not `reads`, `writes`, `etcd`, `consul`, `sync`, \
+                     `nacos` or `fanout`"
                 )
             }
         }
@@ -287,6 +302,10 @@ fn run_bench() -> anyhow::Result<()> {
                     .as_deref()
                     .context("rnacos was not looked for")?;
                 sync::bench(&tools.switchboard, etcd, rnacos).await?;
+            }
+            if parts.fanout {
+                let results = fanout::bench(&tools.switchboard).await?;
+                print!("{}", report::render_fanout(&results));
             }
             // Last: the nacos-sdk client cannot be shut down, only dropped, and its
             // runtime keeps retrying the stopped rnacos in the background.
@@ -532,6 +551,8 @@ mod tests {
         assert!(nacos.nacos && !nacos.reads && !nacos.etcd && !nacos.consul);
         let sync = Parts::parse("sync").unwrap();
         assert!(sync.sync && !sync.reads && !sync.etcd && !sync.consul && !sync.nacos);
+        let fanout = Parts::parse("fanout").unwrap();
+        assert!(fanout.fanout && !fanout.reads && !fanout.nacos);
         let err = Parts::parse("zookeeper").unwrap_err().to_string();
         assert!(err.contains("`nacos`") && err.contains("`writes`"), "{err}");
     }

@@ -125,7 +125,7 @@ async fn settle() {
 }
 
 /// The resident set once two readings half a second apart agree within 1% (or after 10 s).
-async fn settled_rss(pid: u32) -> anyhow::Result<u64> {
+pub async fn settled_rss(pid: u32) -> anyhow::Result<u64> {
     let mut last = rss(pid)?;
     for _ in 0..20 {
         tokio::time::sleep(Duration::from_millis(500)).await;

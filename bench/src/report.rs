@@ -22,6 +22,10 @@ pub const HEARTBEAT_TARGET: f64 = 20_000.0;
 pub const PROPAGATION_TARGET: Duration = Duration::from_millis(5);
 /// Resident bytes per instance cached from a source.
 pub const BYTES_PER_INSTANCE_TARGET: f64 = 1024.0;
+/// Fan-out: every parked watcher has its answer this soon after one change.
+pub const FANOUT_ALL_TARGET: Duration = Duration::from_secs(1);
+/// Fan-out: resident bytes per parked watcher.
+pub const BYTES_PER_WATCHER_TARGET: f64 = 8.0 * 1024.0;
 
 /// One measured run.
 pub struct Row {
@@ -188,6 +192,57 @@ pub fn render_etcd(results: &EtcdResults) -> String {
         Bound::Under(BYTES_PER_INSTANCE_TARGET),
         |bytes| format!("{bytes:.0} B"),
     );
+    out
+}
+
+/// The fan-out part: per kind of watcher, the answer times after one change and the
+/// memory per parked watcher.
+pub fn render_fanout(results: &[crate::fanout::FanOut]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "\nWatch fan-out: Switchboard pinned to core 0, the watchers (plain sockets) on core \
+         1; one change, timed from just before the registration that makes it\n"
+    );
+    let _ = writeln!(
+        out,
+        "{:<56} {:>8} {:>8} {:>8} {:>10} {:>10} {:>11}",
+        "watchers", "first", "median", "all", "RSS before", "RSS parked", "per watcher"
+    );
+    for result in results {
+        let _ = writeln!(
+            out,
+            "{:<56} {:>8} {:>8} {:>8} {:>10} {:>10} {:>11}",
+            format!("{} x {}", result.watchers, result.kind.label()),
+            seconds(result.first),
+            seconds(result.median),
+            seconds(result.all),
+            mib(result.rss_before),
+            mib(result.rss_parked),
+            format!("{:.0} B", result.per_watcher())
+        );
+    }
+    check_header(&mut out);
+    for result in results {
+        let name = match result.kind {
+            crate::fanout::Kind::Blocking => "blocking",
+            crate::fanout::Kind::Sse => "sse",
+        };
+        check_below(
+            &mut out,
+            &format!("fan-out {name}: all answered"),
+            result.all.as_secs_f64(),
+            Bound::AtMost(FANOUT_ALL_TARGET.as_secs_f64()),
+            |s| format!("{s:.2}s"),
+        );
+        check_below(
+            &mut out,
+            &format!("fan-out {name}: RSS per watcher"),
+            result.per_watcher(),
+            Bound::AtMost(BYTES_PER_WATCHER_TARGET),
+            |bytes| format!("{bytes:.0} B"),
+        );
+    }
     out
 }
 

@@ -154,6 +154,10 @@ impl Server {
         self.name
     }
 
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
@@ -262,6 +266,17 @@ pub async fn start_switchboard(
     client: &reqwest::Client,
     config: Option<&str>,
 ) -> anyhow::Result<Server> {
+    start_switchboard_with_env(binary, client, config, &[]).await
+}
+
+/// [`start_switchboard`] with `SWITCHBOARD_*` settings in its environment (which a build
+/// that lacks a setting ignores, so a before/after comparison runs the same bench).
+pub async fn start_switchboard_with_env(
+    binary: &Path,
+    client: &reqwest::Client,
+    config: Option<&str>,
+    envs: &[(&str, String)],
+) -> anyhow::Result<Server> {
     let dir = temp_dir("switchboard")?;
     let port = free_port()?;
     let mut args: Vec<OsString> = vec![
@@ -276,7 +291,7 @@ pub async fn start_switchboard(
         std::fs::write(&file, config).context("cannot write Switchboard's config file")?;
         args.extend(["--config".into(), file.into()]);
     }
-    let mut server = Server::spawn_pinned("switchboard", dir, port, binary, &args, &[])?;
+    let mut server = Server::spawn_pinned("switchboard", dir, port, binary, &args, envs)?;
     wait_ready(&mut server, client).await?;
     Ok(server)
 }

@@ -69,6 +69,19 @@ pub struct ApiConfig {
     /// Longest blocking-query wait; longer requests are cut to this.
     #[serde(with = "serde_text")]
     pub max_wait: Duration,
+    /// Open connections, all clients together; beyond it new ones get 503.
+    pub max_connections: usize,
+    /// Open connections from one client address; beyond it new ones get 429.
+    pub max_connections_per_client: usize,
+    /// Parked watches (blocking queries and SSE streams), all clients together; beyond
+    /// it 503.
+    pub max_watches: usize,
+    /// Parked watches from one client address; beyond it 429.
+    pub max_watches_per_client: usize,
+    /// A connection that sends no complete request head for this long is closed: a slow
+    /// header as much as an idle keep-alive connection.
+    #[serde(with = "serde_text")]
+    pub idle_timeout: Duration,
 }
 
 impl Default for Config {
@@ -93,6 +106,11 @@ impl Default for ApiConfig {
             max_body_bytes: 64 * 1024,
             default_wait: Duration::from_secs(300),
             max_wait: Duration::from_secs(300),
+            max_connections: 10_000,
+            max_connections_per_client: 1_000,
+            max_watches: 10_000,
+            max_watches_per_client: 1_000,
+            idle_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -198,6 +216,28 @@ impl Config {
         }
         if self.api.max_wait > Duration::from_secs(600) {
             return fail("api.max_wait", "must not exceed 10m");
+        }
+        for (key, total, per_client) in [
+            (
+                "api.max_connections_per_client",
+                self.api.max_connections,
+                self.api.max_connections_per_client,
+            ),
+            (
+                "api.max_watches_per_client",
+                self.api.max_watches,
+                self.api.max_watches_per_client,
+            ),
+        ] {
+            if per_client == 0 {
+                return fail(key, "must be greater than 0");
+            }
+            if per_client > total {
+                return fail(key, "must not exceed the limit for all clients together");
+            }
+        }
+        if self.api.idle_timeout < Duration::from_secs(1) {
+            return fail("api.idle_timeout", "must be at least 1s");
         }
         for (i, rule) in self.merge.iter().enumerate() {
             if let Err((field, message)) = rule.validate() {

@@ -133,6 +133,10 @@ impl App {
             catalog,
             registry,
             metrics,
+            watches: api::limits::Occupancy::new(
+                config.api.max_watches,
+                config.api.max_watches_per_client,
+            ),
             config: Arc::new(config),
             stopping: stopping_rx,
         });
@@ -176,12 +180,17 @@ pub async fn run(
     let app = App::start(config).await?;
     tracing::info!(listen = %listener.local_addr()?, "Switchboard serving");
     let stopping = app.stopping.clone();
-    axum::serve(listener, app.router())
-        .with_graceful_shutdown(async move {
+    api::serve::serve(
+        listener,
+        app.router(),
+        &app.state.config.api,
+        app.state.metrics.clone(),
+        async move {
             shutdown.await;
             let _ = stopping.send(true);
-        })
-        .await?;
+        },
+    )
+    .await;
     app.shutdown().await?;
     tracing::info!("Switchboard stopped");
     Ok(())

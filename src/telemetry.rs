@@ -67,6 +67,14 @@ pub struct SyncLabels {
     pub sync: String,
 }
 
+/// A request or connection refused by a limit: which limit (`connections`, `watches`)
+/// and whose share was full (`client`, `total`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusalLabels {
+    pub limit: &'static str,
+    pub scope: &'static str,
+}
+
 /// What every sync-back job reports, by job id.
 #[derive(Default)]
 pub struct SyncMetrics {
@@ -150,6 +158,12 @@ pub struct Metrics {
     pub source_skipped: Family<SourceLabels, Counter>,
     pub source_last_sync: Family<SourceLabels, Gauge<f64, AtomicU64>>,
     pub sync: SyncMetrics,
+    /// Open HTTP connections.
+    pub connections: ParkedGauge,
+    /// Open SSE watch streams.
+    pub watch_streams: ParkedGauge,
+    /// Connections and watches refused by `api.max_*` limits.
+    pub refusals: Family<RefusalLabels, Counter>,
 }
 
 /// Counts requests currently parked in a blocking wait.
@@ -178,6 +192,13 @@ impl Drop for Parked {
 }
 
 impl Metrics {
+    /// Counts one refusal by `limit` (`connections`, `watches`).
+    pub fn refused(&self, limit: &'static str, scope: &'static str) {
+        self.refusals
+            .get_or_create(&RefusalLabels { limit, scope })
+            .inc();
+    }
+
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("switchboard");
         let http_requests = Family::<RouteLabels, Counter>::default();
@@ -276,8 +297,30 @@ impl Metrics {
             "Blocking queries currently waiting for a change",
             blocking_queries.0.clone(),
         );
+        let connections = ParkedGauge::default();
+        registry.register(
+            "http_connections_open",
+            "Open HTTP connections",
+            connections.0.clone(),
+        );
+        let watch_streams = ParkedGauge::default();
+        registry.register(
+            "watch_streams_open",
+            "Open SSE watch streams (GET /api/v1/watch)",
+            watch_streams.0.clone(),
+        );
+        let refusals = Family::<RefusalLabels, Counter>::default();
+        registry.register(
+            "limit_refusals",
+            "Connections and watches refused by a limit, by limit and by whose share was \
+             full (client or total)",
+            refusals.clone(),
+        );
         let sync = SyncMetrics::register(&mut registry);
         Self {
+            connections,
+            watch_streams,
+            refusals,
             sync,
             source_state,
             source_errors,

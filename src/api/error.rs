@@ -35,6 +35,8 @@ pub struct ApiError {
     pub code: &'static str,
     pub detail: String,
     pub field: Option<Cow<'static, str>>,
+    /// Seconds to send as `Retry-After` (a refusal that passes with time).
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -44,7 +46,14 @@ impl ApiError {
             code,
             detail: detail.into(),
             field: None,
+            retry_after: None,
         }
+    }
+
+    /// Tells the client to try again after `seconds`.
+    pub fn retry_after(mut self, seconds: u64) -> ApiError {
+        self.retry_after = Some(seconds);
+        self
     }
 
     pub fn bad_request(code: &'static str, detail: impl Into<String>) -> ApiError {
@@ -89,12 +98,18 @@ impl IntoResponse for ApiError {
             field: self.field,
         };
         let body = serde_json::to_vec(&problem).expect("problem serializes");
-        (
+        let mut response = (
             self.status,
             [(header::CONTENT_TYPE, "application/problem+json")],
             body,
         )
-            .into_response()
+            .into_response();
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from(seconds));
+        }
+        response
     }
 }
 

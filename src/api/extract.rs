@@ -1,10 +1,14 @@
 //! Extractors whose rejections are problem documents instead of axum's plain text.
 
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
+
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
+use super::limits::UNKNOWN_CLIENT;
 
 /// `axum::Json` with problem+json rejections (`invalid_json`, `invalid_body`, 413, 415).
 pub struct Json<T>(pub T);
@@ -32,5 +36,20 @@ impl<S: Send + Sync> FromRequestParts<S> for PathParam {
         let axum::extract::Path(value) =
             axum::extract::Path::<String>::from_request_parts(parts, state).await?;
         Ok(PathParam(value))
+    }
+}
+
+/// The client's address as the listener recorded it, for the per-client limits
+/// ([`UNKNOWN_CLIENT`] when the router runs without a listener).
+pub struct ClientIp(pub IpAddr);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let address = parts.extensions.get::<ConnectInfo<SocketAddr>>();
+        Ok(ClientIp(
+            address.map_or(UNKNOWN_CLIENT, |info| info.0.ip().to_canonical()),
+        ))
     }
 }

@@ -9,9 +9,11 @@ pub mod error;
 pub mod explain;
 pub mod extract;
 pub mod instances;
+pub mod limits;
 pub mod merge;
 pub mod openapi;
 pub mod query;
+pub mod serve;
 pub mod services;
 pub mod sources;
 pub mod stats;
@@ -58,6 +60,8 @@ pub struct Shared {
     pub config: Arc<Config>,
     /// Turns true when the server is shutting down; long-lived requests end then.
     pub stopping: tokio::sync::watch::Receiver<bool>,
+    /// Parked blocking queries and SSE streams, within `api.max_watches*`.
+    pub watches: Arc<limits::Occupancy>,
 }
 
 impl std::ops::Deref for AppState {

@@ -9,7 +9,8 @@ use switchboard_connectors::ServiceKey;
 use tokio::time::Instant;
 
 use super::error::ApiError;
-use super::extract::PathParam;
+use super::extract::{ClientIp, PathParam};
+use super::limits;
 use super::query::InstanceQuery;
 use super::AppState;
 use crate::catalog::{InstanceView, Snapshot};
@@ -75,12 +76,17 @@ pub async fn list(
 )]
 pub async fn instances(
     State(state): State<AppState>,
+    ClientIp(client): ClientIp,
     PathParam(name): PathParam,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
     validate_name(&name, "invalid_service_name", "name")?;
     let query = InstanceQuery::parse(query.as_deref())?;
     if let Some(index) = query.index {
+        let _slot = state.watches.try_hold(client).map_err(|refusal| {
+            state.metrics.refused("watches", refusal.scope());
+            limits::watch_refused(refusal, &state.watches)
+        })?;
         wait_for_change(&state, &name, &query, index).await;
     }
     let snapshot = state.catalog.snapshot();

@@ -10,6 +10,8 @@ use switchboard_connectors::ServiceKey;
 use tokio_stream::wrappers::WatchStream;
 
 use super::error::ApiError;
+use super::extract::ClientIp;
+use super::limits;
 use super::AppState;
 use crate::catalog::Catalog;
 use crate::vocab::validate_name;
@@ -34,9 +36,16 @@ const MAX_WATCHED: usize = 100;
 )]
 pub async fn watch(
     State(state): State<AppState>,
+    ClientIp(client): ClientIp,
     RawQuery(query): RawQuery,
 ) -> Result<impl IntoResponse, ApiError> {
     let (namespace, group, services) = parse(query.as_deref())?;
+    let slot = state.watches.try_hold(client).map_err(|refusal| {
+        state.metrics.refused("watches", refusal.scope());
+        limits::watch_refused(refusal, &state.watches)
+    })?;
+    // Held by the stream: given back when the stream ends or the client goes away.
+    let open = (slot, state.metrics.watch_streams.park());
     let streams = services.into_iter().map(|name| {
         let key = ServiceKey::new(namespace.clone(), group.clone(), name);
         let catalog = state.catalog.clone();
@@ -44,8 +53,12 @@ pub async fn watch(
             .map(move |_| Ok::<_, Infallible>(event(&catalog, &key)))
     });
     let stopping = state.clone();
-    let events =
-        stream::select_all(streams).take_until(Box::pin(async move { stopping.stopped().await }));
+    let events = stream::select_all(streams)
+        .take_until(Box::pin(async move { stopping.stopped().await }))
+        .map(move |event| {
+            let _held = &open;
+            event
+        });
     Ok(Sse::new(events).keep_alive(KeepAlive::default()))
 }
 

@@ -1,0 +1,217 @@
+//! Caps on what clients may hold open: connections, and parked watches (blocking queries
+//! and SSE streams), each counted per client address and for all clients together, so one
+//! client's flood cannot starve the others.
+//!
+//! A [`Held`] slot is given back when it drops, however the request ends (answered,
+//! cancelled by the client going away, or cut at shutdown).
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use axum::http::StatusCode;
+use dashmap::DashMap;
+
+use super::error::ApiError;
+
+/// Seconds a refused client is told to wait before trying again.
+pub const RETRY_AFTER_SECONDS: u64 = 5;
+
+/// The address requests are counted under when the server did not record one (a router
+/// driven without a listener, as the router tests do).
+pub const UNKNOWN_CLIENT: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+
+/// Slots of one kind, counted per client and in total.
+pub struct Occupancy {
+    max_total: usize,
+    max_per_client: usize,
+    total: AtomicUsize,
+    /// Only clients holding at least one slot have an entry, so addresses that come and
+    /// go leave nothing behind.
+    by_client: DashMap<IpAddr, usize>,
+}
+
+/// Why a slot was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// This client holds its share.
+    Client,
+    /// All clients together hold the server's capacity.
+    Total,
+}
+
+impl Refusal {
+    /// The label `/metrics` counts the refusal under.
+    pub fn scope(self) -> &'static str {
+        match self {
+            Refusal::Client => "client",
+            Refusal::Total => "total",
+        }
+    }
+}
+
+impl Occupancy {
+    pub fn new(max_total: usize, max_per_client: usize) -> Arc<Occupancy> {
+        Arc::new(Occupancy {
+            max_total,
+            max_per_client,
+            total: AtomicUsize::new(0),
+            by_client: DashMap::new(),
+        })
+    }
+
+    /// Takes a slot for `client`, or says which limit is reached.
+    pub fn try_hold(self: &Arc<Self>, client: IpAddr) -> Result<Held, Refusal> {
+        // The client's count first: its entry lock orders this client's own requests, so
+        // its share is exact; the total may be overshot by at most one per client racing
+        // for the last slot, and is corrected at once.
+        let mut count = self.by_client.entry(client).or_insert(0);
+        if *count >= self.max_per_client {
+            drop(count);
+            self.forget_if_idle(client);
+            return Err(Refusal::Client);
+        }
+        if self.total.fetch_add(1, Ordering::AcqRel) >= self.max_total {
+            self.total.fetch_sub(1, Ordering::AcqRel);
+            drop(count);
+            self.forget_if_idle(client);
+            return Err(Refusal::Total);
+        }
+        *count += 1;
+        Ok(Held {
+            occupancy: self.clone(),
+            client,
+        })
+    }
+
+    /// Slots held by all clients together.
+    pub fn total(&self) -> usize {
+        self.total.load(Ordering::Acquire)
+    }
+
+    /// Clients holding at least one slot.
+    pub fn clients(&self) -> usize {
+        self.by_client.len()
+    }
+
+    fn release(&self, client: IpAddr) {
+        if let Some(mut count) = self.by_client.get_mut(&client) {
+            *count = count.saturating_sub(1);
+        }
+        self.forget_if_idle(client);
+        self.total.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    fn forget_if_idle(&self, client: IpAddr) {
+        self.by_client.remove_if(&client, |_, count| *count == 0);
+    }
+}
+
+/// One slot, given back on drop.
+pub struct Held {
+    occupancy: Arc<Occupancy>,
+    client: IpAddr,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.occupancy.release(self.client);
+    }
+}
+
+/// The answer to a refused watch: 429 when the client holds its share, 503 when the
+/// server is full; both with `Retry-After`.
+pub fn watch_refused(refusal: Refusal, occupancy: &Occupancy) -> ApiError {
+    let error = match refusal {
+        Refusal::Client => ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_watches",
+            format!(
+                "this client already holds {} parked blocking queries and watch streams \
+                 (api.max_watches_per_client); close some or retry later",
+                occupancy.max_per_client
+            ),
+        ),
+        Refusal::Total => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "watch_capacity",
+            format!(
+                "the server holds {} parked blocking queries and watch streams \
+                 (api.max_watches); retry later",
+                occupancy.max_total
+            ),
+        ),
+    };
+    error.retry_after(RETRY_AFTER_SECONDS)
+}
+
+/// The answer on a connection beyond the limits, before it is closed.
+pub fn connection_refused(refusal: Refusal, occupancy: &Occupancy) -> ApiError {
+    let error = match refusal {
+        Refusal::Client => ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_connections",
+            format!(
+                "this client already holds {} connections (api.max_connections_per_client); \
+                 reuse them or retry later",
+                occupancy.max_per_client
+            ),
+        ),
+        Refusal::Total => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "connection_capacity",
+            format!(
+                "the server holds {} connections (api.max_connections); retry later",
+                occupancy.max_total
+            ),
+        ),
+    };
+    error.retry_after(RETRY_AFTER_SECONDS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(last: u8) -> IpAddr {
+        IpAddr::V4(Ipv4Addr::new(127, 0, 0, last))
+    }
+
+    #[test]
+    fn a_client_gets_its_share_and_no_more() {
+        let slots = Occupancy::new(10, 2);
+        let first = slots.try_hold(client(1)).unwrap();
+        let _second = slots.try_hold(client(1)).unwrap();
+        assert_eq!(slots.try_hold(client(1)).err(), Some(Refusal::Client));
+        // Another client is not affected by the first one's share.
+        let _other = slots.try_hold(client(2)).unwrap();
+        drop(first);
+        assert!(slots.try_hold(client(1)).is_ok());
+    }
+
+    #[test]
+    fn the_total_caps_all_clients_together() {
+        let slots = Occupancy::new(3, 2);
+        let held: Vec<Held> = (1..=3)
+            .map(|i| slots.try_hold(client(i)).unwrap())
+            .collect();
+        assert_eq!(slots.try_hold(client(4)).err(), Some(Refusal::Total));
+        assert_eq!(slots.total(), 3);
+        drop(held);
+        assert_eq!(slots.total(), 0);
+        assert!(slots.try_hold(client(4)).is_ok());
+    }
+
+    #[test]
+    fn clients_that_left_leave_no_entry() {
+        let slots = Occupancy::new(100, 100);
+        for i in 0..50 {
+            drop(slots.try_hold(client(i)).unwrap());
+        }
+        let refused = Occupancy::new(1, 1);
+        let _held = refused.try_hold(client(1)).unwrap();
+        assert!(refused.try_hold(client(2)).is_err());
+        assert_eq!(slots.clients(), 0);
+        assert_eq!(refused.clients(), 1, "a refused client is not remembered");
+    }
+}

@@ -1,0 +1,180 @@
+//! The listener: accepts connections within the connection limits, serves each with hyper
+//! (HTTP/1.1, and HTTP/2 with prior knowledge), closes connections that send no request
+//! head for `api.idle_timeout`, and shuts down gracefully.
+//!
+//! Each connection gets the router as it was built once (a clone is a reference count),
+//! with the client's address attached to every request for the per-client watch limits.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{ConnectInfo, Request};
+use axum::response::IntoResponse;
+use axum::Router;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto::Builder;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::{TcpListener, TcpStream};
+use tower::ServiceExt;
+
+use super::limits::{self, Occupancy};
+use crate::config::ApiConfig;
+use crate::telemetry::Metrics;
+
+/// How long a refused connection may take to send the request it is refused on.
+const REFUSED_GRACE: Duration = Duration::from_secs(1);
+/// A failed accept (out of file descriptors, say) is retried after this pause rather
+/// than in a hot loop.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
+/// Serves `router` on `listener` until `shutdown` completes, then waits for open
+/// connections to finish their requests.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    api: &ApiConfig,
+    metrics: Arc<Metrics>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let connections = Occupancy::new(api.max_connections, api.max_connections_per_client);
+    let builders = Arc::new(Builders::new(api.idle_timeout));
+    let refusing = Arc::new(refusing_builder());
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    tracing::warn!(error = %err, "Cannot accept a connection");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let client = peer.ip().to_canonical();
+        match connections.try_hold(client) {
+            Ok(held) => {
+                let service = router.clone().map_request(move |mut request: Request<_>| {
+                    request.extensions_mut().insert(ConnectInfo(peer));
+                    request
+                });
+                let open = (held, metrics.connections.park());
+                let (builders, watcher) = (builders.clone(), graceful.watcher());
+                let idle_timeout = api.idle_timeout;
+                tokio::spawn(async move {
+                    let _open = open;
+                    let deadline = tokio::time::Instant::now() + idle_timeout;
+                    let Some(http2) = speaks_http2(&stream, deadline).await else {
+                        return;
+                    };
+                    let builder = if http2 {
+                        &builders.http2
+                    } else {
+                        &builders.http1
+                    };
+                    let connection = builder
+                        .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
+                    if let Err(err) = watcher.watch(connection).await {
+                        tracing::debug!(error = %err, %peer, "Connection ended with an error");
+                    }
+                });
+            }
+            Err(refusal) => {
+                metrics.refused("connections", refusal.scope());
+                tracing::debug!(%peer, scope = refusal.scope(), "Connection refused by a limit");
+                let problem = limits::connection_refused(refusal, &connections);
+                let answer = problem.into_response();
+                let refusing = refusing.clone();
+                tokio::spawn(refuse(stream, refusing, answer));
+            }
+        }
+    }
+    drop(listener);
+    graceful.shutdown().await;
+}
+
+/// The builders admitted connections are served with, one per protocol. The protocol is
+/// known before hyper starts (see [`speaks_http2`]), because hyper's own detection hands
+/// the connection over with the bytes it read aside, which makes HTTP/1.1 grow its read
+/// buffer to 16 KiB on every connection: twice what a parked watcher needs.
+struct Builders {
+    http1: Builder<TokioExecutor>,
+    http2: Builder<TokioExecutor>,
+}
+
+impl Builders {
+    fn new(idle_timeout: Duration) -> Builders {
+        let mut http1 = Builder::new(TokioExecutor::new()).http1_only();
+        http1
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(idle_timeout);
+        let mut http2 = Builder::new(TokioExecutor::new()).http2_only();
+        http2.http2().timer(TokioTimer::new());
+        Builders { http1, http2 }
+    }
+}
+
+/// Whether the client opens with the HTTP/2 preface (`PRI * HTTP/2.0`), read without
+/// consuming it; `None` when it closes or sends nothing before `deadline` (hyper's own
+/// header timeout starts only once it serves the connection).
+async fn speaks_http2(stream: &TcpStream, deadline: tokio::time::Instant) -> Option<bool> {
+    const PREFACE: &[u8] = b"PRI";
+    let mut start = [0u8; 3];
+    loop {
+        let read = tokio::time::timeout_at(deadline, stream.peek(&mut start)).await;
+        let n = read.ok()?.ok()?;
+        if n == 0 {
+            return None;
+        }
+        if start[..n] != PREFACE[..n] {
+            return Some(false);
+        }
+        if n == PREFACE.len() {
+            return Some(true);
+        }
+        // A first byte or two of the preface: the rest is on its way, and a peek would
+        // answer at once with the same bytes.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// The builder refused connections are answered with: one response, then closed.
+fn refusing_builder() -> Builder<TokioExecutor> {
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(REFUSED_GRACE)
+        .keep_alive(false);
+    builder.http2().timer(TokioTimer::new());
+    builder
+}
+
+/// Answers every request on a refused connection with `answer`'s status, headers and
+/// body, then closes it; a client that sends nothing is dropped after
+/// [`REFUSED_GRACE`].
+async fn refuse(
+    stream: TcpStream,
+    builder: Arc<Builder<TokioExecutor>>,
+    answer: axum::response::Response,
+) {
+    let (parts, body) = answer.into_parts();
+    let body = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .unwrap_or_default();
+    let service = tower::service_fn(move |_request: Request<hyper::body::Incoming>| {
+        let response = axum::response::Response::from_parts(
+            parts.clone(),
+            axum::body::Body::from(body.clone()),
+        );
+        async move { Ok::<_, std::convert::Infallible>(response) }
+    });
+    let connection =
+        builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
+    let _ = tokio::time::timeout(REFUSED_GRACE * 2, connection).await;
+}

@@ -27,6 +27,10 @@ pub struct Problem {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>)]
     pub field: Option<Cow<'static, str>>,
+    /// The input fields at fault, when there are several (`secrets_required`: the secrets
+    /// to send again or drop).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fields: Option<Vec<String>>,
 }
 
 #[derive(Debug)]
@@ -35,6 +39,9 @@ pub struct ApiError {
     pub code: &'static str,
     pub detail: String,
     pub field: Option<Cow<'static, str>>,
+    pub fields: Option<Vec<String>>,
+    /// Seconds to send in `Retry-After` (429 and 503 answers that may pass soon).
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -44,6 +51,8 @@ impl ApiError {
             code,
             detail: detail.into(),
             field: None,
+            fields: None,
+            retry_after: None,
         }
     }
 
@@ -68,6 +77,18 @@ impl ApiError {
         }
     }
 
+    /// Names several fields at fault.
+    pub fn with_fields(mut self, fields: Vec<String>) -> ApiError {
+        self.fields = Some(fields);
+        self
+    }
+
+    /// Asks the client to retry after `seconds`.
+    pub fn retry_after(mut self, seconds: u64) -> ApiError {
+        self.retry_after = Some(seconds);
+        self
+    }
+
     pub fn conflict(code: &'static str, detail: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::CONFLICT, code, detail)
     }
@@ -87,14 +108,21 @@ impl IntoResponse for ApiError {
             detail: self.detail,
             code: self.code,
             field: self.field,
+            fields: self.fields,
         };
         let body = serde_json::to_vec(&problem).expect("problem serializes");
-        (
+        let mut response = (
             self.status,
             [(header::CONTENT_TYPE, "application/problem+json")],
             body,
         )
-            .into_response()
+            .into_response();
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from(seconds));
+        }
+        response
     }
 }
 

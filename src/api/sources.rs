@@ -18,6 +18,9 @@ impl From<FederationError> for ApiError {
             FederationError::Invalid { field, .. } => {
                 ApiError::bad_request("invalid_source", detail).with_field_if(field)
             }
+            FederationError::SecretsRequired(fields) => {
+                ApiError::bad_request("secrets_required", detail).with_fields(fields)
+            }
             FederationError::Exists(_) => ApiError::conflict("source_exists", detail),
             FederationError::NotFound(_) => ApiError::not_found("source_not_found", detail),
             FederationError::ReadOnly(_) => ApiError::conflict("source_read_only", detail),
@@ -122,14 +125,16 @@ pub async fn create(
 }
 
 /// Replaces an API source's document; only it reconnects, its instances served (stale)
-/// until its new view arrives. Secrets sent as `***` keep their stored value.
+/// until its new view arrives. Secrets sent as `***` keep their stored value, unless the
+/// document changes `endpoints` or `tls`: then each stored secret is sent again or left
+/// out (400 `secrets_required` names those neither).
 #[utoipa::path(
     put, path = "/api/v1/sources/{id}", tag = "sources",
     params(("id" = String, Path, description = "Source id")),
     request_body(content = Object, description = "The whole source document"),
     responses(
         (status = 200, description = "Replaced", body = SourceView),
-        (status = 400, description = "invalid_source", body = Problem),
+        (status = 400, description = "invalid_source, or secrets_required (`fields` names them)", body = Problem),
         (status = 404, description = "source_not_found", body = Problem),
         (status = 409, description = "source_read_only (a config-file source)", body = Problem),
     )
@@ -146,14 +151,15 @@ pub async fn replace(
 }
 
 /// Changes some fields of an API source (a JSON merge patch, RFC 7386: `null` removes a
-/// field). Applied like `PUT`.
+/// field). Applied like `PUT`: a patch of `endpoints` or `tls` sends each stored secret
+/// again or drops it with `null`.
 #[utoipa::path(
     patch, path = "/api/v1/sources/{id}", tag = "sources",
     params(("id" = String, Path, description = "Source id")),
     request_body(content = Object, description = "JSON merge patch of the source document"),
     responses(
         (status = 200, description = "Changed", body = SourceView),
-        (status = 400, description = "invalid_source", body = Problem),
+        (status = 400, description = "invalid_source, or secrets_required (`fields` names them)", body = Problem),
         (status = 404, description = "source_not_found", body = Problem),
         (status = 409, description = "source_read_only", body = Problem),
     )

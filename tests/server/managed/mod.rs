@@ -7,6 +7,8 @@
 //! - `restart`: REST-made sources (and their `connected` intent) survive a restart.
 //! - `secrets`: passwords and tokens show as `"***"` in every reply; `"***"` sent back
 //!   keeps them.
+//! - `moved_secrets`: a change of endpoints or TLS settings sends the stored secrets
+//!   again or drops them (400 `secrets_required` otherwise).
 //! - `file_sources`: config-file sources are read-only through the API.
 //! - `bad_input`: bad documents, patches and ids answer 4xx naming the field and change
 //!   nothing; `sources:validate` connects without adding.
@@ -23,6 +25,7 @@ mod explain;
 mod file_sources;
 pub mod harness;
 mod merge;
+mod moved_secrets;
 mod restart;
 mod secrets;
 mod update;

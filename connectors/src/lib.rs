@@ -19,6 +19,8 @@ mod error;
 mod http_error;
 mod model;
 mod one_or_many;
+#[cfg(all(test, any(feature = "etcd", feature = "consul", feature = "nacos")))]
+mod redirect_tests;
 #[cfg(any(feature = "consul", feature = "nacos"))]
 mod session;
 mod source;

@@ -88,6 +88,9 @@ impl Http {
             .connect_timeout(config.timeout)
             .timeout(config.timeout)
             .tcp_nodelay(true)
+            // Nacos's OpenAPI never redirects, and a 307 to the login would post the
+            // password again to wherever it points.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|err| ConnectorError::Config(format!("HTTP client: {err}")))?;
         let credentials = match (&config.username, &config.password) {

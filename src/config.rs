@@ -69,6 +69,12 @@ pub struct ApiConfig {
     /// Longest blocking-query wait; longer requests are cut to this.
     #[serde(with = "serde_text")]
     pub max_wait: Duration,
+    /// Most `sources:validate` dry runs at once; more get 429 `validate_busy`. Each one
+    /// connects to an address a client chose, so they are few.
+    pub validate_concurrency: usize,
+    /// Longest a `sources:validate` dry run waits for the source's first full view.
+    #[serde(with = "serde_text")]
+    pub validate_timeout: Duration,
 }
 
 impl Default for Config {
@@ -93,6 +99,8 @@ impl Default for ApiConfig {
             max_body_bytes: 64 * 1024,
             default_wait: Duration::from_secs(300),
             max_wait: Duration::from_secs(300),
+            validate_concurrency: 4,
+            validate_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -198,6 +206,13 @@ impl Config {
         }
         if self.api.max_wait > Duration::from_secs(600) {
             return fail("api.max_wait", "must not exceed 10m");
+        }
+        if !(1..=1024).contains(&self.api.validate_concurrency) {
+            return fail("api.validate_concurrency", "must be between 1 and 1024");
+        }
+        let timeout = self.api.validate_timeout;
+        if timeout.is_zero() || timeout > Duration::from_secs(60) {
+            return fail("api.validate_timeout", "must be more than 0 and at most 1m");
         }
         for (i, rule) in self.merge.iter().enumerate() {
             if let Err((field, message)) = rule.validate() {
@@ -379,6 +394,28 @@ mod tests {
             err.contains("registry.default_ttl") && err.contains("at least"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn validate_limits_default_small_and_refuse_nonsense() {
+        let config = Config::load_from(None, env(&[]), &Overrides::default()).unwrap();
+        assert_eq!(config.api.validate_concurrency, 4);
+        assert_eq!(config.api.validate_timeout, Duration::from_secs(5));
+        let cases = [
+            (
+                "[api]\nvalidate_concurrency = 0\n",
+                "api.validate_concurrency",
+            ),
+            ("[api]\nvalidate_timeout = \"0s\"\n", "api.validate_timeout"),
+            ("[api]\nvalidate_timeout = \"2m\"\n", "api.validate_timeout"),
+        ];
+        for (text, key) in cases {
+            let file = write(text);
+            let err = Config::load_from(Some(file.path()), env(&[]), &Overrides::default())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(key), "{text}: {err}");
+        }
     }
 
     #[test]

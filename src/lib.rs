@@ -126,6 +126,7 @@ impl App {
             store.syncs.clone(),
         )
         .await?;
+        let validations = tokio::sync::Semaphore::new(config.api.validate_concurrency);
         let state = AppState::new(Shared {
             federation,
             syncs,
@@ -135,6 +136,7 @@ impl App {
             metrics,
             config: Arc::new(config),
             stopping: stopping_rx,
+            validations,
         });
         Ok(App {
             state,

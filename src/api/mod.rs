@@ -58,6 +58,8 @@ pub struct Shared {
     pub config: Arc<Config>,
     /// Turns true when the server is shutting down; long-lived requests end then.
     pub stopping: tokio::sync::watch::Receiver<bool>,
+    /// Slots for `sources:validate` dry runs (`api.validate_concurrency`).
+    pub validations: tokio::sync::Semaphore,
 }
 
 impl std::ops::Deref for AppState {

@@ -232,18 +232,38 @@ pub async fn disconnect(
     .await
 }
 
-/// Dry run: checks a source document and tries to connect, without adding it.
+/// Dry run: checks a source document and tries to connect, without adding it. The
+/// attempt ends after `api.validate_timeout`; at most `api.validate_concurrency` run at
+/// once, as each connects wherever the body says.
 #[utoipa::path(
     post, path = "/api/v1/sources:validate", tag = "sources",
     request_body(content = Object, description = "A source document"),
     responses(
         (status = 200, description = "What a connection found", body = ProbeReport),
         (status = 400, description = "invalid_source", body = Problem),
+        (status = 429, description = "validate_busy: as many dry runs as allowed are running (`Retry-After`)", body = Problem),
     )
 )]
 pub async fn validate(
     State(state): State<AppState>,
     Json(document): Json<Value>,
 ) -> Result<axum::Json<ProbeReport>, ApiError> {
-    Ok(axum::Json(state.federation.probe(document).await?))
+    let api = &state.config.api;
+    let Ok(_slot) = state.validations.try_acquire() else {
+        // A slot frees within one timeout at the latest.
+        let seconds = api.validate_timeout.as_secs_f64().ceil().max(1.0) as u64;
+        let detail = format!(
+            "{} dry runs are already connecting (api.validate_concurrency); try again shortly",
+            api.validate_concurrency
+        );
+        return Err(
+            ApiError::new(StatusCode::TOO_MANY_REQUESTS, "validate_busy", detail)
+                .retry_after(seconds),
+        );
+    };
+    let report = state
+        .federation
+        .probe(document, api.validate_timeout)
+        .await?;
+    Ok(axum::Json(report))
 }

@@ -260,7 +260,7 @@ impl Http {
 /// A JSON answer, or a protocol error saying what did not parse.
 pub(super) fn json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ConnectorError> {
     serde_json::from_slice(body).map_err(|err| {
-        let start: String = String::from_utf8_lossy(body).chars().take(120).collect();
+        let start = crate::excerpt(&String::from_utf8_lossy(body), 120);
         ConnectorError::Protocol(format!("unreadable answer from Nacos ({err}): {start}"))
     })
 }

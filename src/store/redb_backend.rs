@@ -20,7 +20,7 @@ pub struct RedbStore {
 
 impl RedbStore {
     /// Opens (or creates) `switchboard.redb` in `data_dir`, with every table. The dir
-    /// and the file are made the owner's only first ([`super::private`]): the file holds
+    /// and the file are made the owner's only first (`private.rs`): the file holds
     /// secrets in clear.
     pub fn open(data_dir: &Path) -> Result<RedbStore, StoreError> {
         let io_err = |err| db_err(redb::StorageError::Io(err));

@@ -136,4 +136,44 @@ mod tests {
         merge_patch(&mut document, &patch);
         assert_eq!(missing_secrets(&current, &document, &patch), ["token"]);
     }
+
+    /// Every path a document's config shows as `***`, as JSON pointers.
+    fn masked(value: &Value, at: String, out: &mut Vec<String>) {
+        match value {
+            Value::String(text) if text == SECRET_MASK => out.push(at),
+            Value::Object(map) => {
+                for (key, value) in map {
+                    masked(value, format!("{at}/{key}"), out);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn the_secrets_are_what_the_api_masks() {
+        let tls = json!({ "ca": "/ca.pem", "cert": "/c.pem", "key": "/k.pem" });
+        let documents = [
+            json!({ "id": "e", "type": "etcd", "endpoints": ["https://a:2379"],
+                    "username": "u", "password": "p", "tls": tls }),
+            json!({ "id": "c", "type": "consul", "endpoints": ["https://a:8501"],
+                    "token": "t", "tls": tls }),
+            json!({ "id": "n", "type": "nacos", "endpoints": ["http://a:8848"],
+                    "username": "u", "password": "p" }),
+        ];
+        let known: Vec<&str> = SECRETS.iter().map(|(pointer, _)| *pointer).collect();
+        for document in documents {
+            let config = switchboard_connectors::SourceConfig::from_json(document.clone());
+            let shown = serde_json::to_value(config.unwrap()).unwrap();
+            let mut found = Vec::new();
+            masked(&shown, String::new(), &mut found);
+            assert!(!found.is_empty(), "{shown}");
+            for pointer in found {
+                assert!(
+                    known.contains(&pointer.as_str()),
+                    "{pointer} is masked but not in SECRETS"
+                );
+            }
+        }
+    }
 }

@@ -82,6 +82,12 @@ pub struct ApiConfig {
     /// header as much as an idle keep-alive connection.
     #[serde(with = "serde_text")]
     pub idle_timeout: Duration,
+    /// Most `sources:validate` dry runs at once; more get 429 `validate_busy`. Each one
+    /// connects to an address a client chose, so they are few.
+    pub validate_concurrency: usize,
+    /// Longest a `sources:validate` dry run waits for the source's first full view.
+    #[serde(with = "serde_text")]
+    pub validate_timeout: Duration,
 }
 
 impl Default for Config {
@@ -111,6 +117,8 @@ impl Default for ApiConfig {
             max_watches: 10_000,
             max_watches_per_client: 1_000,
             idle_timeout: Duration::from_secs(30),
+            validate_concurrency: 4,
+            validate_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -238,6 +246,13 @@ impl Config {
         }
         if self.api.idle_timeout < Duration::from_secs(1) {
             return fail("api.idle_timeout", "must be at least 1s");
+        }
+        if !(1..=1024).contains(&self.api.validate_concurrency) {
+            return fail("api.validate_concurrency", "must be between 1 and 1024");
+        }
+        let timeout = self.api.validate_timeout;
+        if timeout.is_zero() || timeout > Duration::from_secs(60) {
+            return fail("api.validate_timeout", "must be more than 0 and at most 1m");
         }
         for (i, rule) in self.merge.iter().enumerate() {
             if let Err((field, message)) = rule.validate() {
@@ -419,6 +434,28 @@ mod tests {
             err.contains("registry.default_ttl") && err.contains("at least"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn validate_limits_default_small_and_refuse_nonsense() {
+        let config = Config::load_from(None, env(&[]), &Overrides::default()).unwrap();
+        assert_eq!(config.api.validate_concurrency, 4);
+        assert_eq!(config.api.validate_timeout, Duration::from_secs(5));
+        let cases = [
+            (
+                "[api]\nvalidate_concurrency = 0\n",
+                "api.validate_concurrency",
+            ),
+            ("[api]\nvalidate_timeout = \"0s\"\n", "api.validate_timeout"),
+            ("[api]\nvalidate_timeout = \"2m\"\n", "api.validate_timeout"),
+        ];
+        for (text, key) in cases {
+            let file = write(text);
+            let err = Config::load_from(Some(file.path()), env(&[]), &Overrides::default())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(key), "{text}: {err}");
+        }
     }
 
     #[test]

@@ -126,6 +126,7 @@ impl App {
             store.syncs.clone(),
         )
         .await?;
+        let validations = tokio::sync::Semaphore::new(config.api.validate_concurrency);
         let state = AppState::new(Shared {
             federation,
             syncs,
@@ -139,6 +140,7 @@ impl App {
             ),
             config: Arc::new(config),
             stopping: stopping_rx,
+            validations,
         });
         Ok(App {
             state,

@@ -13,10 +13,16 @@ use prometheus_client::registry::Registry;
 /// all its instances), held at WARN unless the filter names them itself.
 const QUIETED: &[(&str, &str)] = &[("nacos_sdk", "nacos_sdk=warn")];
 
+/// Library code that logs credentials at DEBUG, held at INFO whatever the filter says:
+/// the Nacos SDK's HTTP login logs the password it posts.
+const LEAKS_SECRETS: &[&str] = &["nacos_sdk::api::plugin::auth=info"];
+
 /// Installs the global tracing subscriber. `RUST_LOG` wins over the configured filter.
 pub fn init_tracing(filter: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(quieted(filter)));
+    let filter = env_filter(
+        tracing_subscriber::EnvFilter::try_from_default_env().ok(),
+        filter,
+    );
     // A second call (tests start several servers in one process) keeps the first subscriber.
     // Colours only for people at a terminal, not for log files and collectors.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
@@ -24,6 +30,20 @@ pub fn init_tracing(filter: &str) {
         .with_env_filter(filter)
         .with_ansi(ansi)
         .try_init();
+}
+
+/// The filter from `RUST_LOG` when set, else the configured one with [`QUIETED`];
+/// either way with [`LEAKS_SECRETS`] added last, so that it wins.
+fn env_filter(
+    from_env: Option<tracing_subscriber::EnvFilter>,
+    configured: &str,
+) -> tracing_subscriber::EnvFilter {
+    let mut filter =
+        from_env.unwrap_or_else(|| tracing_subscriber::EnvFilter::new(quieted(configured)));
+    for directive in LEAKS_SECRETS {
+        filter = filter.add_directive(directive.parse().expect("a valid directive"));
+    }
+    filter
 }
 
 /// `filter` plus the [`QUIETED`] directives it does not override.
@@ -359,11 +379,62 @@ impl Default for Metrics {
 
 #[cfg(test)]
 mod tests {
-    use super::quieted;
+    use std::sync::{Arc, Mutex};
+
+    use tracing_subscriber::EnvFilter;
+
+    use super::{env_filter, quieted};
 
     #[test]
     fn chatty_libraries_are_quieted_unless_named() {
         assert_eq!(quieted("info"), "info,nacos_sdk=warn");
         assert_eq!(quieted("debug,nacos_sdk=info"), "debug,nacos_sdk=info");
+    }
+
+    /// What `filter` lets through of a DEBUG line from the SDK's login and one from
+    /// elsewhere in the SDK.
+    fn logged(filter: EnvFilter) -> String {
+        let out = Arc::new(Mutex::new(Vec::new()));
+        let sink = out.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(move || Sink(sink.clone()))
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            const LOGIN: &str = "nacos_sdk::api::plugin::auth::auth_by_http";
+            tracing::debug!(target: LOGIN, "password=hunter2");
+            tracing::debug!(target: "nacos_sdk::naming", "a push");
+        });
+        let text = out.lock().unwrap().clone();
+        String::from_utf8(text).unwrap()
+    }
+
+    struct Sink(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Sink {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn the_nacos_login_never_logs_its_password_even_at_debug() {
+        let unguarded = logged(EnvFilter::new("debug"));
+        assert!(
+            unguarded.contains("hunter2"),
+            "the probe line is seen: {unguarded}"
+        );
+        let configured = logged(env_filter(None, "debug,nacos_sdk=debug"));
+        assert!(configured.contains("a push"), "{configured}");
+        assert!(!configured.contains("hunter2"), "{configured}");
+        let from_env = EnvFilter::new("nacos_sdk::api::plugin::auth=trace,debug");
+        let from_env = logged(env_filter(Some(from_env), "info"));
+        assert!(from_env.contains("a push"), "{from_env}");
+        assert!(!from_env.contains("hunter2"), "{from_env}");
     }
 }

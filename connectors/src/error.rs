@@ -35,3 +35,41 @@ impl ConnectorError {
         }
     }
 }
+
+/// The longest excerpt of a remote message (an error body, a server's status text) that
+/// is shown: enough to say what went wrong, too little to relay a page.
+pub const EXCERPT_CHARS: usize = 200;
+
+/// At most `max_chars` of `text`, with control characters (newlines, terminal escapes)
+/// turned into spaces and the ends trimmed, and `…` where it was cut. A remote server
+/// chooses this text; it is shown in a status and logged, so it must stay one short line.
+pub fn excerpt(text: &str, max_chars: usize) -> String {
+    let clean: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let clean = clean.trim();
+    let mut cut: String = clean.chars().take(max_chars).collect();
+    if cut.len() < clean.len() {
+        cut.push('…');
+    }
+    cut
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn excerpts_are_one_short_line() {
+        assert_eq!(excerpt("  plain  ", 10), "plain");
+        assert_eq!(excerpt("a\nb\r\u{1b}[31mc\u{0}", 20), "a b  [31mc");
+        assert_eq!(excerpt("abcdef", 3), "abc…");
+        assert_eq!(excerpt("ééé", 2), "éé…");
+        let long = "x".repeat(10_000);
+        assert_eq!(
+            excerpt(&long, EXCERPT_CHARS).chars().count(),
+            EXCERPT_CHARS + 1
+        );
+    }
+}

@@ -7,6 +7,9 @@ use reqwest::StatusCode;
 
 use crate::ConnectorError;
 
+/// How much of an error body is read to take its excerpt from.
+const READ_AT_MOST: usize = 4096;
+
 /// A request that got no HTTP answer.
 pub(crate) fn transport(registry: &str, err: reqwest::Error) -> ConnectorError {
     let what = if err.is_timeout() {
@@ -23,14 +26,22 @@ pub(crate) fn transport(registry: &str, err: reqwest::Error) -> ConnectorError {
     ConnectorError::Connection(format!("{what}{cause}"))
 }
 
-/// An HTTP error status, with the start of the registry's message.
+/// An HTTP error status, with a short, cleaned excerpt of the registry's message (the
+/// body is the server's to choose).
 pub(crate) async fn status(
     registry: &str,
     status: StatusCode,
-    response: reqwest::Response,
+    mut response: reqwest::Response,
 ) -> ConnectorError {
-    let text = response.text().await.unwrap_or_default();
-    let text: String = text.trim().chars().take(200).collect();
+    // Only the start is shown, so only the start is read: an error body can be any size.
+    let mut body = Vec::new();
+    while body.len() < READ_AT_MOST {
+        match response.chunk().await {
+            Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+            _ => break,
+        }
+    }
+    let text = crate::excerpt(&String::from_utf8_lossy(&body), crate::EXCERPT_CHARS);
     let message = format!("{registry} answered {status}: {text}");
     match status {
         StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => ConnectorError::Auth(message),

@@ -19,6 +19,8 @@ mod error;
 mod http_error;
 mod model;
 mod one_or_many;
+#[cfg(all(test, any(feature = "etcd", feature = "consul", feature = "nacos")))]
+mod redirect_tests;
 #[cfg(any(feature = "consul", feature = "nacos"))]
 mod session;
 mod source;
@@ -37,7 +39,7 @@ pub mod testkit;
 pub use connector::{BoxUpdateStream, Connector, RegistryWriter, Update};
 #[cfg(any(feature = "etcd", feature = "consul", feature = "nacos"))]
 pub use endpoint::{Secret, TlsConfig, SECRET_MASK};
-pub use error::ConnectorError;
+pub use error::{excerpt, ConnectorError, EXCERPT_CHARS};
 pub use model::{Instance, InstanceKey, ServiceKey, Status, DEFAULT_GROUP, DEFAULT_NAMESPACE};
 pub use one_or_many::one_or_many;
 pub use source::{

@@ -27,6 +27,10 @@ pub struct Problem {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>)]
     pub field: Option<Cow<'static, str>>,
+    /// The input fields at fault, when there are several (`secrets_required`: the secrets
+    /// to send again or drop).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fields: Option<Vec<String>>,
 }
 
 #[derive(Debug)]
@@ -35,7 +39,8 @@ pub struct ApiError {
     pub code: &'static str,
     pub detail: String,
     pub field: Option<Cow<'static, str>>,
-    /// Seconds to send as `Retry-After` (a refusal that passes with time).
+    pub fields: Option<Vec<String>>,
+    /// Seconds to send in `Retry-After` (429 and 503 answers that may pass soon).
     pub retry_after: Option<u64>,
 }
 
@@ -46,14 +51,9 @@ impl ApiError {
             code,
             detail: detail.into(),
             field: None,
+            fields: None,
             retry_after: None,
         }
-    }
-
-    /// Tells the client to try again after `seconds`.
-    pub fn retry_after(mut self, seconds: u64) -> ApiError {
-        self.retry_after = Some(seconds);
-        self
     }
 
     pub fn bad_request(code: &'static str, detail: impl Into<String>) -> ApiError {
@@ -77,6 +77,18 @@ impl ApiError {
         }
     }
 
+    /// Names several fields at fault.
+    pub fn with_fields(mut self, fields: Vec<String>) -> ApiError {
+        self.fields = Some(fields);
+        self
+    }
+
+    /// Asks the client to retry after `seconds`.
+    pub fn retry_after(mut self, seconds: u64) -> ApiError {
+        self.retry_after = Some(seconds);
+        self
+    }
+
     pub fn conflict(code: &'static str, detail: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::CONFLICT, code, detail)
     }
@@ -96,6 +108,7 @@ impl IntoResponse for ApiError {
             detail: self.detail,
             code: self.code,
             field: self.field,
+            fields: self.fields,
         };
         let body = serde_json::to_vec(&problem).expect("problem serializes");
         let mut response = (

@@ -62,6 +62,8 @@ pub struct Shared {
     pub stopping: tokio::sync::watch::Receiver<bool>,
     /// Parked blocking queries and SSE streams, within `api.max_watches*`.
     pub watches: Arc<limits::Occupancy>,
+    /// Slots for `sources:validate` dry runs (`api.validate_concurrency`).
+    pub validations: tokio::sync::Semaphore,
 }
 
 impl std::ops::Deref for AppState {

@@ -18,6 +18,9 @@ impl From<FederationError> for ApiError {
             FederationError::Invalid { field, .. } => {
                 ApiError::bad_request("invalid_source", detail).with_field_if(field)
             }
+            FederationError::SecretsRequired(fields) => {
+                ApiError::bad_request("secrets_required", detail).with_fields(fields)
+            }
             FederationError::Exists(_) => ApiError::conflict("source_exists", detail),
             FederationError::NotFound(_) => ApiError::not_found("source_not_found", detail),
             FederationError::ReadOnly(_) => ApiError::conflict("source_read_only", detail),
@@ -122,14 +125,16 @@ pub async fn create(
 }
 
 /// Replaces an API source's document; only it reconnects, its instances served (stale)
-/// until its new view arrives. Secrets sent as `***` keep their stored value.
+/// until its new view arrives. Secrets sent as `***` keep their stored value, unless the
+/// document changes `endpoints` or `tls`: then each stored secret is sent again or left
+/// out (400 `secrets_required` names those neither).
 #[utoipa::path(
     put, path = "/api/v1/sources/{id}", tag = "sources",
     params(("id" = String, Path, description = "Source id")),
     request_body(content = Object, description = "The whole source document"),
     responses(
         (status = 200, description = "Replaced", body = SourceView),
-        (status = 400, description = "invalid_source", body = Problem),
+        (status = 400, description = "invalid_source, or secrets_required (`fields` names them)", body = Problem),
         (status = 404, description = "source_not_found", body = Problem),
         (status = 409, description = "source_read_only (a config-file source)", body = Problem),
     )
@@ -146,14 +151,15 @@ pub async fn replace(
 }
 
 /// Changes some fields of an API source (a JSON merge patch, RFC 7386: `null` removes a
-/// field). Applied like `PUT`.
+/// field). Applied like `PUT`: a patch of `endpoints` or `tls` sends each stored secret
+/// again or drops it with `null`.
 #[utoipa::path(
     patch, path = "/api/v1/sources/{id}", tag = "sources",
     params(("id" = String, Path, description = "Source id")),
     request_body(content = Object, description = "JSON merge patch of the source document"),
     responses(
         (status = 200, description = "Changed", body = SourceView),
-        (status = 400, description = "invalid_source", body = Problem),
+        (status = 400, description = "invalid_source, or secrets_required (`fields` names them)", body = Problem),
         (status = 404, description = "source_not_found", body = Problem),
         (status = 409, description = "source_read_only", body = Problem),
     )
@@ -226,18 +232,38 @@ pub async fn disconnect(
     .await
 }
 
-/// Dry run: checks a source document and tries to connect, without adding it.
+/// Dry run: checks a source document and tries to connect, without adding it. The
+/// attempt ends after `api.validate_timeout`; at most `api.validate_concurrency` run at
+/// once, as each connects wherever the body says.
 #[utoipa::path(
     post, path = "/api/v1/sources:validate", tag = "sources",
     request_body(content = Object, description = "A source document"),
     responses(
         (status = 200, description = "What a connection found", body = ProbeReport),
         (status = 400, description = "invalid_source", body = Problem),
+        (status = 429, description = "validate_busy: as many dry runs as allowed are running (`Retry-After`)", body = Problem),
     )
 )]
 pub async fn validate(
     State(state): State<AppState>,
     Json(document): Json<Value>,
 ) -> Result<axum::Json<ProbeReport>, ApiError> {
-    Ok(axum::Json(state.federation.probe(document).await?))
+    let api = &state.config.api;
+    let Ok(_slot) = state.validations.try_acquire() else {
+        // A slot frees within one timeout at the latest.
+        let seconds = api.validate_timeout.as_secs_f64().ceil().max(1.0) as u64;
+        let detail = format!(
+            "{} dry runs are already connecting (api.validate_concurrency); try again shortly",
+            api.validate_concurrency
+        );
+        return Err(
+            ApiError::new(StatusCode::TOO_MANY_REQUESTS, "validate_busy", detail)
+                .retry_after(seconds),
+        );
+    };
+    let report = state
+        .federation
+        .probe(document, api.validate_timeout)
+        .await?;
+    Ok(axum::Json(report))
 }

@@ -10,6 +10,10 @@ pub enum FederationError {
         field: Option<String>,
         message: String,
     },
+    /// A change moves the source to other endpoints or TLS settings but keeps stored
+    /// secrets (named) the request neither sent again nor dropped.
+    #[error("the change points the source at other endpoints or TLS settings, so send {} again or drop {} (`null`); the stored values are not carried over", .0.join(", "), if .0.len() == 1 { "it" } else { "them" })]
+    SecretsRequired(Vec<String>),
     #[error("a source with id `{0}` already exists")]
     Exists(String),
     #[error("no source `{0}`")]

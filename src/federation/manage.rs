@@ -10,6 +10,7 @@ use switchboard_connectors::{Connector, SourceConfig, SourceConfigError};
 use tokio::task::JoinHandle;
 
 use super::document::{merge_patch, restore_secrets};
+use super::secrets::missing_secrets;
 use super::status::{SourceState, SourceStatus, StatusCell};
 use super::supervisor::SourceMetrics;
 use super::{Federation, FederationError, Managed};
@@ -72,11 +73,13 @@ impl Federation {
         Ok(id)
     }
 
-    /// Replaces an API source's document (`PUT`). Secrets sent as `***` keep their value.
+    /// Replaces an API source's document (`PUT`). Secrets sent as `***` keep their value
+    /// unless the document moves the source ([`missing_secrets`]).
     pub async fn replace(&self, id: &str, document: Value) -> Result<(), FederationError> {
         let _change = self.changes.lock().await;
         let current = self.current_document(id)?;
-        self.reconfigure(id, document, &current).await
+        let request = document.clone();
+        self.reconfigure(id, document, &current, &request).await
     }
 
     /// Applies a JSON merge patch to an API source's document (`PATCH`).
@@ -85,7 +88,7 @@ impl Federation {
         let current = self.current_document(id)?;
         let mut document = current.clone();
         merge_patch(&mut document, patch);
-        self.reconfigure(id, document, &current).await
+        self.reconfigure(id, document, &current, patch).await
     }
 
     /// The stored document of an API source; the errors a change to it can meet first.
@@ -98,12 +101,15 @@ impl Federation {
     }
 
     /// Swaps in a new document: only this source reconnects. Its instances stay served,
-    /// stale, until the new connection's first full view replaces them.
+    /// stale, until the new connection's first full view replaces them. `request` is what
+    /// the client sent (the PUT body or the patch): only what it sends counts as a secret
+    /// given again.
     async fn reconfigure(
         &self,
         id: &str,
         mut document: Value,
         current: &Value,
+        request: &Value,
     ) -> Result<(), FederationError> {
         let Some(object) = document.as_object_mut() else {
             return Err(FederationError::Invalid {
@@ -124,6 +130,10 @@ impl Federation {
                     ),
                 ))
             }
+        }
+        let missing = missing_secrets(current, &document, request);
+        if !missing.is_empty() {
+            return Err(FederationError::SecretsRequired(missing));
         }
         restore_secrets(&mut document, current);
         let (config, connector) = parse(document.clone())?;

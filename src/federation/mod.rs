@@ -7,7 +7,8 @@
 //! and changes the set at runtime (`manage.rs`). On start (`start.rs`), every source's
 //! last saved view is loaded as stale before its connector runs, so a restart during a
 //! backend outage still serves that backend's last instances; `persist.rs` keeps those
-//! views saved. The running set lives in `set.rs`, what the catalog is told about a
+//! views saved. A change that moves a source elsewhere must give its secrets again
+//! (`secrets.rs`). The running set lives in `set.rs`, what the catalog is told about a
 //! source in `meta.rs`, what the API shows in `view.rs`. Readiness (`readiness.rs`) waits
 //! until every source connected at start has delivered its first full view or failed its
 //! first connection attempt.
@@ -20,6 +21,7 @@ mod meta;
 mod persist;
 mod probe;
 mod readiness;
+mod secrets;
 mod set;
 mod start;
 mod status;

@@ -1,6 +1,8 @@
 //! `POST /api/v1/sources:validate`: check a document and try to connect, without adding
 //! the source. It reports what the source would contribute (after its name mapping) or
-//! why it could not connect.
+//! why it could not connect. The address is the client's to choose, so the attempt is
+//! short (the caller's `timeout`; the API also caps how many run at once) and the error
+//! shown is a short, cleaned excerpt, never a remote page relayed whole.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -9,16 +11,13 @@ use chrono::Utc;
 use futures::StreamExt;
 use serde::Serialize;
 use serde_json::Value;
-use switchboard_connectors::{ConnectorError, Update};
+use switchboard_connectors::{excerpt, ConnectorError, Update, EXCERPT_CHARS};
 use utoipa::ToSchema;
 
 use super::manage::parse;
 use super::status::LastError;
 use super::{names_of, Federation, FederationError};
 use crate::catalog::Mapped;
-
-/// The longest a dry run waits for the source's first full view.
-const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What a dry run found.
 #[derive(Debug, Serialize, ToSchema)]
@@ -35,8 +34,13 @@ pub struct ProbeReport {
 }
 
 impl Federation {
-    /// Checks `document` and tries to connect; nothing is added or stored.
-    pub async fn probe(&self, document: Value) -> Result<ProbeReport, FederationError> {
+    /// Checks `document` and tries to connect for at most `timeout`; nothing is added or
+    /// stored.
+    pub async fn probe(
+        &self,
+        document: Value,
+        timeout: Duration,
+    ) -> Result<ProbeReport, FederationError> {
         let (config, connector) = parse(document)?;
         let first_view = async {
             let mut stream = connector.watch().await?;
@@ -51,11 +55,11 @@ impl Federation {
                 )),
             }
         };
-        let outcome = tokio::time::timeout(PROBE_TIMEOUT, first_view)
+        let outcome = tokio::time::timeout(timeout, first_view)
             .await
             .unwrap_or_else(|_| {
                 Err(ConnectorError::Connection(format!(
-                    "no full view within {PROBE_TIMEOUT:?}"
+                    "no full view within {timeout:?}"
                 )))
             });
         Ok(match outcome {
@@ -84,7 +88,9 @@ impl Federation {
                 instances: None,
                 error: Some(LastError {
                     kind: err.kind(),
-                    message: err.to_string(),
+                    // The adapters cut what they relay already; this bounds what any
+                    // adapter (a gRPC status message too) can pass on.
+                    message: excerpt(&err.to_string(), 2 * EXCERPT_CHARS),
                     time: Utc::now(),
                 }),
             },

@@ -9,11 +9,14 @@
 //!   the start-up count;
 //! - [`SyncStore`] (`syncs.rs`): sync jobs created through the API, pauses and ledgers.
 //!
-//! [`redb`](redb_backend) is the embedded default: one file in the data dir. Every trait
+//! [`redb`](redb_backend) is the embedded default: one file in the data dir, owner-only
+//! (`private.rs`) as it holds API sources' secrets in clear. Every trait
 //! method is synchronous and durable when it returns Ok; async callers run it on a
 //! blocking thread through [`Blocking::blocking`].
 
 mod instances;
+#[cfg(unix)]
+mod private;
 mod redb_backend;
 mod settings;
 mod sources;

@@ -19,12 +19,23 @@ pub struct RedbStore {
 }
 
 impl RedbStore {
-    /// Opens (or creates) `switchboard.redb` in `data_dir`, with every table.
+    /// Opens (or creates) `switchboard.redb` in `data_dir`, with every table. The dir
+    /// and the file are made the owner's only first (`private.rs`): the file holds
+    /// secrets in clear.
     pub fn open(data_dir: &Path) -> Result<RedbStore, StoreError> {
-        std::fs::create_dir_all(data_dir).map_err(|err| db_err(redb::StorageError::Io(err)))?;
+        let io_err = |err| db_err(redb::StorageError::Io(err));
+        let file = data_dir.join("switchboard.redb");
+        #[cfg(unix)]
+        {
+            super::private::data_dir(data_dir).map_err(io_err)?;
+            super::private::secret_file(&file).map_err(io_err)?;
+        }
+        // Elsewhere the dir's ACLs are the operator's to set (see docs/operations.md).
+        #[cfg(not(unix))]
+        std::fs::create_dir_all(data_dir).map_err(io_err)?;
         let db = Database::builder()
             .set_cache_size(CACHE_BYTES)
-            .create(data_dir.join("switchboard.redb"))
+            .create(file)
             .map_err(db_err)?;
         // Every table exists from the start, created in one transaction.
         let txn = db.begin_write().map_err(db_err)?;
@@ -113,4 +124,37 @@ pub(super) fn read_records<T: serde::de::DeserializeOwned>(
         }
     }
     Ok(out)
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::store::SettingStore;
+
+    fn mode(path: &Path) -> u32 {
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn the_store_is_the_owners_only_also_when_it_was_not() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("data");
+        let file = dir.join("switchboard.redb");
+        let store = RedbStore::open(&dir).unwrap();
+        store.put_setting("kept", &json!({"a": 1})).unwrap();
+        drop(store);
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(&file), 0o600);
+        // A file made readable by others (a copy, a restore) is tightened at the next
+        // open, its records intact.
+        let loose = std::fs::Permissions::from_mode(0o644);
+        std::fs::set_permissions(&file, loose).unwrap();
+        let store = RedbStore::open(&dir).unwrap();
+        assert_eq!(mode(&file), 0o600);
+        assert_eq!(store.setting("kept").unwrap(), Some(json!({"a": 1})));
+    }
 }

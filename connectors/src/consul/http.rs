@@ -43,7 +43,10 @@ impl Http {
             .tcp_nodelay(true)
             // Blocking queries hold a connection for minutes; keepalive finds dead peers.
             .tcp_keepalive(Duration::from_secs(30))
-            .pool_idle_timeout(Duration::from_secs(90));
+            .pool_idle_timeout(Duration::from_secs(90))
+            // Consul's API never redirects, and reqwest would carry `X-Consul-Token`
+            // (not a header it strips) to wherever a redirect points.
+            .redirect(reqwest::redirect::Policy::none());
         if let Some(tls) = &config.tls {
             let files = tls.read().await?;
             let ca = Certificate::from_pem(&files.ca)

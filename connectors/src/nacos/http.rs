@@ -88,6 +88,9 @@ impl Http {
             .connect_timeout(config.timeout)
             .timeout(config.timeout)
             .tcp_nodelay(true)
+            // Nacos's OpenAPI never redirects, and a 307 to the login would post the
+            // password again to wherever it points.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|err| ConnectorError::Config(format!("HTTP client: {err}")))?;
         let credentials = match (&config.username, &config.password) {
@@ -257,7 +260,7 @@ impl Http {
 /// A JSON answer, or a protocol error saying what did not parse.
 pub(super) fn json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ConnectorError> {
     serde_json::from_slice(body).map_err(|err| {
-        let start: String = String::from_utf8_lossy(body).chars().take(120).collect();
+        let start = crate::excerpt(&String::from_utf8_lossy(body), 120);
         ConnectorError::Protocol(format!("unreadable answer from Nacos ({err}): {start}"))
     })
 }

@@ -10,6 +10,8 @@
 //!   registered directly in the target is never deleted.
 //! - `plan`: `syncs:plan` lists exactly the writes the job then performs.
 //! - `restart`: a restart reloads the ledger and writes nothing twice.
+//! - `target_secrets`: a target source moved without its token again is refused, and
+//!   the job keeps writing with the token into the registry it was given for.
 //! - `bad_input`: bad definitions answer 4xx naming the field and change nothing.
 //!
 //! Every backend and Switchboard a test starts is stopped when the test ends, also when
@@ -23,3 +25,4 @@ mod outages;
 mod plan;
 mod propagation;
 mod restart;
+mod target_secrets;

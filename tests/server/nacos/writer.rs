@@ -12,14 +12,13 @@ use switchboard_connectors::{Connector, Instance, ServiceKey, SourceConfig};
 
 use crate::support::rnacos::{RnacosServer, DEFAULT_GROUP, PUBLIC};
 
-/// A Nacos source on `nacos` that places `DEFAULT_GROUP` in Switchboard's `DEFAULT`, so
-/// it writes `DEFAULT` instances back to `DEFAULT_GROUP`.
+/// A Nacos source on `nacos` with the default placement: `DEFAULT_GROUP` is Switchboard's
+/// `DEFAULT`, so it writes `DEFAULT` instances back to `DEFAULT_GROUP`.
 fn connector(nacos: &RnacosServer) -> Arc<dyn Connector> {
     let config: SourceConfig = serde_json::from_value(json!({
         "id": "nacos-target",
         "type": "nacos",
         "endpoints": [nacos.endpoint()],
-        "place_groups": { DEFAULT_GROUP: "DEFAULT" },
     }))
     .unwrap();
     switchboard_connectors::build(&config).unwrap()

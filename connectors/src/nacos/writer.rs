@@ -143,6 +143,15 @@ impl NacosWriter {
         // wrote under the group's own name; the lookup by id finds only ours.
         let group = (self.converter.nacos_group(&key.service.group))
             .unwrap_or_else(|_| key.service.group.clone());
+        self.find_in(key, group).await
+    }
+
+    /// [`find`](Self::find) in Nacos group `group`.
+    async fn find_in(
+        &self,
+        key: &InstanceKey,
+        group: String,
+    ) -> Result<Vec<Entry>, ConnectorError> {
         let service = NacosService {
             group,
             name: key.service.name.clone(),
@@ -251,18 +260,24 @@ impl RegistryWriter for NacosWriter {
     /// Removes the entry at the instance's endpoint: no lookup by `switchboard.id`, so
     /// it works after a restart and in a server that dropped the metadata.
     async fn deregister_instance(&self, instance: &Instance) -> Result<(), ConnectorError> {
-        match self.entry_of(instance) {
-            Ok(entry) => self.remove(&entry).await?,
-            // Never written by this version (its group has no Nacos group): only a copy
-            // an earlier one wrote can be there, found by id so that whoever else holds
-            // the endpoint in that Nacos group keeps it.
-            Err(_) => {
-                for entry in self.find(&instance.key()).await? {
-                    self.remove(&entry).await?;
-                }
+        let key = instance.key();
+        let group = &instance.service.group;
+        let written_to = match self.entry_of(instance) {
+            Ok(entry) => {
+                self.remove(&entry).await?;
+                Some(entry.service.group)
+            }
+            Err(_) => None,
+        };
+        // Earlier versions wrote every group to the Nacos group of its own name (before
+        // `DEFAULT_GROUP` was `DEFAULT`, `DEFAULT` went to a Nacos group `DEFAULT`). A
+        // copy left there is found by id, so whoever else holds the endpoint keeps it.
+        if written_to.as_ref() != Some(group) {
+            for entry in self.find_in(&key, group.clone()).await? {
+                self.remove(&entry).await?;
             }
         }
-        self.written.lock().await.remove(&instance.key());
+        self.written.lock().await.remove(&key);
         Ok(())
     }
 

@@ -15,9 +15,10 @@ use crate::servers::Server;
 use crate::{etcd, nacos};
 
 /// Where the job's Nacos writer puts copies: the source's namespace and the Nacos group
-/// of Switchboard's default group (the etcd source's services are in it).
+/// of Switchboard's default group (the etcd source's services are in it), Nacos's own
+/// default group.
 const NAMESPACE: &str = "public";
-const GROUP: &str = "DEFAULT";
+const GROUP: &str = "DEFAULT_GROUP";
 
 /// One run of the baseline.
 #[derive(Clone, Copy, Debug)]

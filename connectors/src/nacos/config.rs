@@ -4,7 +4,8 @@
 //!
 //! The Nacos namespace to read is the source's common `namespace` field (default
 //! `public`), so by default a Nacos namespace lands in the Switchboard namespace of the
-//! same name, and each Nacos group in the Switchboard group of the same name; the
+//! same name, Nacos's default group `DEFAULT_GROUP` in Switchboard's default group
+//! `DEFAULT`, and every other Nacos group in the Switchboard group of the same name; the
 //! `place_*` fields and the common `group` move them elsewhere.
 
 use std::collections::BTreeMap;
@@ -53,7 +54,8 @@ pub struct NacosConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub place_namespace: Option<String>,
     /// Nacos group → Switchboard group. A group not listed goes to the common `group`
-    /// when set, else keeps its name.
+    /// when set, else keeps its name, except `DEFAULT_GROUP`, which goes to `DEFAULT`
+    /// (`{ DEFAULT_GROUP = "DEFAULT_GROUP" }` keeps its name).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub place_groups: BTreeMap<String, String>,
     /// Instances Switchboard writes (sync-back) are ephemeral, kept alive by this
@@ -233,6 +235,17 @@ mod tests {
             "{shown}"
         );
         assert!(!format!("{config:?}").contains("s3cr3t"));
+    }
+
+    #[test]
+    fn the_default_group_may_keep_its_nacos_name() {
+        let config = parse(json!({
+            "endpoints": ["http://127.0.0.1:8848"],
+            "place_groups": { "DEFAULT_GROUP": "DEFAULT_GROUP" },
+        }))
+        .unwrap();
+        config.validate().unwrap();
+        assert_eq!(config.place_groups["DEFAULT_GROUP"], "DEFAULT_GROUP");
     }
 
     #[test]

@@ -1,6 +1,12 @@
 //! Nacos's names and instances in Switchboard's model: which services are federated
-//! (`groups`), where they are placed (namespace and group), and an SDK
-//! `ServiceInstance` as an [`Instance`].
+//! (`groups`), where they are placed (namespace and group) and which Nacos group a
+//! Switchboard group is written back to, and an SDK `ServiceInstance` as an [`Instance`].
+//!
+//! Nacos's default group `DEFAULT_GROUP` is Switchboard's default group `DEFAULT`, so a
+//! service registered in Nacos the default way meets the same service registered
+//! anywhere else the default way. Placement and write-back are one mapping read both
+//! ways: a copy written into a Nacos group is read back into the Switchboard group it
+//! was written for, never into another (which would serve it twice).
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
@@ -8,7 +14,10 @@ use nacos_sdk::api::naming::ServiceInstance;
 
 use super::config::NacosConfig;
 use super::NacosService;
-use crate::{Instance, ServiceKey, SourceCommon, Status};
+use crate::{ConnectorError, Instance, ServiceKey, SourceCommon, Status, DEFAULT_GROUP};
+
+/// The group Nacos puts a service in when its client names none.
+const NACOS_DEFAULT_GROUP: &str = "DEFAULT_GROUP";
 
 /// Nacos's weight 1.0 (its default) is Switchboard's default 100.
 const WEIGHT_SCALE: f64 = 100.0;
@@ -20,6 +29,8 @@ pub(super) struct Converter {
     /// Federated groups; empty: all.
     groups: BTreeSet<String>,
     namespace: String,
+    /// `place_groups` as configured, plus `DEFAULT_GROUP` → `DEFAULT` unless configured
+    /// otherwise (or a common `group` other than `DEFAULT` takes every group).
     place_groups: BTreeMap<String, String>,
     /// Where groups not in `place_groups` go; `None`: they keep their name.
     default_group: Option<String>,
@@ -38,10 +49,22 @@ impl Converter {
             .place_namespace
             .clone()
             .unwrap_or_else(|| common.placed_namespace().to_owned());
+        let mut place_groups = config.place_groups.clone();
+        // A common `group` gathers every group not listed; when it is `DEFAULT` the entry
+        // changes nothing on reading but makes `DEFAULT` write back to `DEFAULT_GROUP`.
+        if common
+            .group
+            .as_deref()
+            .is_none_or(|group| group == DEFAULT_GROUP)
+        {
+            place_groups
+                .entry(NACOS_DEFAULT_GROUP.to_owned())
+                .or_insert_with(|| DEFAULT_GROUP.to_owned());
+        }
         Converter {
             groups: config.groups.iter().cloned().collect(),
             namespace,
-            place_groups: config.place_groups.clone(),
+            place_groups,
             default_group: common.group.clone(),
         }
     }
@@ -64,12 +87,27 @@ impl Converter {
     }
 
     /// The Nacos group a Switchboard group is written back to (sync-back): the one placed
-    /// there, else the same name.
-    pub fn nacos_group(&self, group: &str) -> String {
-        let renamed = self.place_groups.iter().find(|(_, to)| *to == group);
-        match renamed {
-            Some((from, _)) => from.clone(),
-            None => group.to_owned(),
+    /// there (`DEFAULT_GROUP` first when several are, then the first by name), else the
+    /// same name. A Nacos group of that name placed elsewhere (by default, `DEFAULT_GROUP`
+    /// itself) cannot take it: the copy would come back in the other group and be served
+    /// twice, so that is a [`ConnectorError::Config`] naming the fix.
+    pub fn nacos_group(&self, group: &str) -> Result<String, ConnectorError> {
+        let mut placed_here = (self.place_groups.iter())
+            .filter(|(_, to)| *to == group)
+            .map(|(from, _)| from);
+        let preferred = placed_here
+            .clone()
+            .find(|from| *from == NACOS_DEFAULT_GROUP);
+        if let Some(from) = preferred.or_else(|| placed_here.next()) {
+            return Ok(from.clone());
+        }
+        match self.place_groups.get(group) {
+            Some(elsewhere) => Err(ConnectorError::Config(format!(
+                "Switchboard group `{group}` has no Nacos group to be written to: Nacos \
+                 group `{group}` is read as `{elsewhere}`; place a Nacos group in \
+                 `{group}` with `place_groups` (`{{ {group} = \"{group}\" }}` keeps the name)"
+            ))),
+            None => Ok(group.to_owned()),
         }
     }
 
@@ -190,10 +228,8 @@ mod tests {
         let converted = converter.convert(&service("DEFAULT_GROUP", "pay"), vec![nacos]);
         let instance = &converted.instances[0];
         assert_eq!(instance.id, "10.0.0.1#8080#east#DEFAULT_GROUP@@pay");
-        assert_eq!(
-            instance.service,
-            ServiceKey::new("dev", "DEFAULT_GROUP", "pay")
-        );
+        // Nacos's default group is Switchboard's.
+        assert_eq!(instance.service, ServiceKey::new("dev", "DEFAULT", "pay"));
         assert_eq!((instance.host.as_str(), instance.port), ("10.0.0.1", 8080));
         assert_eq!(instance.weight, 250);
         assert!(!instance.healthy);
@@ -256,8 +292,8 @@ mod tests {
             ServiceKey::new("dev", "alpha", "x")
         );
         assert_eq!(converter.service_key(&service("B", "y")).group, "B");
-        assert_eq!(converter.nacos_group("alpha"), "A");
-        assert_eq!(converter.nacos_group("B"), "B");
+        assert_eq!(converter.nacos_group("alpha").unwrap(), "A");
+        assert_eq!(converter.nacos_group("B").unwrap(), "B");
 
         let everything_in_one = converter_with_group("all");
         assert_eq!(
@@ -268,5 +304,104 @@ mod tests {
 
     fn converter_with_group(group: &str) -> Converter {
         converter(serde_json::json!({}), Some(group))
+    }
+
+    fn placing(place_groups: serde_json::Value) -> Converter {
+        converter(serde_json::json!({ "place_groups": place_groups }), None)
+    }
+
+    /// The Switchboard group Nacos group `group` is read into.
+    fn read(converter: &Converter, group: &str) -> String {
+        converter.service_key(&service(group, "orders")).group
+    }
+
+    /// Every group in `groups` that is written somewhere is read back from there into
+    /// itself, so a copy never shows up a second time in another group.
+    fn assert_round_trips(converter: &Converter, groups: &[&str]) {
+        for group in groups {
+            if let Ok(nacos) = converter.nacos_group(group) {
+                assert_eq!(read(converter, &nacos), *group, "written to {nacos}");
+            }
+        }
+    }
+
+    const GROUPS: [&str; 5] = ["DEFAULT", "DEFAULT_GROUP", "payments", "X", "edge"];
+
+    #[test]
+    fn nacos_default_group_is_switchboard_default_group_both_ways() {
+        let converter = converter(serde_json::json!({}), None);
+        assert_eq!(
+            converter.service_key(&service("DEFAULT_GROUP", "orders")),
+            ServiceKey::new("dev", "DEFAULT", "orders")
+        );
+        assert_eq!(converter.nacos_group("DEFAULT").unwrap(), "DEFAULT_GROUP");
+        // Every other group keeps its name, both ways.
+        assert_eq!(read(&converter, "payments"), "payments");
+        assert_eq!(converter.nacos_group("payments").unwrap(), "payments");
+        assert_round_trips(&converter, &GROUPS);
+    }
+
+    #[test]
+    fn a_nacos_group_named_default_is_read_but_never_written() {
+        let converter = converter(serde_json::json!({}), None);
+        // Read like `DEFAULT_GROUP` (the service holds both groups' instances)...
+        assert_eq!(read(&converter, "DEFAULT"), "DEFAULT");
+        // ...and `DEFAULT` is written to `DEFAULT_GROUP` only.
+        assert_eq!(converter.nacos_group("DEFAULT").unwrap(), "DEFAULT_GROUP");
+        // A Switchboard group `DEFAULT_GROUP` has no Nacos group that reads back into
+        // it: refused, not written where it would come back as `DEFAULT`.
+        let err = converter.nacos_group("DEFAULT_GROUP").unwrap_err();
+        assert!(!err.is_retryable(), "{err}");
+        let message = err.to_string();
+        assert!(message.contains("`place_groups`"), "{message}");
+        assert!(message.contains("read as `DEFAULT`"), "{message}");
+    }
+
+    #[test]
+    fn place_groups_still_overrides_the_default_group() {
+        let converter = placing(serde_json::json!({ "DEFAULT_GROUP": "X" }));
+        assert_eq!(read(&converter, "DEFAULT_GROUP"), "X");
+        assert_eq!(converter.nacos_group("X").unwrap(), "DEFAULT_GROUP");
+        // `DEFAULT` is no longer taken by `DEFAULT_GROUP`: it keeps its name.
+        assert_eq!(read(&converter, "DEFAULT"), "DEFAULT");
+        assert_eq!(converter.nacos_group("DEFAULT").unwrap(), "DEFAULT");
+        assert!(converter.nacos_group("DEFAULT_GROUP").is_err());
+        assert_round_trips(&converter, &GROUPS);
+    }
+
+    #[test]
+    fn the_old_placement_is_one_entry_away() {
+        let converter = placing(serde_json::json!({ "DEFAULT_GROUP": "DEFAULT_GROUP" }));
+        for group in GROUPS {
+            assert_eq!(read(&converter, group), group);
+            assert_eq!(converter.nacos_group(group).unwrap(), group);
+        }
+    }
+
+    #[test]
+    fn several_groups_in_the_default_one_write_back_to_default_group() {
+        let converter = placing(serde_json::json!({ "A": "DEFAULT" }));
+        assert_eq!(read(&converter, "A"), "DEFAULT");
+        assert_eq!(read(&converter, "DEFAULT_GROUP"), "DEFAULT");
+        assert_eq!(converter.nacos_group("DEFAULT").unwrap(), "DEFAULT_GROUP");
+        assert!(converter.nacos_group("A").is_err(), "read as DEFAULT");
+        assert_round_trips(&converter, &GROUPS);
+
+        let elsewhere = placing(serde_json::json!({ "A": "DEFAULT", "DEFAULT_GROUP": "Z" }));
+        assert_eq!(elsewhere.nacos_group("DEFAULT").unwrap(), "A");
+        assert_round_trips(&elsewhere, &GROUPS);
+    }
+
+    #[test]
+    fn the_common_group_gathers_the_default_group_too() {
+        let edge = converter_with_group("edge");
+        assert_eq!(read(&edge, "DEFAULT_GROUP"), "edge");
+        assert_eq!(edge.nacos_group("edge").unwrap(), "edge");
+        // Gathered into `DEFAULT`: written back to Nacos's default group.
+        let default = converter_with_group("DEFAULT");
+        assert_eq!(read(&default, "DEFAULT_GROUP"), "DEFAULT");
+        assert_eq!(read(&default, "payments"), "DEFAULT");
+        assert_eq!(default.nacos_group("DEFAULT").unwrap(), "DEFAULT_GROUP");
+        assert_round_trips(&default, &["DEFAULT"]);
     }
 }

@@ -94,17 +94,15 @@ impl NacosWriter {
         }
     }
 
-    fn nacos_service(&self, instance: &Instance) -> NacosService {
-        NacosService {
-            group: self.converter.nacos_group(&instance.service.group),
+    /// Where Nacos keeps `instance`: its service, endpoint and cluster; an error when its
+    /// Switchboard group has no Nacos group to go to.
+    fn entry_of(&self, instance: &Instance) -> Result<Entry, ConnectorError> {
+        let service = NacosService {
+            group: self.converter.nacos_group(&instance.service.group)?,
             name: instance.service.name.clone(),
-        }
-    }
-
-    /// Where Nacos keeps `instance`: its service, endpoint and cluster.
-    fn entry_of(&self, instance: &Instance) -> Entry {
-        Entry {
-            service: self.nacos_service(instance),
+        };
+        Ok(Entry {
+            service,
             ip: instance.host.clone(),
             port: instance.port,
             cluster: instance
@@ -112,7 +110,7 @@ impl NacosWriter {
                 .get("nacos.cluster")
                 .cloned()
                 .unwrap_or_else(|| "DEFAULT".to_owned()),
-        }
+        })
     }
 
     async fn remove(&self, entry: &Entry) -> Result<(), ConnectorError> {
@@ -141,8 +139,21 @@ impl NacosWriter {
     /// Entries in Nacos written for `key` (by any Switchboard process), found by their
     /// `switchboard.id`.
     async fn find(&self, key: &InstanceKey) -> Result<Vec<Entry>, ConnectorError> {
+        // A group no copy is written into now may still hold one an earlier version
+        // wrote under the group's own name; the lookup by id finds only ours.
+        let group = (self.converter.nacos_group(&key.service.group))
+            .unwrap_or_else(|_| key.service.group.clone());
+        self.find_in(key, group).await
+    }
+
+    /// [`find`](Self::find) in Nacos group `group`.
+    async fn find_in(
+        &self,
+        key: &InstanceKey,
+        group: String,
+    ) -> Result<Vec<Entry>, ConnectorError> {
         let service = NacosService {
-            group: self.converter.nacos_group(&key.service.group),
+            group,
             name: key.service.name.clone(),
         };
         let params: Params = vec![
@@ -199,7 +210,7 @@ fn nacos_weight(weight: u32) -> f64 {
 #[async_trait]
 impl RegistryWriter for NacosWriter {
     async fn register(&self, instance: &Instance) -> Result<(), ConnectorError> {
-        let entry = self.entry_of(instance);
+        let entry = self.entry_of(instance)?;
         let key = instance.key();
         let moved = self.written.lock().await.get(&key).cloned();
         if let Some(old) = moved.filter(|old| *old != entry) {
@@ -249,8 +260,24 @@ impl RegistryWriter for NacosWriter {
     /// Removes the entry at the instance's endpoint: no lookup by `switchboard.id`, so
     /// it works after a restart and in a server that dropped the metadata.
     async fn deregister_instance(&self, instance: &Instance) -> Result<(), ConnectorError> {
-        self.remove(&self.entry_of(instance)).await?;
-        self.written.lock().await.remove(&instance.key());
+        let key = instance.key();
+        let group = &instance.service.group;
+        let written_to = match self.entry_of(instance) {
+            Ok(entry) => {
+                self.remove(&entry).await?;
+                Some(entry.service.group)
+            }
+            Err(_) => None,
+        };
+        // Earlier versions wrote every group to the Nacos group of its own name (before
+        // `DEFAULT_GROUP` was `DEFAULT`, `DEFAULT` went to a Nacos group `DEFAULT`). A
+        // copy left there is found by id, so whoever else holds the endpoint keeps it.
+        if written_to.as_ref() != Some(group) {
+            for entry in self.find_in(&key, group.clone()).await? {
+                self.remove(&entry).await?;
+            }
+        }
+        self.written.lock().await.remove(&key);
         Ok(())
     }
 

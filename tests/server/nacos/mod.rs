@@ -9,6 +9,8 @@
 //!   a 60 s service refresh, so only pushes can be that fast); a new service within one
 //!   refresh; the field mapping.
 //! - `placement`: Nacos namespaces and groups placed where the source says.
+//! - `default_group`: Nacos's `DEFAULT_GROUP` and Switchboard's `DEFAULT` are one group,
+//!   read and written back (sync-back).
 //! - `outage`: rnacos killed (stale but served) and restarted (converged); a wrong
 //!   password.
 //! - `writer`: the source as a sync-back target (persistent instances over HTTP).
@@ -24,6 +26,7 @@
 //! it fails.
 
 mod conformance;
+mod default_group;
 mod harness;
 mod outage;
 mod placement;

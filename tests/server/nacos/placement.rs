@@ -1,8 +1,9 @@
 //! Where a Nacos source's services land: the Nacos namespace it reads (`namespace`),
 //! the groups it federates (`groups`), and where they are placed (`place_namespace`,
 //! `place_groups`, the common `group`); by default a namespace and its groups keep their
-//! names. The same rnacos holds a decoy in the `public` namespace and in a group that is
-//! not federated; neither may show.
+//! names, but for Nacos's default group, which is Switchboard's default group (unless
+//! `place_groups` says otherwise). The same rnacos holds a decoy in the `public`
+//! namespace and in a group that is not federated; neither may show.
 
 use serde_json::Value;
 
@@ -10,6 +11,7 @@ use crate::nacos::harness::{nacos_source, named_source, wait_addresses_at, SOURC
 use crate::sources::{start_server, SLOW};
 use crate::support::rnacos::{Registration, RnacosServer, DEFAULT_GROUP, PUBLIC};
 use crate::support::{wait_until, TestServer};
+use switchboard_connectors::DEFAULT_GROUP as SWITCHBOARD_DEFAULT;
 
 /// rnacos with `web` in groups A, B and C of namespace `dev`, `api` in group A, and a
 /// decoy `web` in `public`.
@@ -101,9 +103,11 @@ async fn two_groups_of_a_namespace_are_placed_as_configured() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn by_default_a_namespace_and_its_groups_keep_their_names() {
     let nacos = nacos_with_groups().await;
+    let kept = "place_groups = { DEFAULT_GROUP = \"DEFAULT_GROUP\" }";
     let toml = [
         named_source("nacos-dev", &nacos.endpoint(), "namespace = \"dev\""),
         named_source("nacos-public", &nacos.endpoint(), ""),
+        named_source("nacos-kept", &nacos.endpoint(), kept),
     ]
     .concat();
     let (server, _dir) = start_server(&toml).await;
@@ -119,8 +123,12 @@ async fn by_default_a_namespace_and_its_groups_keep_their_names() {
         ],
     )
     .await;
-    wait_placed(&server, "nacos-public", &[(PUBLIC, DEFAULT_GROUP, "web")]).await;
+    // Nacos's default group is Switchboard's; placed by name, it keeps its own.
+    let default = (PUBLIC, SWITCHBOARD_DEFAULT, "web");
+    wait_placed(&server, "nacos-public", &[default]).await;
+    wait_placed(&server, "nacos-kept", &[(PUBLIC, DEFAULT_GROUP, "web")]).await;
     wait_addresses_at(&server, ("dev", "C", "web"), &["10.0.0.3:80"]).await;
+    wait_addresses_at(&server, default, &["10.0.0.9:80"]).await;
     wait_addresses_at(&server, (PUBLIC, DEFAULT_GROUP, "web"), &["10.0.0.9:80"]).await;
 }
 

@@ -17,13 +17,15 @@ use crate::nacos::harness::{
 use crate::sources::{start_server, SLOW};
 use crate::support::rnacos::{Registration, RnacosServer, DEFAULT_GROUP, PUBLIC};
 use crate::support::{wait_until, TestServer};
+use switchboard_connectors::DEFAULT_GROUP as SWITCHBOARD_DEFAULT;
 
 /// How long a pushed change may take to show in the API.
 const PUSHED: Duration = Duration::from_secs(2);
 
-/// Nacos's default namespace and group keep their names in Switchboard.
-const WEB: Placed<'static> = (PUBLIC, DEFAULT_GROUP, "web");
-const ORDERS: Placed<'static> = (PUBLIC, DEFAULT_GROUP, "orders");
+/// Nacos's default namespace keeps its name in Switchboard; its default group
+/// (`DEFAULT_GROUP`) is Switchboard's default group.
+const WEB: Placed<'static> = (PUBLIC, SWITCHBOARD_DEFAULT, "web");
+const ORDERS: Placed<'static> = (PUBLIC, SWITCHBOARD_DEFAULT, "orders");
 
 /// A source that lists services only once a minute: every change below is a push.
 fn pushes_only(nacos: &RnacosServer) -> String {
@@ -224,7 +226,7 @@ async fn nacos_fields_map_onto_instances() {
     nacos.register(&heavy).await;
     let (server, _dir) = start_server(&nacos_source(&nacos.endpoint(), "")).await;
 
-    let placed = (PUBLIC, DEFAULT_GROUP, "pay");
+    let placed = (PUBLIC, SWITCHBOARD_DEFAULT, "pay");
     wait_addresses_at(&server, placed, &["10.0.0.1:8080", "10.0.0.2:8080"]).await;
     let list = crate::nacos::harness::instances_at(&server, placed).await;
     let find = |address: &str| -> Value {
@@ -244,7 +246,10 @@ async fn nacos_fields_map_onto_instances() {
     assert_eq!(instance["id"], nacos_id, "the Nacos instanceId: {instance}");
     assert_eq!(instance["service"], "pay");
     assert_eq!(instance["namespace"], PUBLIC);
-    assert_eq!(instance["group"], DEFAULT_GROUP);
+    assert_eq!(
+        instance["group"], SWITCHBOARD_DEFAULT,
+        "Nacos's DEFAULT_GROUP"
+    );
     assert_eq!(
         (instance["host"].clone(), instance["port"].clone()),
         (json!("10.0.0.1"), json!(8080))

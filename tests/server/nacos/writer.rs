@@ -3,23 +3,22 @@
 //! needed) in the Nacos group their Switchboard group is placed from, carrying their
 //! weight, metadata and version; a re-registration at a new endpoint moves them; a
 //! deregistration removes them, also one made by another process (found by its
-//! `switchboard.id`).
+//! `switchboard.id`), and one an earlier version wrote to the Nacos group named `DEFAULT`.
 
 use std::sync::Arc;
 
 use serde_json::{json, Value};
 use switchboard_connectors::{Connector, Instance, ServiceKey, SourceConfig};
 
-use crate::support::rnacos::{RnacosServer, DEFAULT_GROUP, PUBLIC};
+use crate::support::rnacos::{Registration, RnacosServer, DEFAULT_GROUP, PUBLIC};
 
-/// A Nacos source on `nacos` that places `DEFAULT_GROUP` in Switchboard's `DEFAULT`, so
-/// it writes `DEFAULT` instances back to `DEFAULT_GROUP`.
+/// A Nacos source on `nacos` with the default placement: `DEFAULT_GROUP` is Switchboard's
+/// `DEFAULT`, so it writes `DEFAULT` instances back to `DEFAULT_GROUP`.
 fn connector(nacos: &RnacosServer) -> Arc<dyn Connector> {
     let config: SourceConfig = serde_json::from_value(json!({
         "id": "nacos-target",
         "type": "nacos",
         "endpoints": [nacos.endpoint()],
-        "place_groups": { DEFAULT_GROUP: "DEFAULT" },
     }))
     .unwrap();
     switchboard_connectors::build(&config).unwrap()
@@ -86,4 +85,51 @@ async fn written_instances_are_persistent_moved_and_removed() {
     let writer = restarted.writer().unwrap();
     writer.deregister(&other.key()).await.unwrap();
     assert!(entry(&nacos, "10.0.0.2").await.is_none(), "pay-2 removed");
+}
+
+/// rnacos's entries of `pay` in the Nacos group named `DEFAULT`, by ip.
+async fn ips_in_named_default(nacos: &RnacosServer) -> Vec<String> {
+    let hosts = nacos.hosts(PUBLIC, "DEFAULT", "pay").await;
+    let mut ips: Vec<String> = hosts
+        .iter()
+        .map(|h| h["ip"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    ips.sort();
+    ips
+}
+
+/// Before Nacos's `DEFAULT_GROUP` was Switchboard's `DEFAULT`, copies of `DEFAULT`
+/// services were written to a Nacos group named `DEFAULT`. Removing such an instance now
+/// also removes the copy left there (found by its `switchboard.id`), and nothing else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_an_earlier_version_left_in_the_group_named_default_is_removed() {
+    let nacos = RnacosServer::start().await;
+    let source = connector(&nacos);
+    let writer = source.writer().expect("a Nacos source is writable");
+    let earlier = Registration::new("pay", "10.0.0.1", 8080)
+        .placed(PUBLIC, "DEFAULT")
+        .meta("switchboard.id", "pay-1");
+    nacos.register(&earlier).await;
+    let someone_else = Registration::new("pay", "10.0.0.2", 8080).placed(PUBLIC, "DEFAULT");
+    nacos.register(&someone_else).await;
+
+    assert_eq!(ips_in_named_default(&nacos).await, ["10.0.0.1", "10.0.0.2"]);
+
+    let ours = Instance::new("pay-1", ServiceKey::named("pay"), "10.0.0.1", 8080);
+    writer.register(&ours).await.unwrap();
+    assert!(
+        entry(&nacos, "10.0.0.1").await.is_some(),
+        "in DEFAULT_GROUP"
+    );
+    writer.deregister_instance(&ours).await.unwrap();
+    assert!(
+        entry(&nacos, "10.0.0.1").await.is_none(),
+        "gone from DEFAULT_GROUP"
+    );
+    assert_eq!(ips_in_named_default(&nacos).await, ["10.0.0.2"]);
+
+    // Someone else's entry at the endpoint of an instance removed: kept.
+    let theirs = Instance::new("pay-2", ServiceKey::named("pay"), "10.0.0.2", 8080);
+    writer.deregister_instance(&theirs).await.unwrap();
+    assert_eq!(ips_in_named_default(&nacos).await, ["10.0.0.2"]);
 }

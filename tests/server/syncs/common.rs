@@ -89,13 +89,11 @@ pub fn endpoints_of(entries: &[Value]) -> BTreeSet<(String, String, u64)> {
         .collect()
 }
 
-/// A `[[sources]]` table for a Nacos source that reads `DEFAULT_GROUP` as Switchboard's
-/// `DEFAULT`, so an etcd service and its copies meet, and copies land in `DEFAULT_GROUP`.
+/// A `[[sources]]` table for a Nacos source with the default placement, which reads
+/// `DEFAULT_GROUP` as Switchboard's `DEFAULT`: an etcd service and its copies meet, and
+/// copies land in `DEFAULT_GROUP`.
 pub fn nacos_table(id: &str, endpoint: &str) -> String {
-    format!(
-        "[[sources]]\nid = {id:?}\ntype = \"nacos\"\nendpoints = [{endpoint:?}]\n\
-         place_groups = {{ DEFAULT_GROUP = \"DEFAULT\" }}\n"
-    )
+    format!("[[sources]]\nid = {id:?}\ntype = \"nacos\"\nendpoints = [{endpoint:?}]\n")
 }
 
 /// The `ip:port` of every instance rnacos lists in `service` (public, `DEFAULT_GROUP`),

@@ -21,7 +21,7 @@ use crate::managed::harness::{
 };
 use crate::sources::{instances, start_server, wait_source_state};
 use crate::support::etcd::EtcdServer;
-use crate::support::rnacos::{Registration, RnacosServer, DEFAULT_GROUP};
+use crate::support::rnacos::{Registration, RnacosServer};
 use crate::support::{test_config, TestServer, DEADLINE};
 
 /// How long a change may take from the origin to the target (the contract).
@@ -54,11 +54,12 @@ pub(super) fn is_copy_id(id: &str, service: &str, host: &str, port: u16) -> bool
     }
 }
 
-/// A Nacos source that lists services every second (so a new service shows soon) and
-/// places Nacos's `DEFAULT_GROUP` in Switchboard's `DEFAULT`, where etcd and Consul
-/// services are: they meet as one service, and copies are written to `DEFAULT_GROUP`.
+/// A Nacos source that lists services every second (so a new service shows soon), with
+/// the default placement of Nacos's `DEFAULT_GROUP` in Switchboard's `DEFAULT`, where
+/// etcd and Consul services are: they meet as one service, and copies are written to
+/// `DEFAULT_GROUP`.
 pub(super) fn nacos_source(id: &str, nacos: &RnacosServer) -> Value {
-    let extra = json!({ "place_groups": { DEFAULT_GROUP: "DEFAULT" }, "service_refresh": "1s" });
+    let extra = json!({ "service_refresh": "1s" });
     with(nacos_doc(id, &nacos.endpoint()), extra)
 }
 

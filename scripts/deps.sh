@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what Switchboard's build, tests and (with `bench`) benchmarks need, skipping
 # anything already present. Safe to run again.
-#   scripts/deps.sh         build + tests: protoc, etcd, rnacos, curl, jq
+#   scripts/deps.sh         build + tests: protoc, etcd, rnacos, curl, jq, setpriv
 #   scripts/deps.sh bench   also wrk and taskset for `make bench`
 set -euo pipefail
 
@@ -40,6 +40,12 @@ for tool in curl jq; do
         apt_install "$tool"
     fi
 done
+# setpriv starts every server a test runs so that it dies with the test process
+# (tests/support/children.rs); util-linux is essential on Debian, but not in every image.
+if ! command -v setpriv >/dev/null; then
+    say "installing util-linux (setpriv)"
+    apt_install util-linux
+fi
 # rnacos (a Nacos server in Rust) is the real Nacos the tests and the bench start.
 if ! command -v rnacos >/dev/null && [[ ! -x "$HOME/.cargo/bin/rnacos" ]]; then
     say "installing rnacos 0.8.8 from crates.io (a few minutes, once)"

@@ -13,10 +13,10 @@
 //! had taken out of service: the live view replaces them outright.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
@@ -51,6 +51,10 @@ pub struct Supervisor {
     replace_unguarded: AtomicBool,
     /// Set while the source's stale view is past `max_stale` and not served.
     expired: AtomicBool,
+    /// The monotonic instant `max_stale` runs out for the stale period that began at the
+    /// paired `stale_since`. Taken once per period: re-reading the wall clock on every
+    /// backoff would let a clock step (or a test's paused clock) stretch or cut it short.
+    drop_at: Mutex<Option<(DateTime<Utc>, Instant)>>,
 }
 
 /// This source's metric handles, looked up once rather than on every update.
@@ -141,6 +145,7 @@ impl Supervisor {
             readiness,
             replace_unguarded: AtomicBool::new(replace_unguarded),
             expired: AtomicBool::new(expired),
+            drop_at: Mutex::new(None),
         }
     }
 
@@ -344,8 +349,18 @@ impl Supervisor {
         }
         let max_stale = self.config.common.max_stale?;
         let since = self.status.get().stale_since?;
-        let stale_for = (Utc::now() - since).to_std().unwrap_or_default();
-        Instant::now().checked_add(max_stale.saturating_sub(stale_for))
+        let mut drop_at = self.drop_at.lock().unwrap_or_else(|e| e.into_inner());
+        match *drop_at {
+            Some((period, at)) if period == since => Some(at),
+            _ => {
+                // The wall clock is read once, for what passed before this supervisor
+                // saw the view go stale (a view loaded from the store, say).
+                let stale_for = (Utc::now() - since).to_std().unwrap_or_default();
+                let at = Instant::now().checked_add(max_stale.saturating_sub(stale_for))?;
+                *drop_at = Some((since, at));
+                Some(at)
+            }
+        }
     }
 
     fn set_state(&self, state: SourceState) {

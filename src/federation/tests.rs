@@ -10,6 +10,7 @@ use switchboard_connectors::{
     BoxUpdateStream, Connector, ConnectorError, Instance, ServiceKey, SourceConfig, Update,
 };
 use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 
 use super::status::{SourceState, SourceStatus, StatusCell};
@@ -171,15 +172,29 @@ async fn a_reconnect_replaces_the_partition_with_the_new_full_view() {
 
 #[tokio::test(start_paused = true)]
 async fn max_stale_stops_serving_a_down_sources_instances() {
+    const MAX_STALE: Duration = Duration::from_secs(2);
     let h = start(config(r#", "max_stale": "2s""#));
     let session = h.connector.session();
     session
         .send(Ok(Update::Reset(vec![instance("a1", 1)])))
         .unwrap();
     until("ready", || h.status.get().state == SourceState::Ready).await;
+    let went_down = Instant::now();
     drop(session);
     until("stale", || served(&h) == vec![("a1".to_owned(), true)]).await;
+    // Served, stale, for the whole of `max_stale`, through several backoff rounds... (The
+    // margin is for real time: the deadline takes off the wall-clock time since
+    // `stale_since`, which a paused clock does not stop.)
+    tokio::time::sleep_until(went_down + MAX_STALE - Duration::from_millis(100)).await;
+    assert_eq!(served(&h), vec![("a1".to_owned(), true)]);
+    assert!(h.status.get().reconnects >= 2, "{:?}", h.status.get());
+    // ...and dropped once it has run out, not a backoff later.
     until("no longer served", || served(&h).is_empty()).await;
+    let dropped_after = went_down.elapsed();
+    assert!(
+        dropped_after < MAX_STALE + Duration::from_millis(100),
+        "dropped {dropped_after:?} after going down"
+    );
     assert_eq!(h.status.get().state, SourceState::Down);
     assert!(
         h.status.get().stale_since.is_some(),
@@ -258,12 +273,14 @@ async fn skipped_values_degrade_the_source_and_name_the_key() {
 
 #[tokio::test(start_paused = true)]
 async fn a_reset_that_empties_a_service_is_held_for_empty_confirm() {
+    const EMPTY_CONFIRM: Duration = Duration::from_secs(5);
     let h = start(config(r#", "empty_confirm": "5s""#));
     let session = h.connector.session();
     session
         .send(Ok(Update::Reset(vec![instance("a1", 1)])))
         .unwrap();
     until("ready", || served(&h).len() == 1).await;
+    let emptied_at = Instant::now();
     session.send(Ok(Update::Reset(vec![]))).unwrap();
     // Held: still served for a while...
     until("hold counted", || {
@@ -275,6 +292,14 @@ async fn a_reset_that_empties_a_service_is_held_for_empty_confirm() {
     })
     .await;
     assert_eq!(served(&h).len(), 1);
+    // ...for the whole confirmation time (the clock is paused, so this is exact)...
+    tokio::time::sleep_until(emptied_at + EMPTY_CONFIRM - Duration::from_millis(1)).await;
+    assert_eq!(served(&h).len(), 1);
     // ...and applied when the confirmation time has passed with no instances back.
     until("emptied", || served(&h).is_empty()).await;
+    let emptied_after = emptied_at.elapsed();
+    assert!(
+        emptied_after < EMPTY_CONFIRM + Duration::from_millis(100),
+        "applied {emptied_after:?} after the empty view"
+    );
 }

@@ -4,7 +4,7 @@
 //! service).
 
 use std::collections::BTreeSet;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
 use serde_json::json;
@@ -172,9 +172,10 @@ async fn instances_with_each_filter() -> anyhow::Result<()> {
     assert_eq!(reply.index_header(), 0);
 
     // Blocking queries whose index is already passed answer at once, and so does an index
-    // from a wiped data dir (above anything this catalog issued).
+    // from a wiped data dir (above anything this catalog issued, the listing's index).
     for query in [
         format!("index={}", index - 1),
+        format!("index={}&wait=5m", listing.index_header() + 1),
         "index=18446744073709551615&wait=5m".into(),
     ] {
         let blocking = format!("/api/v1/services/catalog/instances?{query}");
@@ -182,6 +183,15 @@ async fn instances_with_each_filter() -> anyhow::Result<()> {
         assert_eq!(ids(reply.expect(StatusCode::OK)), vec!["a", "b"], "{query}");
         assert_eq!(reply.index_header(), index, "{query}");
     }
+    // The current index, with nothing changing, is answered only when the wait is over.
+    let wait = Duration::from_millis(300);
+    let asked = Instant::now();
+    let blocking = format!("/api/v1/services/catalog/instances?index={index}&wait=300ms");
+    let reply = h.get(&blocking).await?;
+    let answered = asked.elapsed();
+    assert!(answered >= wait, "answered after only {answered:?}");
+    assert_eq!(ids(reply.expect(StatusCode::OK)), vec!["a", "b"]);
+    assert_eq!(reply.index_header(), index);
     Ok(())
 }
 

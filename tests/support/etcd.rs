@@ -1,7 +1,7 @@
 //! A real etcd (Debian's 3.4 `etcd`, installed by `make deps`) for tests of the etcd
 //! source: started on free ports with a private data dir and waited for until healthy;
 //! killed with SIGKILL and restarted on the same ports and data; always killed when the
-//! test ends, also when it fails.
+//! test ends, also when it fails, and with the test process when that is killed.
 //!
 //! Keys are written through etcd's JSON gateway (`POST /v3/kv/...` on the client port):
 //! one local HTTP request per write, returning once etcd has committed it, so a test can
@@ -10,7 +10,7 @@
 use std::fs::File;
 use std::net::TcpListener as StdListener;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -56,6 +56,11 @@ impl EtcdServer {
         format!("http://127.0.0.1:{}", self.client_port)
     }
 
+    /// The process id of the running etcd.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     pub fn client_port(&self) -> u16 {
         self.client_port
     }
@@ -82,7 +87,13 @@ impl EtcdServer {
             .unwrap();
         let client = self.endpoint();
         let peer = format!("http://127.0.0.1:{}", self.peer_port);
-        let spawned = Command::new("etcd")
+        let etcd = super::children::on_path("etcd").unwrap_or_else(|| {
+            panic!(
+                "`etcd` is not installed: run `make deps` (Debian packages etcd-server, etcd-client)"
+            )
+        });
+        let mut command = super::children::command(etcd);
+        command
             .args(["--name", "t", "--data-dir"])
             .arg(self.dir.path().join("data"))
             .args(["--listen-client-urls", &client])
@@ -93,15 +104,9 @@ impl EtcdServer {
             .args(["--logger", "zap", "--log-level", "warn"])
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn();
-        let child = match spawned {
-            Ok(child) => child,
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => panic!(
-                "`etcd` is not installed: run `make deps` (Debian packages etcd-server, etcd-client)"
-            ),
-            Err(err) => panic!("cannot start etcd: {err}"),
-        };
+            .stderr(log);
+        let child = super::children::spawn(command)
+            .unwrap_or_else(|err| panic!("cannot start etcd: {err}"));
         self.child = Some(child);
         self.wait_healthy().await;
         if self.root_token.is_some() {

@@ -1,7 +1,9 @@
 //! Shared pieces of the whole-server tests: a Switchboard on port 0 in this process, the
-//! real binary as a child process (killed when the test ends, even on failure), and
-//! waiting for a condition with a deadline.
+//! real binary as a child process (killed when the test ends, even on failure, and with
+//! the test process when that is killed: see `children`), and waiting for a condition
+//! with a deadline.
 
+pub mod children;
 pub mod etcd;
 pub mod rnacos;
 pub mod tls;
@@ -219,7 +221,8 @@ impl BinaryServer {
     /// [`BinaryServer::start`] with extra environment, e.g. `SWITCHBOARD_*` settings.
     pub async fn start_with_env(data_dir: &Path, env: &[(&str, &str)]) -> BinaryServer {
         let port = free_port();
-        let child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        let mut command = children::command(env!("CARGO_BIN_EXE_switchboard"));
+        command
             .args([
                 "serve",
                 "--listen",
@@ -230,9 +233,8 @@ impl BinaryServer {
             .env("RUST_LOG", "warn")
             .envs(env.iter().copied())
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start the switchboard binary");
+            .stderr(Stdio::inherit());
+        let child = children::spawn(command).expect("start the switchboard binary");
         let server = BinaryServer {
             base: format!("http://127.0.0.1:{port}"),
             child,
@@ -254,6 +256,10 @@ impl BinaryServer {
         })
         .await;
         server
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// SIGKILL: no shutdown code runs.

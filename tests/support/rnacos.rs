@@ -2,9 +2,9 @@
 //! source: started on free ports (HTTP, gRPC at HTTP + 1000 as Nacos clients assume,
 //! console) with a private data dir, waited for until its HTTP API and gRPC port answer
 //! and its store is settled; killed with SIGKILL and restarted on the same ports and
-//! data; always killed when the test ends, also when it fails. Optionally with auth on
-//! (`RNACOS_ENABLE_OPEN_API_AUTH`): this helper then logs in as the admin and sends the
-//! token with every call.
+//! data; always killed when the test ends, also when it fails, and with the test process
+//! when that is killed. Optionally with auth on (`RNACOS_ENABLE_OPEN_API_AUTH`): this
+//! helper then logs in as the admin and sends the token with every call.
 //!
 //! Instances are written two ways, as a Nacos user would: through the HTTP OpenAPI
 //! (`/nacos/v1/ns/instance`, one local request, returning once rnacos has stored the
@@ -15,7 +15,7 @@
 use std::fs::File;
 use std::net::TcpListener as StdListener;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -87,6 +87,11 @@ impl RnacosServer {
     /// `http://127.0.0.1:PORT`, the HTTP API (what a source's `endpoints` lists).
     pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.http_port)
+    }
+
+    /// The process id of the running rnacos.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     fn grpc_port(&self) -> u16 {
@@ -174,7 +179,7 @@ impl RnacosServer {
                  `make deps` (it runs `cargo install rnacos --version 0.8.8 --locked`)"
             )
         });
-        let mut command = Command::new(binary);
+        let mut command = super::children::command(binary);
         // Settings of whoever runs the tests must not leak into the test's server.
         for (key, _) in std::env::vars_os() {
             if key.to_string_lossy().starts_with("RNACOS_") {
@@ -206,8 +211,7 @@ impl RnacosServer {
                 .env("RNACOS_INIT_ADMIN_USERNAME", username)
                 .env("RNACOS_INIT_ADMIN_PASSWORD", password);
         }
-        let child = command
-            .spawn()
+        let child = super::children::spawn(command)
             .unwrap_or_else(|err| panic!("cannot start rnacos: {err}"));
         self.child = Some(child);
     }

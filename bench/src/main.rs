@@ -37,10 +37,12 @@
 //! Then Switchboard alone, with 10 000 watchers on one service (`fanout.rs`):
 //! 12. Fan-out: after one change, the time until 10 000 parked blocking queries (then
 //!     10 000 SSE streams) all have their answer, and the resident memory per watcher.
+//! 13. Name churn (`name_churn.rs`): 100 000 short-lived service names registered and
+//!     deregistered, and the resident memory before and after.
 //!
 //! Environment: `BENCH_DURATION` (wrk duration, default `10s`), `BENCH_CONNECTIONS`
-//! (default 64), `BENCH_ONLY` (`reads`, `writes`, `etcd`, `consul`, `sync`, `nacos` or
-//! `fanout`: run one part; default all).
+//! (default 64), `BENCH_ONLY` (`reads`, `writes`, `etcd`, `consul`, `sync`, `nacos`,
+//! `fanout` or `churn`: run one part; default all).
 //! A missed target is printed, not failed; a failed step exits non-zero.
 
 mod consul;
@@ -48,6 +50,7 @@ mod etcd;
 mod fanout;
 mod memory;
 mod nacos;
+mod name_churn;
 mod propagation;
 mod report;
 mod servers;
@@ -105,7 +108,8 @@ client writing them one at a time); then, with a Nacos source reading rnacos, th
 latency from a registration in rnacos to a blocking query's answer (against a direct
 nacos-sdk subscriber); then the time until 10 000 parked blocking queries (and 10 000
 SSE streams) on one service all have their answer after one change, and the memory
-each parked watcher costs. Run it with `make bench`, which builds target/release/switchboard
+each parked watcher costs, and the memory left after 100 000 short-lived service names
+came and went. Run it with `make bench`, which builds target/release/switchboard
 first.
 
 Environment:
@@ -115,8 +119,9 @@ Environment:
                      (registrations, restart storm, propagation under load; about
                      three minutes), `etcd` (propagation, memory), `consul`
                      (propagation), `sync` (sync-back into rnacos) or `nacos`
-                     (propagation, about nine minutes) or `fanout` (10 000
-                     watchers; needs `ulimit -n` above 11 000) (default: all seven)
+                     (propagation, about nine minutes) `fanout` (10 000
+                     watchers; needs `ulimit -n` above 11 000) or `churn`
+                     (100 000 short-lived names) (default: all eight)
 ";
 
 /// Which parts of the bench run (`BENCH_ONLY`).
@@ -129,6 +134,7 @@ struct Parts {
     sync: bool,
     nacos: bool,
     fanout: bool,
+    churn: bool,
 }
 
 impl Parts {
@@ -146,6 +152,7 @@ impl Parts {
             sync: false,
             nacos: false,
             fanout: false,
+            churn: false,
         };
         match only {
             "" => Ok(Parts {
@@ -156,6 +163,7 @@ impl Parts {
                 sync: true,
                 nacos: true,
                 fanout: true,
+                churn: true,
             }),
             "reads" => Ok(Parts {
                 reads: true,
@@ -179,10 +187,14 @@ impl Parts {
                 fanout: true,
                 ..none
             }),
+            "churn" => Ok(Parts {
+                churn: true,
+                ..none
+            }),
             other => {
                 bail!(
                     "BENCH_ONLY={other:?} is not `reads`, `writes`, `etcd`, `consul`, `sync`, \
-                     `nacos` or `fanout`"
+                     `nacos`, `fanout` or `churn`"
                 )
             }
         }
@@ -306,6 +318,10 @@ fn run_bench() -> anyhow::Result<()> {
             if parts.fanout {
                 let results = fanout::bench(&tools.switchboard).await?;
                 print!("{}", report::render_fanout(&results));
+            }
+            if parts.churn {
+                let churn = name_churn::bench(&tools.switchboard).await?;
+                print!("{}", report::render_churn(&churn));
             }
             // Last: the nacos-sdk client cannot be shut down, only dropped, and its
             // runtime keeps retrying the stopped rnacos in the background.
@@ -552,7 +568,9 @@ mod tests {
         let sync = Parts::parse("sync").unwrap();
         assert!(sync.sync && !sync.reads && !sync.etcd && !sync.consul && !sync.nacos);
         let fanout = Parts::parse("fanout").unwrap();
-        assert!(fanout.fanout && !fanout.reads && !fanout.nacos);
+        assert!(fanout.fanout && !fanout.churn && !fanout.reads && !fanout.nacos);
+        let churn = Parts::parse("churn").unwrap();
+        assert!(churn.churn && !churn.fanout && !churn.reads);
         let err = Parts::parse("zookeeper").unwrap_err().to_string();
         assert!(err.contains("`nacos`") && err.contains("`writes`"), "{err}");
     }

@@ -24,6 +24,9 @@ pub const PROPAGATION_TARGET: Duration = Duration::from_millis(5);
 pub const BYTES_PER_INSTANCE_TARGET: f64 = 1024.0;
 /// Fan-out: every parked watcher has its answer this soon after one change.
 pub const FANOUT_ALL_TARGET: Duration = Duration::from_secs(1);
+/// Name churn: resident bytes kept per service name that came and went (memory "back
+/// near where it started": 100 000 names may leave under 1 MiB).
+pub const BYTES_PER_GONE_NAME_TARGET: f64 = 10.0;
 /// Fan-out: resident bytes per parked watcher.
 pub const BYTES_PER_WATCHER_TARGET: f64 = 8.0 * 1024.0;
 
@@ -243,6 +246,35 @@ pub fn render_fanout(results: &[crate::fanout::FanOut]) -> String {
             |bytes| format!("{bytes:.0} B"),
         );
     }
+    out
+}
+
+/// The name-churn part: the memory left after short-lived names came and went.
+pub fn render_churn(churn: &crate::name_churn::Churn) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "\nName churn: {} service names, each registered then deregistered by 16 clients, \
+         in {:.2?}\n\n{:<44} {:>10} {:>10} {:>13}\n{:<44} {:>10} {:>10} {:>13}",
+        churn.names,
+        churn.took,
+        "process",
+        "RSS before",
+        "RSS after",
+        "per name",
+        "switchboard (VmRSS)",
+        mib(churn.rss_before),
+        mib(churn.rss_after),
+        format!("{:.0} B", churn.per_name())
+    );
+    check_header(&mut out);
+    check_below(
+        &mut out,
+        "name churn: RSS kept per name",
+        churn.per_name(),
+        Bound::AtMost(BYTES_PER_GONE_NAME_TARGET),
+        |bytes| format!("{bytes:.0} B"),
+    );
     out
 }
 

@@ -102,7 +102,8 @@ async fn wait_for_change(state: &AppState, name: &str, query: &InstanceQuery, in
     let deadline = Instant::now() + wait;
     let key = ServiceKey::new(query.namespace(), query.group(), name);
     // Subscribe before looking, so a change between the look and the wait is not missed.
-    let mut changes = state.catalog.subscribe(&key);
+    let mut subscription = state.catalog.subscribe(&key);
+    let changes = &mut subscription.receiver;
     let _parked = state.metrics.blocking_queries.park();
     loop {
         let snapshot = state.catalog.snapshot();
@@ -124,15 +125,13 @@ async fn wait_for_change(state: &AppState, name: &str, query: &InstanceQuery, in
 }
 
 fn service_index(snapshot: &Snapshot, name: &str, query: &InstanceQuery) -> u64 {
-    snapshot
-        .service(query.namespace(), query.group(), name)
-        .map_or(0, |view| view.index)
+    snapshot.service_index(query.namespace(), query.group(), name)
 }
 
 /// The response for one service: the pre-encoded body when unfiltered.
 fn render(snapshot: &Snapshot, name: &str, query: &InstanceQuery) -> Response {
     let Some(view) = snapshot.service(query.namespace(), query.group(), name) else {
-        return json_with_index(Bytes::from_static(b"[]"), 0);
+        return json_with_index(Bytes::from_static(b"[]"), snapshot.absent_index);
     };
     if query.filter.is_empty() {
         return json_with_index(view.encoded(), view.index);
@@ -145,7 +144,7 @@ fn render(snapshot: &Snapshot, name: &str, query: &InstanceQuery) -> Response {
     json_with_index(Bytes::from(body), view.index)
 }
 
-/// Looks up a live (non-empty) service or answers 404 `service_not_found`.
+/// Looks up a service (one with instances) or answers 404 `service_not_found`.
 pub fn require_service<'a>(
     snapshot: &'a Snapshot,
     name: &str,
@@ -153,7 +152,6 @@ pub fn require_service<'a>(
 ) -> Result<&'a std::sync::Arc<crate::catalog::ServiceView>, ApiError> {
     snapshot
         .service(query.namespace(), query.group(), name)
-        .filter(|view| !view.is_empty())
         .ok_or_else(|| {
             ApiError::new(
                 StatusCode::NOT_FOUND,

@@ -49,8 +49,13 @@ pub async fn watch(
     let streams = services.into_iter().map(|name| {
         let key = ServiceKey::new(namespace.clone(), group.clone(), name);
         let catalog = state.catalog.clone();
-        WatchStream::new(catalog.subscribe(&key))
-            .map(move |_| Ok::<_, Infallible>(event(&catalog, &key)))
+        let subscription = catalog.subscribe(&key);
+        let receiver = subscription.receiver.clone();
+        WatchStream::new(receiver).map(move |_| {
+            // Kept with the stream: the service's channel goes when the last watcher does.
+            let _watching = &subscription;
+            Ok::<_, Infallible>(event(&catalog, &key))
+        })
     });
     let stopping = state.clone();
     let events = stream::select_all(streams)
@@ -105,7 +110,7 @@ fn parse(query: Option<&str>) -> Result<(String, String, Vec<String>), ApiError>
 fn event(catalog: &Catalog, key: &ServiceKey) -> Event {
     let snapshot = catalog.snapshot();
     let view = snapshot.service(&key.namespace, &key.group, &key.name);
-    let index = view.map_or(0, |view| view.index);
+    let index = view.map_or(snapshot.absent_index, |view| view.index);
     let body = view.map_or(bytes::Bytes::from_static(b"[]"), |view| view.encoded());
     let instances = std::str::from_utf8(&body).expect("serde_json writes UTF-8");
     let data = format!(

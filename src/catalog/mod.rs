@@ -33,12 +33,12 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use switchboard_connectors::{ServiceKey, Update};
-use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::sync::{broadcast, mpsc, oneshot};
 
 pub use explain::{Explanation, InstanceVerdict, MergedInto, Reason, SourceReport};
 pub use merge_settings::{MergeRulesView, MergeSettings, RuleView};
 pub use names::{Mapped, NameMap};
-pub use notify::Notifier;
+pub use notify::{Notifier, Subscription};
 pub use reports::{KeyFilter, ServiceReports, SourceSlice};
 pub use rules::{MergeRule, MergeRules, Policy};
 pub use snapshot::{InstanceView, ServiceSummary, ServiceView, Snapshot, SourceCounts};
@@ -138,6 +138,11 @@ impl Catalog {
             inputs,
             changes,
         }
+    }
+
+    /// Services with at least one watcher (their wake-up channels).
+    pub fn watched_services(&self) -> usize {
+        self.notifier.watched()
     }
 
     /// The latest published snapshot. Never waits for the writer.
@@ -299,12 +304,11 @@ impl Catalog {
         wait.await.unwrap_or_else(|_| self.snapshot().index)
     }
 
-    /// A receiver of `key`'s index; it changes every time the service does.
-    pub fn subscribe(&self, key: &ServiceKey) -> watch::Receiver<u64> {
+    /// A watcher of `key`'s index; it changes every time the service does.
+    pub fn subscribe(&self, key: &ServiceKey) -> Subscription {
         let current = self
             .snapshot()
-            .service(&key.namespace, &key.group, &key.name)
-            .map_or(0, |view| view.index);
+            .service_index(&key.namespace, &key.group, &key.name);
         self.notifier.subscribe(key, current)
     }
 }

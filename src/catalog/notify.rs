@@ -1,26 +1,61 @@
 //! Per-service wake-ups for blocking queries and SSE watchers.
 
+use std::sync::Arc;
+
 use dashmap::DashMap;
 use switchboard_connectors::ServiceKey;
 use tokio::sync::watch;
 
 /// One `watch` channel per service that somebody waits on, carrying the service's index.
-/// Services nobody watches cost nothing.
+/// Services nobody watches cost nothing: the last subscription to go removes its
+/// service's channel.
 #[derive(Default)]
 pub struct Notifier {
     channels: DashMap<ServiceKey, watch::Sender<u64>>,
 }
 
+/// A watcher of one service: the receiver, and on drop the removal of the service's
+/// channel when this was its last watcher.
+pub struct Subscription {
+    /// Dropped before `_leaving` (fields drop in order), so the count it checks no
+    /// longer includes this one.
+    pub receiver: watch::Receiver<u64>,
+    _leaving: Leaving,
+}
+
+struct Leaving {
+    notifier: Arc<Notifier>,
+    key: ServiceKey,
+}
+
+impl Drop for Leaving {
+    fn drop(&mut self) {
+        // Under the shard's lock, so a watcher subscribing at this moment either comes
+        // first (and keeps the channel) or finds it gone and creates a new one.
+        self.notifier
+            .channels
+            .remove_if(&self.key, |_, sender| sender.receiver_count() == 0);
+    }
+}
+
 impl Notifier {
     /// Subscribes to `key`; `current` seeds a channel created by this call.
-    pub fn subscribe(&self, key: &ServiceKey, current: u64) -> watch::Receiver<u64> {
-        if let Some(sender) = self.channels.get(key) {
-            return sender.subscribe();
+    pub fn subscribe(self: &Arc<Self>, key: &ServiceKey, current: u64) -> Subscription {
+        let receiver = match self.channels.get(key) {
+            Some(sender) => sender.subscribe(),
+            None => self
+                .channels
+                .entry(key.clone())
+                .or_insert_with(|| watch::channel(current).0)
+                .subscribe(),
+        };
+        Subscription {
+            receiver,
+            _leaving: Leaving {
+                notifier: self.clone(),
+                key: key.clone(),
+            },
         }
-        self.channels
-            .entry(key.clone())
-            .or_insert_with(|| watch::channel(current).0)
-            .subscribe()
     }
 
     /// Tells the watchers of `key` its new index.
@@ -30,9 +65,39 @@ impl Notifier {
         }
     }
 
-    /// Drops channels nobody listens to any more.
-    pub fn prune(&self) {
-        self.channels
-            .retain(|_, sender| sender.receiver_count() > 0);
+    /// Services with at least one watcher.
+    pub fn watched(&self) -> usize {
+        self.channels.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_last_watcher_to_go_removes_the_channel() {
+        let notifier = Arc::new(Notifier::default());
+        let key = ServiceKey::named("a");
+        let first = notifier.subscribe(&key, 1);
+        let second = notifier.subscribe(&key, 1);
+        drop(first);
+        assert_eq!(notifier.watched(), 1, "one watcher is left");
+        notifier.notify(&key, 2);
+        assert_eq!(*second.receiver.borrow(), 2);
+        drop(second);
+        assert_eq!(notifier.watched(), 0);
+    }
+
+    #[test]
+    fn churn_of_watched_names_leaves_no_channel() {
+        let notifier = Arc::new(Notifier::default());
+        for i in 0..10_000 {
+            let key = ServiceKey::named(format!("gone-{i}"));
+            let watcher = notifier.subscribe(&key, 0);
+            notifier.notify(&key, 1);
+            drop(watcher);
+        }
+        assert_eq!(notifier.watched(), 0);
     }
 }

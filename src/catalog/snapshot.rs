@@ -122,7 +122,7 @@ impl ServiceView {
         self.len
     }
 
-    /// A removed service keeps an empty view so blocking queries see its index move on.
+    /// Only while a merge is built: a published snapshot holds no empty view.
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
@@ -189,6 +189,14 @@ impl ByName {
         Arc::make_mut(&mut self.shards[ByName::shard(&name)]).insert(name, views);
     }
 
+    /// Forgets `name` (its last view was emptied).
+    pub fn remove(&mut self, name: &str) {
+        let shard = &mut self.shards[ByName::shard(name)];
+        if shard.contains_key(name) {
+            Arc::make_mut(shard).remove(name);
+        }
+    }
+
     pub fn values(&self) -> impl Iterator<Item = &ViewsOfName> {
         self.shards.iter().flat_map(|shard| shard.values())
     }
@@ -199,6 +207,11 @@ impl ByName {
 pub struct Snapshot {
     /// Highest index of any change so far.
     pub index: u64,
+    /// The index a service with no view reports: the last change that emptied a service
+    /// (whose view was then dropped). A client that saw a service before it was emptied
+    /// holds a lower index, so its blocking query answers at once instead of missing the
+    /// removal; a name that never existed answers this too, harmlessly.
+    pub absent_index: u64,
     /// Services by name; a name usually has one entry (one namespace and group). Shared
     /// pointers throughout, so publishing a snapshot copies no service data.
     by_name: ByName,
@@ -215,16 +228,18 @@ impl Snapshot {
 
     /// An empty catalog whose index is `index`.
     pub fn empty_at(index: u64) -> Snapshot {
-        Snapshot::new(index, ByName::default(), HashMap::new())
+        Snapshot::new(index, index, ByName::default(), HashMap::new())
     }
 
     pub(crate) fn new(
         index: u64,
+        absent_index: u64,
         by_name: ByName,
         sources: HashMap<String, SourceCounts>,
     ) -> Snapshot {
         Snapshot {
             index,
+            absent_index,
             by_name,
             listing: OnceLock::new(),
             sources,
@@ -236,12 +251,24 @@ impl Snapshot {
         &self.sources
     }
 
-    /// One service, including a removed one's empty view.
+    /// One service with at least one instance.
     pub fn service(&self, namespace: &str, group: &str, name: &str) -> Option<&Arc<ServiceView>> {
         self.by_name
             .get(name)?
             .iter()
             .find(|view| view.key.namespace == namespace && view.key.group == group)
+    }
+
+    /// The index of a service's last change: its view's, or for a service with no
+    /// instances, [`Snapshot::absent_index`].
+    pub fn service_index(&self, namespace: &str, group: &str, name: &str) -> u64 {
+        self.service(namespace, group, name)
+            .map_or(self.absent_index, |view| view.index)
+    }
+
+    /// How many services have a view (every one of them has instances).
+    pub fn view_count(&self) -> usize {
+        self.by_name.values().map(|views| views.len()).sum()
     }
 
     /// Every service with at least one instance, sorted by (namespace, group, name).
@@ -250,7 +277,6 @@ impl Snapshot {
             .by_name
             .values()
             .flat_map(|views| views.iter())
-            .filter(|view| !view.is_empty())
             .collect();
         all.sort_by(|a, b| a.key.cmp(&b.key));
         all

@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use switchboard_connectors::ServiceKey;
@@ -22,8 +21,6 @@ use crate::telemetry::{Metrics, SourceLabels};
 
 /// Most commands folded into one published snapshot.
 const MAX_BATCH: usize = 1024;
-/// How often channels with no listeners are dropped.
-const PRUNE_EVERY: Duration = Duration::from_secs(30);
 
 pub(crate) struct Writer {
     current: Arc<ArcSwap<Snapshot>>,
@@ -31,12 +28,13 @@ pub(crate) struct Writer {
     metrics: Arc<Metrics>,
     /// The partitions and rules; only this task changes them.
     inputs: SharedInputs,
-    /// Latest view of every service ever seen (removed ones stay as empty views).
+    /// Latest view of every service with instances.
     by_name: ByName,
     index: u64,
+    /// The last change that emptied a service (see [`Snapshot::absent_index`]).
+    absent_index: u64,
     /// Services with at least one instance (kept as views change, not recounted).
     live_services: usize,
-    last_prune: Instant,
     /// Where what each batch changed is announced (sync-back jobs and the view saver
     /// listen).
     change_feed: broadcast::Sender<Arc<Changes>>,
@@ -58,8 +56,8 @@ impl Writer {
             inputs,
             by_name: ByName::default(),
             index: base,
+            absent_index: base,
             live_services: 0,
-            last_prune: Instant::now(),
             change_feed,
         }
     }
@@ -120,10 +118,6 @@ impl Writer {
         for ack in acks {
             let _ = ack.send(self.index);
         }
-        if self.last_prune.elapsed() > PRUNE_EVERY {
-            self.notifier.prune();
-            self.last_prune = Instant::now();
-        }
     }
 
     /// Re-merges one service, or only its `dirty` endpoints; returns its new index if
@@ -182,12 +176,25 @@ impl Writer {
             _ => {}
         }
         let mut updated: Vec<Arc<ServiceView>> = views.to_vec();
-        match slot {
-            Some(i) => updated[i] = view,
-            None => updated.push(view),
+        if view.is_empty() {
+            // An emptied service leaves no view behind (names come and go by the
+            // hundred thousand); it answers the absent index, which is this change's.
+            if let Some(i) = slot {
+                updated.remove(i);
+            }
+            self.absent_index = self.index;
+        } else {
+            match slot {
+                Some(i) => updated[i] = view,
+                None => updated.push(view),
+            }
         }
-        self.by_name
-            .insert(Arc::from(key.name.as_str()), updated.into());
+        if updated.is_empty() {
+            self.by_name.remove(&key.name);
+        } else {
+            self.by_name
+                .insert(Arc::from(key.name.as_str()), updated.into());
+        }
         Some((key.clone(), self.index))
     }
 
@@ -200,7 +207,7 @@ impl Writer {
     }
 
     fn publish(&self, counts: HashMap<String, SourceCounts>) {
-        let snapshot = Snapshot::new(self.index, self.by_name.clone(), counts);
+        let snapshot = Snapshot::new(self.index, self.absent_index, self.by_name.clone(), counts);
         self.current.store(Arc::new(snapshot));
     }
 
@@ -320,7 +327,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn removing_the_last_instance_leaves_an_empty_view_with_a_new_index() {
+    async fn removing_the_last_instance_drops_the_view_and_moves_the_services_index() {
         let metrics = Arc::new(Metrics::new());
         let catalog = Catalog::start(metrics.clone());
         let native: Arc<str> = Arc::from("native");
@@ -335,12 +342,39 @@ mod tests {
         let removed = catalog.apply(&native, Update::Remove(vec![key])).await;
         assert!(removed > added);
         let snap = catalog.snapshot();
-        let view = snap.service("public", "DEFAULT", "a").unwrap();
-        assert!(view.is_empty());
-        assert_eq!(view.index, removed);
+        assert!(snap.service("public", "DEFAULT", "a").is_none());
+        assert_eq!(snap.view_count(), 0, "an emptied service leaves no view");
+        // A client holding the index from before the removal sees it move on.
+        assert_eq!(snap.service_index("public", "DEFAULT", "a"), removed);
         assert!(snap.services().is_empty());
         assert_eq!(metrics.catalog_services.get(), 0, "no live service left");
         assert_eq!(&snap.listing(None, None)[..], b"[]");
+    }
+
+    #[tokio::test]
+    async fn churn_of_short_lived_names_retains_nothing() {
+        let catalog = Catalog::start(Arc::new(Metrics::new()));
+        let native: Arc<str> = Arc::from("native");
+        let before = catalog.snapshot().view_count();
+        for round in 0..100 {
+            let names: Vec<String> = (0..1000).map(|i| format!("short-{round}-{i}")).collect();
+            let watchers: Vec<_> = (names.iter())
+                .map(|name| catalog.subscribe(&ServiceKey::named(name.as_str())))
+                .collect();
+            let added = names.iter().map(|name| instance(name, "i1", 1)).collect();
+            catalog.apply(&native, Update::Upsert(added)).await;
+            let removed = (names.iter())
+                .map(|name| InstanceKey {
+                    service: ServiceKey::named(name.as_str()),
+                    id: "i1".into(),
+                })
+                .collect();
+            catalog.apply(&native, Update::Remove(removed)).await;
+            drop(watchers);
+        }
+        let snap = catalog.snapshot();
+        assert_eq!(snap.view_count(), before, "100 000 names came and went");
+        assert_eq!(catalog.watched_services(), 0, "no wake-up channel is left");
     }
 
     #[tokio::test]
@@ -370,9 +404,9 @@ mod tests {
         let index = catalog
             .apply(&native, Update::Upsert(vec![instance("a", "a1", 1)]))
             .await;
-        assert!(a.has_changed().unwrap());
-        assert_eq!(*a.borrow_and_update(), index);
-        assert!(!b.has_changed().unwrap());
+        assert!(a.receiver.has_changed().unwrap());
+        assert_eq!(*a.receiver.borrow_and_update(), index);
+        assert!(!b.receiver.has_changed().unwrap());
     }
 
     #[tokio::test]

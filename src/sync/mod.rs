@@ -15,6 +15,7 @@ mod plan;
 mod spec;
 mod status;
 mod target;
+mod unsaved;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};

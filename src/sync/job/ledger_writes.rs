@@ -1,8 +1,9 @@
-//! The ledger's changes on their way to the store: kept in memory as they happen and
-//! written in batches of `LEDGER_BATCH`, and at the end of every pass.
+//! The ledger's changes on their way to the store: kept in memory as they happen (the
+//! latest per instance) and written in batches of `LEDGER_BATCH`, and at the end of every
+//! pass.
 
 use super::{Job, LEDGER_BATCH};
-use crate::store::{Blocking, LedgerChange};
+use crate::store::Blocking;
 use crate::sync::ledger::{LedgerEntry, Spot};
 
 impl Job {
@@ -16,7 +17,7 @@ impl Job {
                     self.status
                         .update(|status| status.synced = self.ledger.len());
                 }
-                self.unsaved.push(LedgerChange::Put(spot, Box::new(entry)));
+                self.unsaved.set(spot, Some(entry));
             }
             None => {
                 if self.ledger.remove(&spot).is_some() {
@@ -24,7 +25,7 @@ impl Job {
                     self.status
                         .update(|status| status.synced = self.ledger.len());
                 }
-                self.unsaved.push(LedgerChange::Remove(spot));
+                self.unsaved.set(spot, None);
             }
         }
     }
@@ -41,7 +42,7 @@ impl Job {
         if self.unsaved.is_empty() {
             return;
         }
-        let changes = std::mem::take(&mut self.unsaved);
+        let changes = self.unsaved.take();
         let id = self.spec.id.clone();
         let saved = (self.ctx.store)
             .blocking(move |store| {
@@ -56,8 +57,7 @@ impl Job {
             Ok(Ok(())) => {}
             Ok(Err((err, changes))) => {
                 self.fail(format!("saving the ledger: {err}"), None);
-                let newer = std::mem::replace(&mut self.unsaved, changes);
-                self.unsaved.extend(newer);
+                self.unsaved.restore(changes);
             }
             Err(err) => self.fail(format!("saving the ledger: {err}"), None),
         }

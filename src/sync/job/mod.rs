@@ -30,7 +30,7 @@ use super::plan;
 use super::spec::SyncSpec;
 use super::status::{StatusCell, SyncState};
 use super::target::Target;
-use crate::store::LedgerChange;
+use super::unsaved::Unsaved;
 use crate::telemetry::SyncLabels;
 
 /// How often every covered service is planned again, changed or not.
@@ -69,7 +69,7 @@ pub struct Job {
     backoff: Duration,
     /// When the next operation may start (the rate limit).
     next_slot: Instant,
-    unsaved: Vec<LedgerChange>,
+    unsaved: Unsaved,
     /// Deletes held back, by service as last planned: how many, and why the first was.
     held: BTreeMap<ServiceKey, (usize, String)>,
     /// Whether a source was untrusted at the last check.
@@ -100,7 +100,7 @@ impl Job {
             retry_at: None,
             backoff: BACKOFF_MIN,
             next_slot: now,
-            unsaved: Vec::new(),
+            unsaved: Unsaved::default(),
             held: BTreeMap::new(),
             outage_seen: false,
         }

@@ -36,6 +36,7 @@ pub struct SyncSpec {
         default = "every_service",
         deserialize_with = "switchboard_connectors::one_or_many"
     )]
+    #[schema(schema_with = crate::vocab::schemas::globs)]
     pub services: Vec<String>,
     /// The source written into (an etcd, Consul or Nacos source), or `native`.
     pub to: String,

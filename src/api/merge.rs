@@ -3,15 +3,17 @@
 use axum::extract::State;
 use serde::Deserialize;
 use serde_json::Value;
+use utoipa::ToSchema;
 
-use super::error::{ApiError, Problem};
+use super::error::ApiError;
 use super::extract::Json;
+use super::openapi::responses::{BadBody, StoreFailure};
 use super::{to_completion, AppState};
 use crate::catalog::MergeRule;
 use crate::catalog::MergeRulesView;
 
 /// The body of `PUT /api/v1/merge`.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RulesBody {
     rules: Vec<MergeRule>,
@@ -30,10 +32,11 @@ pub async fn get(State(state): State<AppState>) -> axum::Json<MergeRulesView> {
 /// is re-merged at once.
 #[utoipa::path(
     put, path = "/api/v1/merge", tag = "sources",
-    request_body(content = Object, description = r#"`{"rules": [{"services": ["pay-*"], "policy": "failover"}]}`"#),
+    request_body(content = RulesBody, description = r#"`{"rules": [{"services": ["pay-*"], "policy": "failover"}]}`"#),
     responses(
         (status = 200, description = "The rules now in force", body = MergeRulesView),
-        (status = 400, description = "invalid_merge_rule (`field` names the key)", body = Problem),
+        BadBody,
+        StoreFailure,
     )
 )]
 pub async fn replace(

@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use super::error::{ApiError, Problem};
 use super::extract::{Json, PathParam};
+use super::openapi::responses::{BadBody, BadParameters, StoreFailure, PROBLEM_JSON};
 use super::{to_completion, AppState};
 use crate::federation::{FederationError, ProbeReport, SourceStatus, SourceView};
 
@@ -69,8 +70,9 @@ pub async fn list(State(state): State<AppState>) -> axum::Json<Vec<SourceView>> 
     get, path = "/api/v1/sources/{id}", tag = "sources",
     params(("id" = String, Path, description = "Source id")),
     responses(
+        BadParameters,
         (status = 200, description = "The source", body = SourceView),
-        (status = 404, description = "source_not_found", body = Problem),
+        (status = 404, description = "source_not_found", body = Problem, content_type = PROBLEM_JSON),
     )
 )]
 pub async fn get(
@@ -85,8 +87,9 @@ pub async fn get(
     get, path = "/api/v1/sources/{id}/status", tag = "sources",
     params(("id" = String, Path, description = "Source id")),
     responses(
+        BadParameters,
         (status = 200, description = "The source's status", body = SourceStatus),
-        (status = 404, description = "source_not_found", body = Problem),
+        (status = 404, description = "source_not_found", body = Problem, content_type = PROBLEM_JSON),
     )
 )]
 pub async fn status(
@@ -108,8 +111,9 @@ pub async fn status(
     request_body(content = Object, description = "A source document, as a `[[sources]]` table"),
     responses(
         (status = 201, description = "Created", body = SourceView),
-        (status = 400, description = "invalid_source (`field` names the key)", body = Problem),
-        (status = 409, description = "source_exists", body = Problem),
+        BadBody,
+        (status = 409, description = "source_exists", body = Problem, content_type = PROBLEM_JSON),
+        StoreFailure,
     )
 )]
 pub async fn create(
@@ -129,9 +133,10 @@ pub async fn create(
     request_body(content = Object, description = "The whole source document"),
     responses(
         (status = 200, description = "Replaced", body = SourceView),
-        (status = 400, description = "invalid_source", body = Problem),
-        (status = 404, description = "source_not_found", body = Problem),
-        (status = 409, description = "source_read_only (a config-file source)", body = Problem),
+        BadBody,
+        (status = 404, description = "source_not_found", body = Problem, content_type = PROBLEM_JSON),
+        (status = 409, description = "source_read_only (a config-file source)", body = Problem, content_type = PROBLEM_JSON),
+        StoreFailure,
     )
 )]
 pub async fn replace(
@@ -153,9 +158,10 @@ pub async fn replace(
     request_body(content = Object, description = "JSON merge patch of the source document"),
     responses(
         (status = 200, description = "Changed", body = SourceView),
-        (status = 400, description = "invalid_source", body = Problem),
-        (status = 404, description = "source_not_found", body = Problem),
-        (status = 409, description = "source_read_only", body = Problem),
+        BadBody,
+        (status = 404, description = "source_not_found", body = Problem, content_type = PROBLEM_JSON),
+        (status = 409, description = "source_read_only", body = Problem, content_type = PROBLEM_JSON),
+        StoreFailure,
     )
 )]
 pub async fn patch(
@@ -174,9 +180,11 @@ pub async fn patch(
     delete, path = "/api/v1/sources/{id}", tag = "sources",
     params(("id" = String, Path, description = "Source id")),
     responses(
+        BadParameters,
         (status = 204, description = "Deleted"),
-        (status = 404, description = "source_not_found", body = Problem),
-        (status = 409, description = "source_read_only", body = Problem),
+        (status = 404, description = "source_not_found", body = Problem, content_type = PROBLEM_JSON),
+        (status = 409, description = "source_read_only", body = Problem, content_type = PROBLEM_JSON),
+        StoreFailure,
     )
 )]
 pub async fn delete(
@@ -192,8 +200,10 @@ pub async fn delete(
     post, path = "/api/v1/sources/{id}/connect", tag = "sources",
     params(("id" = String, Path, description = "Source id")),
     responses(
+        BadParameters,
         (status = 200, description = "Connecting", body = SourceView),
-        (status = 404, description = "source_not_found", body = Problem),
+        (status = 404, description = "source_not_found", body = Problem, content_type = PROBLEM_JSON),
+        StoreFailure,
     )
 )]
 pub async fn connect(
@@ -212,8 +222,10 @@ pub async fn connect(
     post, path = "/api/v1/sources/{id}/disconnect", tag = "sources",
     params(("id" = String, Path, description = "Source id")),
     responses(
+        BadParameters,
         (status = 200, description = "Disconnected", body = SourceView),
-        (status = 404, description = "source_not_found", body = Problem),
+        (status = 404, description = "source_not_found", body = Problem, content_type = PROBLEM_JSON),
+        StoreFailure,
     )
 )]
 pub async fn disconnect(
@@ -232,7 +244,7 @@ pub async fn disconnect(
     request_body(content = Object, description = "A source document"),
     responses(
         (status = 200, description = "What a connection found", body = ProbeReport),
-        (status = 400, description = "invalid_source", body = Problem),
+        BadBody,
     )
 )]
 pub async fn validate(

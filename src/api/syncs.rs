@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use super::error::{ApiError, Problem};
 use super::extract::{Json, PathParam};
+use super::openapi::responses::{BadBody, BadParameters, StoreFailure, PROBLEM_JSON};
 use super::{change_then_show, to_completion, AppState};
 use crate::sync::{Plan, SyncError, SyncSpec, SyncStatus, SyncView};
 
@@ -48,8 +49,9 @@ pub async fn list(State(state): State<AppState>) -> axum::Json<Vec<SyncView>> {
     get, path = "/api/v1/syncs/{id}", tag = "syncs",
     params(("id" = String, Path, description = "Sync job id")),
     responses(
+        BadParameters,
         (status = 200, description = "The job", body = SyncView),
-        (status = 404, description = "sync_not_found", body = Problem),
+        (status = 404, description = "sync_not_found", body = Problem, content_type = PROBLEM_JSON),
     )
 )]
 pub async fn get(
@@ -64,8 +66,9 @@ pub async fn get(
     get, path = "/api/v1/syncs/{id}/status", tag = "syncs",
     params(("id" = String, Path, description = "Sync job id")),
     responses(
+        BadParameters,
         (status = 200, description = "The job's status", body = SyncStatus),
-        (status = 404, description = "sync_not_found", body = Problem),
+        (status = 404, description = "sync_not_found", body = Problem, content_type = PROBLEM_JSON),
     )
 )]
 pub async fn status(
@@ -82,8 +85,9 @@ pub async fn status(
     request_body(content = SyncSpec, description = "A sync job, as a `[[syncs]]` table"),
     responses(
         (status = 201, description = "Created", body = SyncView),
-        (status = 400, description = "invalid_sync (`field` names the key)", body = Problem),
-        (status = 409, description = "sync_exists", body = Problem),
+        BadBody,
+        (status = 409, description = "sync_exists", body = Problem, content_type = PROBLEM_JSON),
+        StoreFailure,
     )
 )]
 pub async fn create(
@@ -102,9 +106,10 @@ pub async fn create(
     request_body(content = SyncSpec, description = "The whole job definition"),
     responses(
         (status = 200, description = "Replaced", body = SyncView),
-        (status = 400, description = "invalid_sync", body = Problem),
-        (status = 404, description = "sync_not_found", body = Problem),
-        (status = 409, description = "sync_read_only (a config-file job)", body = Problem),
+        BadBody,
+        (status = 404, description = "sync_not_found", body = Problem, content_type = PROBLEM_JSON),
+        (status = 409, description = "sync_read_only (a config-file job)", body = Problem, content_type = PROBLEM_JSON),
+        StoreFailure,
     )
 )]
 pub async fn replace(
@@ -122,9 +127,11 @@ pub async fn replace(
     delete, path = "/api/v1/syncs/{id}", tag = "syncs",
     params(("id" = String, Path, description = "Sync job id")),
     responses(
+        BadParameters,
         (status = 204, description = "Deleted"),
-        (status = 404, description = "sync_not_found", body = Problem),
-        (status = 409, description = "sync_read_only", body = Problem),
+        (status = 404, description = "sync_not_found", body = Problem, content_type = PROBLEM_JSON),
+        (status = 409, description = "sync_read_only", body = Problem, content_type = PROBLEM_JSON),
+        StoreFailure,
     )
 )]
 pub async fn delete(
@@ -150,8 +157,10 @@ async fn set_paused(
     post, path = "/api/v1/syncs/{id}/pause", tag = "syncs",
     params(("id" = String, Path, description = "Sync job id")),
     responses(
+        BadParameters,
         (status = 200, description = "Paused", body = SyncView),
-        (status = 404, description = "sync_not_found", body = Problem),
+        (status = 404, description = "sync_not_found", body = Problem, content_type = PROBLEM_JSON),
+        StoreFailure,
     )
 )]
 pub async fn pause(
@@ -166,8 +175,10 @@ pub async fn pause(
     post, path = "/api/v1/syncs/{id}/resume", tag = "syncs",
     params(("id" = String, Path, description = "Sync job id")),
     responses(
+        BadParameters,
         (status = 200, description = "Running", body = SyncView),
-        (status = 404, description = "sync_not_found", body = Problem),
+        (status = 404, description = "sync_not_found", body = Problem, content_type = PROBLEM_JSON),
+        StoreFailure,
     )
 )]
 pub async fn resume(
@@ -184,7 +195,7 @@ pub async fn resume(
     request_body(content = SyncSpec, description = "A sync job definition"),
     responses(
         (status = 200, description = "What the job would do", body = Plan),
-        (status = 400, description = "invalid_sync", body = Problem),
+        BadBody,
     )
 )]
 pub async fn plan(

@@ -10,12 +10,15 @@ use switchboard_connectors::ServiceKey;
 use tokio_stream::wrappers::WatchStream;
 
 use super::error::ApiError;
+use super::openapi::params::Placement;
+use super::openapi::responses::{BadParameters, WatchLimits};
+use super::openapi::schemas::{Name, WatchEvent};
 use super::AppState;
 use crate::catalog::Catalog;
 use crate::vocab::validate_name;
 
-/// Most services one stream may watch.
-const MAX_WATCHED: usize = 100;
+/// Most services one stream may watch (the document's `maxItems` says it too).
+pub const MAX_WATCHED: usize = 100;
 
 /// Stream changes of one or more services. Each event (`event: change`, `id:` the index)
 /// carries `{service, namespace, group, index, instances}`; the first event per service
@@ -23,13 +26,13 @@ const MAX_WATCHED: usize = 100;
 #[utoipa::path(
     get, path = "/api/v1/watch", tag = "discovery",
     params(
-        ("service" = Vec<String>, Query, description = "Service to watch (repeatable, at least one)"),
-        ("namespace" = Option<String>, Query, description = "Default `public`"),
-        ("group" = Option<String>, Query, description = "Default `DEFAULT`"),
+        ("service" = Vec<Name>, Query, description = "Service to watch (repeatable, 1-100)", max_items = 100, min_items = 1),
+        Placement,
     ),
     responses(
-        (status = 200, description = "text/event-stream of changes", content_type = "text/event-stream"),
-        (status = 400, description = "No or invalid service", body = super::error::Problem),
+        (status = 200, description = "A stream of `change` events", content_type = "text/event-stream", body = WatchEvent),
+        BadParameters,
+        WatchLimits,
     )
 )]
 pub async fn watch(

@@ -15,6 +15,7 @@ mod expiry;
 mod managed;
 mod mutations;
 mod nacos;
+mod openapi;
 mod sources;
 mod syncs;
 mod watch;

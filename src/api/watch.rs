@@ -24,7 +24,7 @@ pub const MAX_WATCHED: usize = 100;
 /// carries `{service, namespace, group, index, instances}`; the first event per service
 /// is its current state. Rapid changes coalesce into the latest state.
 #[utoipa::path(
-    get, path = "/api/v1/watch", tag = "discovery",
+    get, path = "/api/v1/watch", tag = "discovery", operation_id = "watch_services",
     params(
         ("service" = Vec<Name>, Query, description = "Service to watch (repeatable, 1-100)", max_items = 100, min_items = 1),
         Placement,
@@ -56,10 +56,14 @@ fn parse(query: Option<&str>) -> Result<(String, String, Vec<String>), ApiError>
     let mut namespace = switchboard_connectors::DEFAULT_NAMESPACE.to_owned();
     let mut group = switchboard_connectors::DEFAULT_GROUP.to_owned();
     let mut services = Vec::new();
+    // Every `service` given counts toward the limit, repeats too: the document's
+    // `maxItems` counts parameters, and a client cannot send an unbounded list.
+    let mut given = 0;
     for (key, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
         match key.as_ref() {
             "service" => {
                 validate_name(&value, "invalid_service_name", "service")?;
+                given += 1;
                 if !services.contains(&value.to_string()) {
                     services.push(value.into_owned());
                 }
@@ -81,7 +85,7 @@ fn parse(query: Option<&str>) -> Result<(String, String, Vec<String>), ApiError>
                 .with_field("service"),
         );
     }
-    if services.len() > MAX_WATCHED {
+    if given > MAX_WATCHED {
         return Err(ApiError::bad_request(
             "invalid_query",
             format!("at most {MAX_WATCHED} services per watch"),
@@ -108,4 +112,21 @@ fn event(catalog: &Catalog, key: &ServiceKey) -> Event {
         .event("change")
         .id(index.to_string())
         .data(data)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_service_parameter_counts_toward_the_limit_repeats_too() {
+        let query = |n: usize| vec!["service=a"; n].join("&");
+        let (_, _, services) = parse(Some(&query(MAX_WATCHED))).unwrap();
+        assert_eq!(services, ["a"]);
+        let err = parse(Some(&query(MAX_WATCHED + 1))).unwrap_err();
+        assert_eq!(
+            (err.code, err.field.as_deref()),
+            ("invalid_query", Some("service"))
+        );
+    }
 }

@@ -29,7 +29,7 @@ pub struct SyncSpec {
     /// Source ids to copy from (`native` is the built-in registry), or `"*"`: every
     /// source but the target, merged.
     #[serde(default)]
-    #[schema(value_type = Object)]
+    #[schema(schema_with = crate::vocab::schemas::source_ids)]
     pub from: From,
     /// Service-name globs (`*`, `?`) of the services copied: one string or a list.
     #[serde(

@@ -63,6 +63,22 @@ pub fn globs() -> RefOr<Schema> {
         .into()
 }
 
+/// Sync-job sources: `"*"` (every source but the target), one source id, or a list.
+pub fn source_ids() -> RefOr<Schema> {
+    let id = || {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .min_length(Some(1))
+    };
+    OneOfBuilder::new()
+        .item(id())
+        .item(ArrayBuilder::new().items(id()))
+        .description(Some(
+            "`\"*\"`: every source but the target; or source ids, one or a list",
+        ))
+        .into()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -21,7 +21,7 @@ use crate::vocab::validate_name;
 /// of the same name in other namespaces or groups share the list; each instance names
 /// its namespace and group).
 #[utoipa::path(
-    get, path = "/api/v1/admin/all", tag = "admin",
+    get, path = "/api/v1/admin/all", tag = "admin", operation_id = "list_all_instances",
     responses((status = 200, description = "Service name to instances", body = BTreeMap<String, Vec<InstanceView>>))
 )]
 pub async fn all(State(state): State<AppState>) -> Json<BTreeMap<String, Vec<InstanceView>>> {
@@ -38,7 +38,7 @@ pub async fn all(State(state): State<AppState>) -> Json<BTreeMap<String, Vec<Ins
 
 /// Deregister every native instance of a service (external sources are not touched).
 #[utoipa::path(
-    delete, path = "/api/v1/admin/services/{name}", tag = "admin",
+    delete, path = "/api/v1/admin/services/{name}", tag = "admin", operation_id = "remove_native_service",
     params(("name" = Name, Path, description = "Service name"), Placement),
     responses(
         (status = 200, description = "What was removed", body = RemovalReport),

@@ -19,7 +19,7 @@ use crate::vocab::validate_name;
 /// every instance whether clients get it and, if not, why (`excluded`, `renamed`,
 /// `lower_priority`, `merged`, `stale_dropped`).
 #[utoipa::path(
-    get, path = "/api/v1/services/{name}/explain", tag = "discovery",
+    get, path = "/api/v1/services/{name}/explain", tag = "discovery", operation_id = "explain_service",
     params(("name" = Name, Path, description = "Service name, as served or as a source names it"), Placement),
     responses(
         (status = 200, description = "The explanation", body = Explanation),

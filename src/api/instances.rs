@@ -19,7 +19,7 @@ use switchboard_connectors::Status;
 /// Register an instance. Durable before the response is sent. 201 when new; 200 when it
 /// replaced an instance with the same id (or, without an id, the same service endpoint).
 #[utoipa::path(
-    post, path = "/api/v1/instances", tag = "registry",
+    post, path = "/api/v1/instances", tag = "registry", operation_id = "register_instance",
     request_body = RegisterRequest,
     responses(
         (status = 201, description = "Registered", body = InstanceView,
@@ -47,7 +47,7 @@ pub async fn register(
 
 /// One native instance, with its live heartbeat time.
 #[utoipa::path(
-    get, path = "/api/v1/instances/{id}", tag = "registry",
+    get, path = "/api/v1/instances/{id}", tag = "registry", operation_id = "get_instance",
     params(("id" = InstanceId, Path, description = "Instance id")),
     responses(
         (status = 200, description = "The instance", body = InstanceView),
@@ -64,7 +64,7 @@ pub async fn get(
 
 /// Renew an instance's TTL. 404 when unknown: the client should register again.
 #[utoipa::path(
-    put, path = "/api/v1/instances/{id}/heartbeat", tag = "registry",
+    put, path = "/api/v1/instances/{id}/heartbeat", tag = "registry", operation_id = "heartbeat_instance",
     params(("id" = InstanceId, Path, description = "Instance id")),
     responses(
         (status = 200, description = "Renewed", body = HeartbeatReply),
@@ -90,7 +90,7 @@ pub struct StatusChange {
 
 /// Set an instance's status. `offline` keeps the instance (with `offline_time`).
 #[utoipa::path(
-    put, path = "/api/v1/instances/{id}/status", tag = "registry",
+    put, path = "/api/v1/instances/{id}/status", tag = "registry", operation_id = "set_instance_status",
     params(("id" = InstanceId, Path, description = "Instance id")),
     request_body = StatusChange,
     responses(
@@ -111,7 +111,7 @@ pub async fn set_status(
 
 /// Deregister an instance (deleted for good). Returns what was removed.
 #[utoipa::path(
-    delete, path = "/api/v1/instances/{id}", tag = "registry",
+    delete, path = "/api/v1/instances/{id}", tag = "registry", operation_id = "deregister_instance",
     params(("id" = InstanceId, Path, description = "Instance id")),
     responses(
         (status = 200, description = "Removed", body = InstanceView),
@@ -129,7 +129,7 @@ pub async fn deregister(
 
 /// Status, uptime, registration age and TTL state of one instance.
 #[utoipa::path(
-    get, path = "/api/v1/instances/{id}/health", tag = "registry",
+    get, path = "/api/v1/instances/{id}/health", tag = "registry", operation_id = "get_instance_health",
     params(("id" = InstanceId, Path, description = "Instance id")),
     responses(
         (status = 200, description = "Health", body = InstanceHealth),

@@ -21,7 +21,7 @@ struct RulesBody {
 
 /// Every merge rule in the order they are tried: the config file's, then the API's.
 #[utoipa::path(
-    get, path = "/api/v1/merge", tag = "sources",
+    get, path = "/api/v1/merge", tag = "sources", operation_id = "get_merge_rules",
     responses((status = 200, description = "Merge rules", body = MergeRulesView))
 )]
 pub async fn get(State(state): State<AppState>) -> axum::Json<MergeRulesView> {
@@ -31,7 +31,7 @@ pub async fn get(State(state): State<AppState>) -> axum::Json<MergeRulesView> {
 /// Replaces the API's merge rules (stored; the config file's stay first). Every service
 /// is re-merged at once.
 #[utoipa::path(
-    put, path = "/api/v1/merge", tag = "sources",
+    put, path = "/api/v1/merge", tag = "sources", operation_id = "replace_merge_rules",
     request_body(content = RulesBody, description = r#"`{"rules": [{"services": ["pay-*"], "policy": "failover"}]}`"#),
     responses(
         (status = 200, description = "The rules now in force", body = MergeRulesView),

@@ -35,7 +35,7 @@ pub fn json_with_index(body: Bytes, index: u64) -> Response {
 
 /// List services with their instance and healthy counts and contributing sources.
 #[utoipa::path(
-    get, path = "/api/v1/services", tag = "discovery",
+    get, path = "/api/v1/services", tag = "discovery", operation_id = "list_services",
     params(Placement),
     responses(
         (status = 200, description = "Services", body = [crate::catalog::ServiceSummary],
@@ -57,7 +57,7 @@ pub async fn list(
 /// service's index is greater than `index`, or when `wait` (default 5m, capped at the
 /// configured maximum) runs out.
 #[utoipa::path(
-    get, path = "/api/v1/services/{name}/instances", tag = "discovery",
+    get, path = "/api/v1/services/{name}/instances", tag = "discovery", operation_id = "list_service_instances",
     params(("name" = Name, Path, description = "Service name"), Placement, InstanceFilters),
     responses(
         (status = 200, description = "Instances; header X-Switchboard-Index carries the service's index",

@@ -57,7 +57,7 @@ fn current(state: &AppState, id: &str) -> Result<axum::Json<SourceView>, ApiErro
 
 /// Every source: status, origin and configuration (secrets as `***`).
 #[utoipa::path(
-    get, path = "/api/v1/sources", tag = "sources",
+    get, path = "/api/v1/sources", tag = "sources", operation_id = "list_sources",
     responses((status = 200, description = "Sources, by id", body = [SourceView]))
 )]
 pub async fn list(State(state): State<AppState>) -> axum::Json<Vec<SourceView>> {
@@ -67,7 +67,7 @@ pub async fn list(State(state): State<AppState>) -> axum::Json<Vec<SourceView>> 
 
 /// One source: status, origin and configuration (secrets as `***`).
 #[utoipa::path(
-    get, path = "/api/v1/sources/{id}", tag = "sources",
+    get, path = "/api/v1/sources/{id}", tag = "sources", operation_id = "get_source",
     params(("id" = String, Path, description = "Source id")),
     responses(
         BadParameters,
@@ -84,7 +84,7 @@ pub async fn get(
 
 /// One source's status only.
 #[utoipa::path(
-    get, path = "/api/v1/sources/{id}/status", tag = "sources",
+    get, path = "/api/v1/sources/{id}/status", tag = "sources", operation_id = "get_source_status",
     params(("id" = String, Path, description = "Source id")),
     responses(
         BadParameters,
@@ -107,7 +107,7 @@ pub async fn status(
 /// Adds a source (the same fields as a `[[sources]]` table) and connects it. It is
 /// stored and comes back after a restart.
 #[utoipa::path(
-    post, path = "/api/v1/sources", tag = "sources",
+    post, path = "/api/v1/sources", tag = "sources", operation_id = "create_source",
     request_body(content = Object, description = "A source document, as a `[[sources]]` table"),
     responses(
         (status = 201, description = "Created", body = SourceView),
@@ -128,7 +128,7 @@ pub async fn create(
 /// Replaces an API source's document; only it reconnects, its instances served (stale)
 /// until its new view arrives. Secrets sent as `***` keep their stored value.
 #[utoipa::path(
-    put, path = "/api/v1/sources/{id}", tag = "sources",
+    put, path = "/api/v1/sources/{id}", tag = "sources", operation_id = "replace_source",
     params(("id" = String, Path, description = "Source id")),
     request_body(content = Object, description = "The whole source document"),
     responses(
@@ -153,7 +153,7 @@ pub async fn replace(
 /// Changes some fields of an API source (a JSON merge patch, RFC 7386: `null` removes a
 /// field). Applied like `PUT`.
 #[utoipa::path(
-    patch, path = "/api/v1/sources/{id}", tag = "sources",
+    patch, path = "/api/v1/sources/{id}", tag = "sources", operation_id = "patch_source",
     params(("id" = String, Path, description = "Source id")),
     request_body(content = Object, description = "JSON merge patch of the source document"),
     responses(
@@ -177,7 +177,7 @@ pub async fn patch(
 
 /// Removes an API source and its instances.
 #[utoipa::path(
-    delete, path = "/api/v1/sources/{id}", tag = "sources",
+    delete, path = "/api/v1/sources/{id}", tag = "sources", operation_id = "delete_source",
     params(("id" = String, Path, description = "Source id")),
     responses(
         BadParameters,
@@ -197,7 +197,7 @@ pub async fn delete(
 
 /// Connects a disconnected source; its instances come back with its first full view.
 #[utoipa::path(
-    post, path = "/api/v1/sources/{id}/connect", tag = "sources",
+    post, path = "/api/v1/sources/{id}/connect", tag = "sources", operation_id = "connect_source",
     params(("id" = String, Path, description = "Source id")),
     responses(
         BadParameters,
@@ -219,7 +219,7 @@ pub async fn connect(
 /// Disconnects a source and removes its instances from the catalog at once (unlike an
 /// outage, which keeps them served as stale). Kept across restarts for API sources.
 #[utoipa::path(
-    post, path = "/api/v1/sources/{id}/disconnect", tag = "sources",
+    post, path = "/api/v1/sources/{id}/disconnect", tag = "sources", operation_id = "disconnect_source",
     params(("id" = String, Path, description = "Source id")),
     responses(
         BadParameters,
@@ -240,7 +240,7 @@ pub async fn disconnect(
 
 /// Dry run: checks a source document and tries to connect, without adding it.
 #[utoipa::path(
-    post, path = "/api/v1/sources:validate", tag = "sources",
+    post, path = "/api/v1/sources:validate", tag = "sources", operation_id = "validate_source",
     request_body(content = Object, description = "A source document"),
     responses(
         (status = 200, description = "What a connection found", body = ProbeReport),

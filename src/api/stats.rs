@@ -67,7 +67,7 @@ fn tally<'a>(
 
 /// Totals over every service.
 #[utoipa::path(
-    get, path = "/api/v1/stats", tag = "stats",
+    get, path = "/api/v1/stats", tag = "stats", operation_id = "get_catalog_stats",
     responses((status = 200, description = "Catalog totals", body = CatalogStats))
 )]
 pub async fn catalog(State(state): State<AppState>) -> Json<CatalogStats> {
@@ -103,7 +103,7 @@ pub async fn catalog(State(state): State<AppState>) -> Json<CatalogStats> {
 
 /// Totals and instances of one service.
 #[utoipa::path(
-    get, path = "/api/v1/services/{name}/stats", tag = "stats",
+    get, path = "/api/v1/services/{name}/stats", tag = "stats", operation_id = "get_service_stats",
     params(("name" = Name, Path, description = "Service name"), Placement),
     responses(
         (status = 200, description = "Service totals", body = ServiceStats),

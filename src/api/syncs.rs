@@ -37,7 +37,7 @@ fn current(state: &AppState, id: &str) -> Result<axum::Json<SyncView>, ApiError>
 
 /// Every sync job with its status.
 #[utoipa::path(
-    get, path = "/api/v1/syncs", tag = "syncs",
+    get, path = "/api/v1/syncs", tag = "syncs", operation_id = "list_syncs",
     responses((status = 200, description = "Jobs, by id", body = [SyncView]))
 )]
 pub async fn list(State(state): State<AppState>) -> axum::Json<Vec<SyncView>> {
@@ -46,7 +46,7 @@ pub async fn list(State(state): State<AppState>) -> axum::Json<Vec<SyncView>> {
 
 /// One job: status, origin and definition.
 #[utoipa::path(
-    get, path = "/api/v1/syncs/{id}", tag = "syncs",
+    get, path = "/api/v1/syncs/{id}", tag = "syncs", operation_id = "get_sync",
     params(("id" = String, Path, description = "Sync job id")),
     responses(
         BadParameters,
@@ -63,7 +63,7 @@ pub async fn get(
 
 /// One job's status only.
 #[utoipa::path(
-    get, path = "/api/v1/syncs/{id}/status", tag = "syncs",
+    get, path = "/api/v1/syncs/{id}/status", tag = "syncs", operation_id = "get_sync_status",
     params(("id" = String, Path, description = "Sync job id")),
     responses(
         BadParameters,
@@ -81,7 +81,7 @@ pub async fn status(
 /// Adds a job (the fields of a `[[syncs]]` table) and starts it. Stored; comes back
 /// after a restart.
 #[utoipa::path(
-    post, path = "/api/v1/syncs", tag = "syncs",
+    post, path = "/api/v1/syncs", tag = "syncs", operation_id = "create_sync",
     request_body(content = SyncSpec, description = "A sync job, as a `[[syncs]]` table"),
     responses(
         (status = 201, description = "Created", body = SyncView),
@@ -101,7 +101,7 @@ pub async fn create(
 
 /// Replaces an API job's definition (not its target); the job restarts with its ledger.
 #[utoipa::path(
-    put, path = "/api/v1/syncs/{id}", tag = "syncs",
+    put, path = "/api/v1/syncs/{id}", tag = "syncs", operation_id = "replace_sync",
     params(("id" = String, Path, description = "Sync job id")),
     request_body(content = SyncSpec, description = "The whole job definition"),
     responses(
@@ -124,7 +124,7 @@ pub async fn replace(
 
 /// Removes an API job and its ledger. What it wrote stays in the target, unmanaged.
 #[utoipa::path(
-    delete, path = "/api/v1/syncs/{id}", tag = "syncs",
+    delete, path = "/api/v1/syncs/{id}", tag = "syncs", operation_id = "delete_sync",
     params(("id" = String, Path, description = "Sync job id")),
     responses(
         BadParameters,
@@ -154,7 +154,7 @@ async fn set_paused(
 
 /// Pauses a job: nothing is written until it resumes; its ledger is kept. Stored.
 #[utoipa::path(
-    post, path = "/api/v1/syncs/{id}/pause", tag = "syncs",
+    post, path = "/api/v1/syncs/{id}/pause", tag = "syncs", operation_id = "pause_sync",
     params(("id" = String, Path, description = "Sync job id")),
     responses(
         BadParameters,
@@ -172,7 +172,7 @@ pub async fn pause(
 
 /// Resumes a paused job; it catches up with everything that changed meanwhile.
 #[utoipa::path(
-    post, path = "/api/v1/syncs/{id}/resume", tag = "syncs",
+    post, path = "/api/v1/syncs/{id}/resume", tag = "syncs", operation_id = "resume_sync",
     params(("id" = String, Path, description = "Sync job id")),
     responses(
         BadParameters,
@@ -191,7 +191,7 @@ pub async fn resume(
 /// Dry run: the writes and deletes the job in the body would make now (with the ledger
 /// of the job of that id, if there is one). Nothing is written.
 #[utoipa::path(
-    post, path = "/api/v1/syncs:plan", tag = "syncs",
+    post, path = "/api/v1/syncs:plan", tag = "syncs", operation_id = "plan_sync",
     request_body(content = SyncSpec, description = "A sync job definition"),
     responses(
         (status = 200, description = "What the job would do", body = Plan),

@@ -32,7 +32,7 @@ pub struct RegisterRequest {
     pub id: Option<String>,
     /// Service name (`name` is accepted as an alias).
     #[serde(alias = "name")]
-    #[schema(value_type = Name, required = true)]
+    #[schema(value_type = Name, required = true, example = "orders")]
     pub service: Option<String>,
     /// Default `public`.
     #[schema(value_type = Option<Name>)]
@@ -42,7 +42,7 @@ pub struct RegisterRequest {
     pub group: Option<String>,
     /// `host:port` (a hostname or IPv4 address; IPv6 in brackets, `[::1]:8080`).
     /// Give either `address` or both `host` and `port`.
-    #[schema(max_length = 512)]
+    #[schema(max_length = 512, example = "10.0.0.7:8080")]
     pub address: Option<String>,
     /// A hostname, IPv4 or IPv6 address; with `port`, instead of `address`.
     pub host: Option<String>,

@@ -3,14 +3,16 @@
 //! seed and a bounded number of examples, and must find nothing. Its settings beyond the
 //! command line, each with its reason, are in `openapi/schemathesis.toml`.
 //!
-//! Nothing it sends reaches beyond 127.0.0.1: a source or sync document it makes up is an
+//! Nothing it sends reaches beyond 127.0.0.1: a source document it makes up is an
 //! arbitrary object (the document cannot say a connector's fields), which the server
-//! refuses before connecting anywhere; a sync job it could create writes into this
-//! server's own registry.
+//! refuses before connecting anywhere, and the one source the test adds points at a
+//! closed local port; a sync job it could create writes into this server's own registry.
 
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
+
+use serde_json::json;
 
 use crate::support::BinaryServer;
 
@@ -51,6 +53,36 @@ async fn schemathesis_finds_no_difference_between_the_document_and_the_server() 
         ],
     )
     .await;
+    // What the paths name half the time (`openapi/schemathesis.toml`), so operations meet
+    // real data. The source's etcd is a closed local port: it stays unreachable.
+    let client = reqwest::Client::new();
+    for (path, body) in [
+        (
+            "/api/v1/instances",
+            json!({"id": "orders-1", "service": "orders", "address": "10.0.0.7:8080",
+                   "metadata": {"zone": "eu-1"}, "tags": ["blue"], "ttl_seconds": 86400}),
+        ),
+        (
+            "/api/v1/sources",
+            json!({"id": "etcd-closed", "type": "etcd", "endpoints": ["http://127.0.0.1:1"]}),
+        ),
+        (
+            "/api/v1/syncs",
+            json!({"id": "to-native", "from": "*", "to": "native"}),
+        ),
+    ] {
+        let response = client
+            .post(format!("{}{path}", server.base))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            response.status().is_success(),
+            "POST {path}: {}",
+            response.status()
+        );
+    }
     let config = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/server/openapi/schemathesis.toml"

@@ -72,9 +72,9 @@ pub fn source_ids() -> RefOr<Schema> {
     };
     OneOfBuilder::new()
         .item(id())
-        .item(ArrayBuilder::new().items(id()))
+        .item(ArrayBuilder::new().items(id()).min_items(Some(1)))
         .description(Some(
-            "`\"*\"`: every source but the target; or source ids, one or a list",
+            "`\"*\"`: every source but the target; or source ids, one or a non-empty list",
         ))
         .into()
 }

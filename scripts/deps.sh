@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what Switchboard's build, tests and (with `bench`) benchmarks need, skipping
 # anything already present. Safe to run again.
-#   scripts/deps.sh         build + tests: protoc, etcd, rnacos, curl, jq, setpriv
+#   scripts/deps.sh         build + tests: protoc, etcd, rnacos, curl, jq, setpriv,
+#                           schemathesis
 #   scripts/deps.sh bench   also wrk and taskset for `make bench`
 set -euo pipefail
 
@@ -50,6 +51,18 @@ fi
 if ! command -v rnacos >/dev/null && [[ ! -x "$HOME/.cargo/bin/rnacos" ]]; then
     say "installing rnacos 0.8.8 from crates.io (a few minutes, once)"
     cargo install rnacos --version 0.8.8 --locked --quiet
+fi
+# schemathesis (PyPI) checks the server against /openapi.json (tests/server/openapi.rs). Debian's
+# pip is externally managed, so it lives in a venv of its own, where that test looks for it.
+schemathesis_version=4.32.5
+venv="${XDG_CACHE_HOME:-$HOME/.cache}/switchboard/venv"
+if [[ "$("$venv/bin/st" --version 2>/dev/null)" != *"$schemathesis_version"* ]]; then
+    say "installing schemathesis $schemathesis_version (PyPI) into $venv"
+    if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
+        apt_install python3-venv
+    fi
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$schemathesis_version"
 fi
 # The Debian package starts a system etcd on 2379; the tests start their own on free ports.
 if command -v systemctl >/dev/null && systemctl is-active --quiet etcd 2>/dev/null; then

@@ -11,14 +11,30 @@ const MAX_SECONDS: f64 = 1e12;
 /// (Consul accepts `wait=10` too).
 pub fn parse(text: &str) -> Result<Duration, String> {
     let text = text.trim();
+    let total = seconds(text)?;
+    if !total.is_finite() || total > MAX_SECONDS {
+        return Err(format!("duration `{text}` is too large"));
+    }
+    Ok(Duration::from_secs_f64(total))
+}
+
+/// [`parse`] for a limit the caller caps anyway (a blocking query's `wait`): a duration
+/// too large counts as the longest one instead of being an error, and surrounding spaces
+/// are not trimmed, so the accepted text is exactly the grammar.
+pub fn parse_capped(text: &str) -> Result<Duration, String> {
+    Ok(Duration::from_secs_f64(seconds(text)?.min(MAX_SECONDS)))
+}
+
+/// The number of seconds `text` says, unbounded.
+fn seconds(text: &str) -> Result<f64, String> {
     if text.is_empty() {
         return Err("empty duration".to_owned());
     }
-    if let Ok(secs) = text.parse::<u64>() {
-        if secs as f64 > MAX_SECONDS {
-            return Err(format!("duration `{text}` is too large"));
-        }
-        return Ok(Duration::from_secs(secs));
+    // Only digits: `u64::from_str` would also take a sign.
+    if text.bytes().all(|b| b.is_ascii_digit()) {
+        return text
+            .parse::<f64>()
+            .map_err(|_| format!("duration `{text}` is not a number"));
     }
     let mut total = 0f64;
     let mut rest = text;
@@ -46,10 +62,7 @@ pub fn parse(text: &str) -> Result<Duration, String> {
         total += value * scale;
         rest = next;
     }
-    if !total.is_finite() || total > MAX_SECONDS {
-        return Err(format!("duration `{text}` is too large"));
-    }
-    Ok(Duration::from_secs_f64(total))
+    Ok(total)
 }
 
 /// Prints a duration the way Go does for whole seconds: `3h25m10s`, `45s`, `0s`.
@@ -128,6 +141,18 @@ mod tests {
         let huge = u64::MAX.to_string();
         for bad in ["", "s", "10x", "abc", "-5s", "1..2s", "1e400h", &huge] {
             assert!(parse(bad).is_err(), "{bad:?} should not parse");
+        }
+    }
+
+    #[test]
+    fn capped_parse_takes_the_same_grammar_and_caps_instead_of_failing() {
+        let longest = Duration::from_secs_f64(MAX_SECONDS);
+        assert_eq!(parse_capped("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_capped(&u64::MAX.to_string()), Ok(longest));
+        assert_eq!(parse_capped(&"9".repeat(400)), Ok(longest));
+        assert_eq!(parse_capped("99999999999h"), Ok(longest));
+        for bad in ["", " 5s", "+5", "1..2s", "5x"] {
+            assert!(parse_capped(bad).is_err(), "{bad:?} should not parse");
         }
     }
 

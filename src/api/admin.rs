@@ -6,8 +6,11 @@ use axum::extract::{RawQuery, State};
 use axum::Json;
 use switchboard_connectors::ServiceKey;
 
-use super::error::ApiError;
+use super::error::{ApiError, Problem};
 use super::extract::PathParam;
+use super::openapi::params::Placement;
+use super::openapi::responses::{BadParameters, StoreFailure, PROBLEM_JSON};
+use super::openapi::schemas::Name;
 use super::query::InstanceQuery;
 use super::AppState;
 use crate::catalog::InstanceView;
@@ -18,7 +21,7 @@ use crate::vocab::validate_name;
 /// of the same name in other namespaces or groups share the list; each instance names
 /// its namespace and group).
 #[utoipa::path(
-    get, path = "/api/v1/admin/all", tag = "admin",
+    get, path = "/api/v1/admin/all", tag = "admin", operation_id = "list_all_instances",
     responses((status = 200, description = "Service name to instances", body = BTreeMap<String, Vec<InstanceView>>))
 )]
 pub async fn all(State(state): State<AppState>) -> Json<BTreeMap<String, Vec<InstanceView>>> {
@@ -35,15 +38,13 @@ pub async fn all(State(state): State<AppState>) -> Json<BTreeMap<String, Vec<Ins
 
 /// Deregister every native instance of a service (external sources are not touched).
 #[utoipa::path(
-    delete, path = "/api/v1/admin/services/{name}", tag = "admin",
-    params(
-        ("name" = String, Path, description = "Service name"),
-        ("namespace" = Option<String>, Query, description = "Default `public`"),
-        ("group" = Option<String>, Query, description = "Default `DEFAULT`"),
-    ),
+    delete, path = "/api/v1/admin/services/{name}", tag = "admin", operation_id = "remove_native_service",
+    params(("name" = Name, Path, description = "Service name"), Placement),
     responses(
         (status = 200, description = "What was removed", body = RemovalReport),
-        (status = 404, description = "service_not_found: no native instances", body = super::error::Problem),
+        BadParameters,
+        (status = 404, description = "service_not_found: no native instances", body = Problem, content_type = PROBLEM_JSON),
+        StoreFailure,
     )
 )]
 pub async fn remove_service(

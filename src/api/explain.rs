@@ -7,6 +7,9 @@ use switchboard_connectors::ServiceKey;
 
 use super::error::{ApiError, Problem};
 use super::extract::PathParam;
+use super::openapi::params::Placement;
+use super::openapi::responses::{BadParameters, PROBLEM_JSON};
+use super::openapi::schemas::Name;
 use super::query::InstanceQuery;
 use super::AppState;
 use crate::catalog::Explanation;
@@ -16,15 +19,12 @@ use crate::vocab::validate_name;
 /// every instance whether clients get it and, if not, why (`excluded`, `renamed`,
 /// `lower_priority`, `merged`, `stale_dropped`).
 #[utoipa::path(
-    get, path = "/api/v1/services/{name}/explain", tag = "discovery",
-    params(
-        ("name" = String, Path, description = "Service name, as served or as a source names it"),
-        ("namespace" = Option<String>, Query, description = "Default `public`"),
-        ("group" = Option<String>, Query, description = "Default `DEFAULT`"),
-    ),
+    get, path = "/api/v1/services/{name}/explain", tag = "discovery", operation_id = "explain_service",
+    params(("name" = Name, Path, description = "Service name, as served or as a source names it"), Placement),
     responses(
         (status = 200, description = "The explanation", body = Explanation),
-        (status = 404, description = "service_not_found: no source reports it", body = Problem),
+        BadParameters,
+        (status = 404, description = "service_not_found: no source reports it", body = Problem, content_type = PROBLEM_JSON),
     )
 )]
 pub async fn explain(

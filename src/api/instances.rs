@@ -8,22 +8,26 @@ use utoipa::ToSchema;
 
 use super::error::{ApiError, Problem};
 use super::extract::{Json, PathParam};
+use super::openapi::responses::{BadBody, BadParameters, StoreFailure, PROBLEM_JSON};
+use super::openapi::schemas::InstanceId;
 use super::AppState;
 use crate::catalog::InstanceView;
 use crate::registry::{HeartbeatReply, InstanceHealth, RegisterRequest};
 use crate::vocab::parse_status;
+use switchboard_connectors::Status;
 
 /// Register an instance. Durable before the response is sent. 201 when new; 200 when it
 /// replaced an instance with the same id (or, without an id, the same service endpoint).
 #[utoipa::path(
-    post, path = "/api/v1/instances", tag = "registry",
+    post, path = "/api/v1/instances", tag = "registry", operation_id = "register_instance",
     request_body = RegisterRequest,
     responses(
-        (status = 201, description = "Registered", body = InstanceView),
-        (status = 200, description = "Replaced an existing registration", body = InstanceView),
-        (status = 400, description = "Invalid input", body = Problem),
-        (status = 413, description = "Body too large", body = Problem),
-        (status = 415, description = "Not JSON", body = Problem),
+        (status = 201, description = "Registered", body = InstanceView,
+            headers(("Location" = String, description = "The instance's URL"))),
+        (status = 200, description = "Replaced an existing registration", body = InstanceView,
+            headers(("Location" = String, description = "The instance's URL"))),
+        BadBody,
+        StoreFailure,
     )
 )]
 pub async fn register(
@@ -43,11 +47,12 @@ pub async fn register(
 
 /// One native instance, with its live heartbeat time.
 #[utoipa::path(
-    get, path = "/api/v1/instances/{id}", tag = "registry",
-    params(("id" = String, Path, description = "Instance id")),
+    get, path = "/api/v1/instances/{id}", tag = "registry", operation_id = "get_instance",
+    params(("id" = InstanceId, Path, description = "Instance id")),
     responses(
         (status = 200, description = "The instance", body = InstanceView),
-        (status = 404, description = "instance_not_found", body = Problem),
+        BadParameters,
+        (status = 404, description = "instance_not_found", body = Problem, content_type = PROBLEM_JSON),
     )
 )]
 pub async fn get(
@@ -59,11 +64,12 @@ pub async fn get(
 
 /// Renew an instance's TTL. 404 when unknown: the client should register again.
 #[utoipa::path(
-    put, path = "/api/v1/instances/{id}/heartbeat", tag = "registry",
-    params(("id" = String, Path, description = "Instance id")),
+    put, path = "/api/v1/instances/{id}/heartbeat", tag = "registry", operation_id = "heartbeat_instance",
+    params(("id" = InstanceId, Path, description = "Instance id")),
     responses(
         (status = 200, description = "Renewed", body = HeartbeatReply),
-        (status = 404, description = "instance_not_found: register again", body = Problem),
+        BadParameters,
+        (status = 404, description = "instance_not_found: register again", body = Problem, content_type = PROBLEM_JSON),
     )
 )]
 pub async fn heartbeat(
@@ -78,18 +84,20 @@ pub async fn heartbeat(
 #[serde(deny_unknown_fields)]
 pub struct StatusChange {
     /// `active`, `inactive`, `maintenance` or `offline`.
+    #[schema(value_type = Status)]
     pub status: String,
 }
 
 /// Set an instance's status. `offline` keeps the instance (with `offline_time`).
 #[utoipa::path(
-    put, path = "/api/v1/instances/{id}/status", tag = "registry",
-    params(("id" = String, Path, description = "Instance id")),
+    put, path = "/api/v1/instances/{id}/status", tag = "registry", operation_id = "set_instance_status",
+    params(("id" = InstanceId, Path, description = "Instance id")),
     request_body = StatusChange,
     responses(
         (status = 200, description = "Status set", body = InstanceView),
-        (status = 400, description = "invalid_status", body = Problem),
-        (status = 404, description = "instance_not_found", body = Problem),
+        BadBody,
+        (status = 404, description = "instance_not_found", body = Problem, content_type = PROBLEM_JSON),
+        StoreFailure,
     )
 )]
 pub async fn set_status(
@@ -103,11 +111,13 @@ pub async fn set_status(
 
 /// Deregister an instance (deleted for good). Returns what was removed.
 #[utoipa::path(
-    delete, path = "/api/v1/instances/{id}", tag = "registry",
-    params(("id" = String, Path, description = "Instance id")),
+    delete, path = "/api/v1/instances/{id}", tag = "registry", operation_id = "deregister_instance",
+    params(("id" = InstanceId, Path, description = "Instance id")),
     responses(
         (status = 200, description = "Removed", body = InstanceView),
-        (status = 404, description = "instance_not_found", body = Problem),
+        BadParameters,
+        (status = 404, description = "instance_not_found", body = Problem, content_type = PROBLEM_JSON),
+        StoreFailure,
     )
 )]
 pub async fn deregister(
@@ -119,11 +129,12 @@ pub async fn deregister(
 
 /// Status, uptime, registration age and TTL state of one instance.
 #[utoipa::path(
-    get, path = "/api/v1/instances/{id}/health", tag = "registry",
-    params(("id" = String, Path, description = "Instance id")),
+    get, path = "/api/v1/instances/{id}/health", tag = "registry", operation_id = "get_instance_health",
+    params(("id" = InstanceId, Path, description = "Instance id")),
     responses(
         (status = 200, description = "Health", body = InstanceHealth),
-        (status = 404, description = "instance_not_found", body = Problem),
+        BadParameters,
+        (status = 404, description = "instance_not_found", body = Problem, content_type = PROBLEM_JSON),
     )
 )]
 pub async fn health(

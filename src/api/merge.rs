@@ -3,15 +3,17 @@
 use axum::extract::State;
 use serde::Deserialize;
 use serde_json::Value;
+use utoipa::ToSchema;
 
-use super::error::{ApiError, Problem};
+use super::error::ApiError;
 use super::extract::Json;
+use super::openapi::responses::{BadBody, StoreFailure};
 use super::{to_completion, AppState};
 use crate::catalog::MergeRule;
 use crate::catalog::MergeRulesView;
 
 /// The body of `PUT /api/v1/merge`.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RulesBody {
     rules: Vec<MergeRule>,
@@ -19,7 +21,7 @@ struct RulesBody {
 
 /// Every merge rule in the order they are tried: the config file's, then the API's.
 #[utoipa::path(
-    get, path = "/api/v1/merge", tag = "sources",
+    get, path = "/api/v1/merge", tag = "sources", operation_id = "get_merge_rules",
     responses((status = 200, description = "Merge rules", body = MergeRulesView))
 )]
 pub async fn get(State(state): State<AppState>) -> axum::Json<MergeRulesView> {
@@ -29,11 +31,12 @@ pub async fn get(State(state): State<AppState>) -> axum::Json<MergeRulesView> {
 /// Replaces the API's merge rules (stored; the config file's stay first). Every service
 /// is re-merged at once.
 #[utoipa::path(
-    put, path = "/api/v1/merge", tag = "sources",
-    request_body(content = Object, description = r#"`{"rules": [{"services": ["pay-*"], "policy": "failover"}]}`"#),
+    put, path = "/api/v1/merge", tag = "sources", operation_id = "replace_merge_rules",
+    request_body(content = RulesBody, description = r#"`{"rules": [{"services": ["pay-*"], "policy": "failover"}]}`"#),
     responses(
         (status = 200, description = "The rules now in force", body = MergeRulesView),
-        (status = 400, description = "invalid_merge_rule (`field` names the key)", body = Problem),
+        BadBody,
+        StoreFailure,
     )
 )]
 pub async fn replace(

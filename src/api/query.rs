@@ -90,7 +90,8 @@ impl InstanceQuery {
                     parsed.index = Some(index);
                 }
                 "wait" => {
-                    let wait = duration::parse(&value).map_err(|err| {
+                    // Capped at the configured maximum anyway, so a longer wait is no error.
+                    let wait = duration::parse_capped(&value).map_err(|err| {
                         ApiError::bad_request("invalid_wait", err).with_field("wait")
                     })?;
                     parsed.wait = Some(wait);

@@ -11,6 +11,9 @@ use tokio::time::Instant;
 use super::error::ApiError;
 use super::extract::{ClientIp, PathParam};
 use super::limits;
+use super::openapi::params::{InstanceFilters, Placement};
+use super::openapi::responses::{BadParameters, WatchLimits};
+use super::openapi::schemas::Name;
 use super::query::InstanceQuery;
 use super::AppState;
 use crate::catalog::{InstanceView, Snapshot};
@@ -33,12 +36,13 @@ pub fn json_with_index(body: Bytes, index: u64) -> Response {
 
 /// List services with their instance and healthy counts and contributing sources.
 #[utoipa::path(
-    get, path = "/api/v1/services", tag = "discovery",
-    params(
-        ("namespace" = Option<String>, Query, description = "Only this namespace"),
-        ("group" = Option<String>, Query, description = "Only this group"),
-    ),
-    responses((status = 200, description = "Services", body = [crate::catalog::ServiceSummary]))
+    get, path = "/api/v1/services", tag = "discovery", operation_id = "list_services",
+    params(Placement),
+    responses(
+        (status = 200, description = "Services", body = [crate::catalog::ServiceSummary],
+            headers(("x-switchboard-index" = u64, description = "The catalog's index"))),
+        BadParameters,
+    )
 )]
 pub async fn list(
     State(state): State<AppState>,
@@ -54,24 +58,13 @@ pub async fn list(
 /// service's index is greater than `index`, or when `wait` (default 5m, capped at the
 /// configured maximum) runs out.
 #[utoipa::path(
-    get, path = "/api/v1/services/{name}/instances", tag = "discovery",
-    params(
-        ("name" = String, Path, description = "Service name"),
-        ("namespace" = Option<String>, Query, description = "Default `public`"),
-        ("group" = Option<String>, Query, description = "Default `DEFAULT`"),
-        ("status" = Option<String>, Query, description = "active, inactive, maintenance or offline"),
-        ("healthy" = Option<bool>, Query, description = "Only healthy (or unhealthy) instances"),
-        ("protocol" = Option<String>, Query, description = "Only this protocol"),
-        ("tag" = Option<String>, Query, description = "Only instances with this tag (repeatable)"),
-        ("source" = Option<String>, Query, description = "Only instances reported by this source"),
-        ("meta.KEY" = Option<String>, Query, description = "Only instances whose metadata KEY equals the value"),
-        ("index" = Option<u64>, Query, description = "Blocking query: wait for a change after this index"),
-        ("wait" = Option<String>, Query, description = "Blocking query: longest wait, e.g. `30s`"),
-    ),
+    get, path = "/api/v1/services/{name}/instances", tag = "discovery", operation_id = "list_service_instances",
+    params(("name" = Name, Path, description = "Service name"), Placement, InstanceFilters),
     responses(
         (status = 200, description = "Instances; header X-Switchboard-Index carries the service's index",
             body = [InstanceView], headers(("x-switchboard-index" = u64, description = "Index of the service's last change"))),
-        (status = 400, description = "Bad name or query", body = super::error::Problem),
+        BadParameters,
+        WatchLimits,
     )
 )]
 pub async fn instances(

@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use super::error::{ApiError, Problem};
 use super::extract::{Json, PathParam};
+use super::openapi::responses::{BadBody, BadParameters, StoreFailure, PROBLEM_JSON};
 use super::{to_completion, AppState};
 use crate::federation::{FederationError, ProbeReport, SourceStatus, SourceView};
 
@@ -59,7 +60,7 @@ fn current(state: &AppState, id: &str) -> Result<axum::Json<SourceView>, ApiErro
 
 /// Every source: status, origin and configuration (secrets as `***`).
 #[utoipa::path(
-    get, path = "/api/v1/sources", tag = "sources",
+    get, path = "/api/v1/sources", tag = "sources", operation_id = "list_sources",
     responses((status = 200, description = "Sources, by id", body = [SourceView]))
 )]
 pub async fn list(State(state): State<AppState>) -> axum::Json<Vec<SourceView>> {
@@ -69,11 +70,12 @@ pub async fn list(State(state): State<AppState>) -> axum::Json<Vec<SourceView>> 
 
 /// One source: status, origin and configuration (secrets as `***`).
 #[utoipa::path(
-    get, path = "/api/v1/sources/{id}", tag = "sources",
+    get, path = "/api/v1/sources/{id}", tag = "sources", operation_id = "get_source",
     params(("id" = String, Path, description = "Source id")),
     responses(
+        BadParameters,
         (status = 200, description = "The source", body = SourceView),
-        (status = 404, description = "source_not_found", body = Problem),
+        (status = 404, description = "source_not_found", body = Problem, content_type = PROBLEM_JSON),
     )
 )]
 pub async fn get(
@@ -85,11 +87,12 @@ pub async fn get(
 
 /// One source's status only.
 #[utoipa::path(
-    get, path = "/api/v1/sources/{id}/status", tag = "sources",
+    get, path = "/api/v1/sources/{id}/status", tag = "sources", operation_id = "get_source_status",
     params(("id" = String, Path, description = "Source id")),
     responses(
+        BadParameters,
         (status = 200, description = "The source's status", body = SourceStatus),
-        (status = 404, description = "source_not_found", body = Problem),
+        (status = 404, description = "source_not_found", body = Problem, content_type = PROBLEM_JSON),
     )
 )]
 pub async fn status(
@@ -107,12 +110,13 @@ pub async fn status(
 /// Adds a source (the same fields as a `[[sources]]` table) and connects it. It is
 /// stored and comes back after a restart.
 #[utoipa::path(
-    post, path = "/api/v1/sources", tag = "sources",
+    post, path = "/api/v1/sources", tag = "sources", operation_id = "create_source",
     request_body(content = Object, description = "A source document, as a `[[sources]]` table"),
     responses(
         (status = 201, description = "Created", body = SourceView),
-        (status = 400, description = "invalid_source (`field` names the key)", body = Problem),
-        (status = 409, description = "source_exists", body = Problem),
+        BadBody,
+        (status = 409, description = "source_exists", body = Problem, content_type = PROBLEM_JSON),
+        StoreFailure,
     )
 )]
 pub async fn create(
@@ -129,14 +133,15 @@ pub async fn create(
 /// document changes `endpoints` or `tls`: then each stored secret is sent again or left
 /// out (400 `secrets_required` names those neither).
 #[utoipa::path(
-    put, path = "/api/v1/sources/{id}", tag = "sources",
+    put, path = "/api/v1/sources/{id}", tag = "sources", operation_id = "replace_source",
     params(("id" = String, Path, description = "Source id")),
     request_body(content = Object, description = "The whole source document"),
     responses(
         (status = 200, description = "Replaced", body = SourceView),
-        (status = 400, description = "invalid_source, or secrets_required (`fields` names them)", body = Problem),
-        (status = 404, description = "source_not_found", body = Problem),
-        (status = 409, description = "source_read_only (a config-file source)", body = Problem),
+        BadBody,
+        (status = 404, description = "source_not_found", body = Problem, content_type = PROBLEM_JSON),
+        (status = 409, description = "source_read_only (a config-file source)", body = Problem, content_type = PROBLEM_JSON),
+        StoreFailure,
     )
 )]
 pub async fn replace(
@@ -154,14 +159,15 @@ pub async fn replace(
 /// field). Applied like `PUT`: a patch of `endpoints` or `tls` sends each stored secret
 /// again or drops it with `null`.
 #[utoipa::path(
-    patch, path = "/api/v1/sources/{id}", tag = "sources",
+    patch, path = "/api/v1/sources/{id}", tag = "sources", operation_id = "patch_source",
     params(("id" = String, Path, description = "Source id")),
     request_body(content = Object, description = "JSON merge patch of the source document"),
     responses(
         (status = 200, description = "Changed", body = SourceView),
-        (status = 400, description = "invalid_source, or secrets_required (`fields` names them)", body = Problem),
-        (status = 404, description = "source_not_found", body = Problem),
-        (status = 409, description = "source_read_only", body = Problem),
+        BadBody,
+        (status = 404, description = "source_not_found", body = Problem, content_type = PROBLEM_JSON),
+        (status = 409, description = "source_read_only", body = Problem, content_type = PROBLEM_JSON),
+        StoreFailure,
     )
 )]
 pub async fn patch(
@@ -177,12 +183,14 @@ pub async fn patch(
 
 /// Removes an API source and its instances.
 #[utoipa::path(
-    delete, path = "/api/v1/sources/{id}", tag = "sources",
+    delete, path = "/api/v1/sources/{id}", tag = "sources", operation_id = "delete_source",
     params(("id" = String, Path, description = "Source id")),
     responses(
+        BadParameters,
         (status = 204, description = "Deleted"),
-        (status = 404, description = "source_not_found", body = Problem),
-        (status = 409, description = "source_read_only", body = Problem),
+        (status = 404, description = "source_not_found", body = Problem, content_type = PROBLEM_JSON),
+        (status = 409, description = "source_read_only", body = Problem, content_type = PROBLEM_JSON),
+        StoreFailure,
     )
 )]
 pub async fn delete(
@@ -195,11 +203,13 @@ pub async fn delete(
 
 /// Connects a disconnected source; its instances come back with its first full view.
 #[utoipa::path(
-    post, path = "/api/v1/sources/{id}/connect", tag = "sources",
+    post, path = "/api/v1/sources/{id}/connect", tag = "sources", operation_id = "connect_source",
     params(("id" = String, Path, description = "Source id")),
     responses(
+        BadParameters,
         (status = 200, description = "Connecting", body = SourceView),
-        (status = 404, description = "source_not_found", body = Problem),
+        (status = 404, description = "source_not_found", body = Problem, content_type = PROBLEM_JSON),
+        StoreFailure,
     )
 )]
 pub async fn connect(
@@ -215,11 +225,13 @@ pub async fn connect(
 /// Disconnects a source and removes its instances from the catalog at once (unlike an
 /// outage, which keeps them served as stale). Kept across restarts for API sources.
 #[utoipa::path(
-    post, path = "/api/v1/sources/{id}/disconnect", tag = "sources",
+    post, path = "/api/v1/sources/{id}/disconnect", tag = "sources", operation_id = "disconnect_source",
     params(("id" = String, Path, description = "Source id")),
     responses(
+        BadParameters,
         (status = 200, description = "Disconnected", body = SourceView),
-        (status = 404, description = "source_not_found", body = Problem),
+        (status = 404, description = "source_not_found", body = Problem, content_type = PROBLEM_JSON),
+        StoreFailure,
     )
 )]
 pub async fn disconnect(
@@ -236,12 +248,12 @@ pub async fn disconnect(
 /// attempt ends after `api.validate_timeout`; at most `api.validate_concurrency` run at
 /// once, as each connects wherever the body says.
 #[utoipa::path(
-    post, path = "/api/v1/sources:validate", tag = "sources",
+    post, path = "/api/v1/sources:validate", tag = "sources", operation_id = "validate_source",
     request_body(content = Object, description = "A source document"),
     responses(
         (status = 200, description = "What a connection found", body = ProbeReport),
-        (status = 400, description = "invalid_source", body = Problem),
-        (status = 429, description = "validate_busy: as many dry runs as allowed are running (`Retry-After`)", body = Problem),
+        BadBody,
+        (status = 429, description = "validate_busy: as many dry runs as allowed are running (`Retry-After`)", body = Problem, content_type = PROBLEM_JSON),
     )
 )]
 pub async fn validate(

@@ -9,8 +9,11 @@ use serde::Serialize;
 use switchboard_connectors::Status;
 use utoipa::ToSchema;
 
-use super::error::ApiError;
+use super::error::{ApiError, Problem};
 use super::extract::PathParam;
+use super::openapi::params::Placement;
+use super::openapi::responses::{BadParameters, PROBLEM_JSON};
+use super::openapi::schemas::Name;
 use super::query::InstanceQuery;
 use super::services::require_service;
 use super::AppState;
@@ -64,7 +67,7 @@ fn tally<'a>(
 
 /// Totals over every service.
 #[utoipa::path(
-    get, path = "/api/v1/stats", tag = "stats",
+    get, path = "/api/v1/stats", tag = "stats", operation_id = "get_catalog_stats",
     responses((status = 200, description = "Catalog totals", body = CatalogStats))
 )]
 pub async fn catalog(State(state): State<AppState>) -> Json<CatalogStats> {
@@ -100,15 +103,12 @@ pub async fn catalog(State(state): State<AppState>) -> Json<CatalogStats> {
 
 /// Totals and instances of one service.
 #[utoipa::path(
-    get, path = "/api/v1/services/{name}/stats", tag = "stats",
-    params(
-        ("name" = String, Path, description = "Service name"),
-        ("namespace" = Option<String>, Query, description = "Default `public`"),
-        ("group" = Option<String>, Query, description = "Default `DEFAULT`"),
-    ),
+    get, path = "/api/v1/services/{name}/stats", tag = "stats", operation_id = "get_service_stats",
+    params(("name" = Name, Path, description = "Service name"), Placement),
     responses(
         (status = 200, description = "Service totals", body = ServiceStats),
-        (status = 404, description = "service_not_found", body = super::error::Problem),
+        BadParameters,
+        (status = 404, description = "service_not_found", body = Problem, content_type = PROBLEM_JSON),
     )
 )]
 pub async fn service(

@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use super::error::{ApiError, Problem};
 use super::extract::{Json, PathParam};
+use super::openapi::responses::{BadBody, BadParameters, StoreFailure, PROBLEM_JSON};
 use super::{change_then_show, to_completion, AppState};
 use crate::sync::{Plan, SyncError, SyncSpec, SyncStatus, SyncView};
 
@@ -36,7 +37,7 @@ fn current(state: &AppState, id: &str) -> Result<axum::Json<SyncView>, ApiError>
 
 /// Every sync job with its status.
 #[utoipa::path(
-    get, path = "/api/v1/syncs", tag = "syncs",
+    get, path = "/api/v1/syncs", tag = "syncs", operation_id = "list_syncs",
     responses((status = 200, description = "Jobs, by id", body = [SyncView]))
 )]
 pub async fn list(State(state): State<AppState>) -> axum::Json<Vec<SyncView>> {
@@ -45,11 +46,12 @@ pub async fn list(State(state): State<AppState>) -> axum::Json<Vec<SyncView>> {
 
 /// One job: status, origin and definition.
 #[utoipa::path(
-    get, path = "/api/v1/syncs/{id}", tag = "syncs",
+    get, path = "/api/v1/syncs/{id}", tag = "syncs", operation_id = "get_sync",
     params(("id" = String, Path, description = "Sync job id")),
     responses(
+        BadParameters,
         (status = 200, description = "The job", body = SyncView),
-        (status = 404, description = "sync_not_found", body = Problem),
+        (status = 404, description = "sync_not_found", body = Problem, content_type = PROBLEM_JSON),
     )
 )]
 pub async fn get(
@@ -61,11 +63,12 @@ pub async fn get(
 
 /// One job's status only.
 #[utoipa::path(
-    get, path = "/api/v1/syncs/{id}/status", tag = "syncs",
+    get, path = "/api/v1/syncs/{id}/status", tag = "syncs", operation_id = "get_sync_status",
     params(("id" = String, Path, description = "Sync job id")),
     responses(
+        BadParameters,
         (status = 200, description = "The job's status", body = SyncStatus),
-        (status = 404, description = "sync_not_found", body = Problem),
+        (status = 404, description = "sync_not_found", body = Problem, content_type = PROBLEM_JSON),
     )
 )]
 pub async fn status(
@@ -78,12 +81,13 @@ pub async fn status(
 /// Adds a job (the fields of a `[[syncs]]` table) and starts it. Stored; comes back
 /// after a restart.
 #[utoipa::path(
-    post, path = "/api/v1/syncs", tag = "syncs",
+    post, path = "/api/v1/syncs", tag = "syncs", operation_id = "create_sync",
     request_body(content = SyncSpec, description = "A sync job, as a `[[syncs]]` table"),
     responses(
         (status = 201, description = "Created", body = SyncView),
-        (status = 400, description = "invalid_sync (`field` names the key)", body = Problem),
-        (status = 409, description = "sync_exists", body = Problem),
+        BadBody,
+        (status = 409, description = "sync_exists", body = Problem, content_type = PROBLEM_JSON),
+        StoreFailure,
     )
 )]
 pub async fn create(
@@ -97,14 +101,15 @@ pub async fn create(
 
 /// Replaces an API job's definition (not its target); the job restarts with its ledger.
 #[utoipa::path(
-    put, path = "/api/v1/syncs/{id}", tag = "syncs",
+    put, path = "/api/v1/syncs/{id}", tag = "syncs", operation_id = "replace_sync",
     params(("id" = String, Path, description = "Sync job id")),
     request_body(content = SyncSpec, description = "The whole job definition"),
     responses(
         (status = 200, description = "Replaced", body = SyncView),
-        (status = 400, description = "invalid_sync", body = Problem),
-        (status = 404, description = "sync_not_found", body = Problem),
-        (status = 409, description = "sync_read_only (a config-file job)", body = Problem),
+        BadBody,
+        (status = 404, description = "sync_not_found", body = Problem, content_type = PROBLEM_JSON),
+        (status = 409, description = "sync_read_only (a config-file job)", body = Problem, content_type = PROBLEM_JSON),
+        StoreFailure,
     )
 )]
 pub async fn replace(
@@ -119,12 +124,14 @@ pub async fn replace(
 
 /// Removes an API job and its ledger. What it wrote stays in the target, unmanaged.
 #[utoipa::path(
-    delete, path = "/api/v1/syncs/{id}", tag = "syncs",
+    delete, path = "/api/v1/syncs/{id}", tag = "syncs", operation_id = "delete_sync",
     params(("id" = String, Path, description = "Sync job id")),
     responses(
+        BadParameters,
         (status = 204, description = "Deleted"),
-        (status = 404, description = "sync_not_found", body = Problem),
-        (status = 409, description = "sync_read_only", body = Problem),
+        (status = 404, description = "sync_not_found", body = Problem, content_type = PROBLEM_JSON),
+        (status = 409, description = "sync_read_only", body = Problem, content_type = PROBLEM_JSON),
+        StoreFailure,
     )
 )]
 pub async fn delete(
@@ -147,11 +154,13 @@ async fn set_paused(
 
 /// Pauses a job: nothing is written until it resumes; its ledger is kept. Stored.
 #[utoipa::path(
-    post, path = "/api/v1/syncs/{id}/pause", tag = "syncs",
+    post, path = "/api/v1/syncs/{id}/pause", tag = "syncs", operation_id = "pause_sync",
     params(("id" = String, Path, description = "Sync job id")),
     responses(
+        BadParameters,
         (status = 200, description = "Paused", body = SyncView),
-        (status = 404, description = "sync_not_found", body = Problem),
+        (status = 404, description = "sync_not_found", body = Problem, content_type = PROBLEM_JSON),
+        StoreFailure,
     )
 )]
 pub async fn pause(
@@ -163,11 +172,13 @@ pub async fn pause(
 
 /// Resumes a paused job; it catches up with everything that changed meanwhile.
 #[utoipa::path(
-    post, path = "/api/v1/syncs/{id}/resume", tag = "syncs",
+    post, path = "/api/v1/syncs/{id}/resume", tag = "syncs", operation_id = "resume_sync",
     params(("id" = String, Path, description = "Sync job id")),
     responses(
+        BadParameters,
         (status = 200, description = "Running", body = SyncView),
-        (status = 404, description = "sync_not_found", body = Problem),
+        (status = 404, description = "sync_not_found", body = Problem, content_type = PROBLEM_JSON),
+        StoreFailure,
     )
 )]
 pub async fn resume(
@@ -180,11 +191,11 @@ pub async fn resume(
 /// Dry run: the writes and deletes the job in the body would make now (with the ledger
 /// of the job of that id, if there is one). Nothing is written.
 #[utoipa::path(
-    post, path = "/api/v1/syncs:plan", tag = "syncs",
+    post, path = "/api/v1/syncs:plan", tag = "syncs", operation_id = "plan_sync",
     request_body(content = SyncSpec, description = "A sync job definition"),
     responses(
         (status = 200, description = "What the job would do", body = Plan),
-        (status = 400, description = "invalid_sync", body = Problem),
+        BadBody,
     )
 )]
 pub async fn plan(

@@ -9,7 +9,10 @@ use serde_json::json;
 use super::AppState;
 
 /// Liveness: 200 while the process serves requests.
-#[utoipa::path(get, path = "/health", tag = "system", responses((status = 200, description = "Alive")))]
+#[utoipa::path(
+    get, path = "/health", tag = "system", operation_id = "health",
+    responses((status = 200, description = r#"Alive: `{"status": "ok"}`"#, body = Object))
+)]
 pub async fn health() -> impl IntoResponse {
     Json(json!({ "status": "ok" }))
 }
@@ -17,8 +20,11 @@ pub async fn health() -> impl IntoResponse {
 /// Readiness: 200 once the store is loaded, the catalog published, and every source has
 /// delivered its first full view or failed its first connection attempt; 503 before.
 #[utoipa::path(
-    get, path = "/ready", tag = "system",
-    responses((status = 200, description = "Ready"), (status = 503, description = "Starting"))
+    get, path = "/ready", tag = "system", operation_id = "ready",
+    responses(
+        (status = 200, description = r#"Ready: `{"status": "ready"}`"#, body = Object),
+        (status = 503, description = r#"Starting: `{"status": "starting"}`"#, body = Object),
+    )
 )]
 pub async fn ready(State(state): State<AppState>) -> impl IntoResponse {
     // The router only exists once the store is loaded and the catalog published, so the
@@ -34,7 +40,7 @@ pub async fn ready(State(state): State<AppState>) -> impl IntoResponse {
 }
 
 /// Prometheus metrics (OpenMetrics text).
-#[utoipa::path(get, path = "/metrics", tag = "system", responses((status = 200, description = "Metrics", content_type = "application/openmetrics-text")))]
+#[utoipa::path(get, path = "/metrics", tag = "system", operation_id = "metrics", responses((status = 200, description = "Metrics", content_type = "application/openmetrics-text", body = String)))]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     (
         [(

@@ -12,26 +12,29 @@ use tokio_stream::wrappers::WatchStream;
 use super::error::ApiError;
 use super::extract::ClientIp;
 use super::limits;
+use super::openapi::params::Placement;
+use super::openapi::responses::{BadParameters, WatchLimits};
+use super::openapi::schemas::{Name, WatchEvent};
 use super::AppState;
 use crate::catalog::Catalog;
 use crate::vocab::validate_name;
 
-/// Most services one stream may watch.
-const MAX_WATCHED: usize = 100;
+/// Most services one stream may watch (the document's `maxItems` says it too).
+pub const MAX_WATCHED: usize = 100;
 
 /// Stream changes of one or more services. Each event (`event: change`, `id:` the index)
 /// carries `{service, namespace, group, index, instances}`; the first event per service
 /// is its current state. Rapid changes coalesce into the latest state.
 #[utoipa::path(
-    get, path = "/api/v1/watch", tag = "discovery",
+    get, path = "/api/v1/watch", tag = "discovery", operation_id = "watch_services",
     params(
-        ("service" = Vec<String>, Query, description = "Service to watch (repeatable, at least one)"),
-        ("namespace" = Option<String>, Query, description = "Default `public`"),
-        ("group" = Option<String>, Query, description = "Default `DEFAULT`"),
+        ("service" = Vec<Name>, Query, description = "Service to watch (repeatable, 1-100)", max_items = 100, min_items = 1),
+        Placement,
     ),
     responses(
-        (status = 200, description = "text/event-stream of changes", content_type = "text/event-stream"),
-        (status = 400, description = "No or invalid service", body = super::error::Problem),
+        (status = 200, description = "A stream of `change` events", content_type = "text/event-stream", body = WatchEvent),
+        BadParameters,
+        WatchLimits,
     )
 )]
 pub async fn watch(
@@ -71,10 +74,14 @@ fn parse(query: Option<&str>) -> Result<(String, String, Vec<String>), ApiError>
     let mut namespace = switchboard_connectors::DEFAULT_NAMESPACE.to_owned();
     let mut group = switchboard_connectors::DEFAULT_GROUP.to_owned();
     let mut services = Vec::new();
+    // Every `service` given counts toward the limit, repeats too: the document's
+    // `maxItems` counts parameters, and a client cannot send an unbounded list.
+    let mut given = 0;
     for (key, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
         match key.as_ref() {
             "service" => {
                 validate_name(&value, "invalid_service_name", "service")?;
+                given += 1;
                 if !services.contains(&value.to_string()) {
                     services.push(value.into_owned());
                 }
@@ -96,7 +103,7 @@ fn parse(query: Option<&str>) -> Result<(String, String, Vec<String>), ApiError>
                 .with_field("service"),
         );
     }
-    if services.len() > MAX_WATCHED {
+    if given > MAX_WATCHED {
         return Err(ApiError::bad_request(
             "invalid_query",
             format!("at most {MAX_WATCHED} services per watch"),
@@ -123,4 +130,21 @@ fn event(catalog: &Catalog, key: &ServiceKey) -> Event {
         .event("change")
         .id(index.to_string())
         .data(data)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_service_parameter_counts_toward_the_limit_repeats_too() {
+        let query = |n: usize| vec!["service=a"; n].join("&");
+        let (_, _, services) = parse(Some(&query(MAX_WATCHED))).unwrap();
+        assert_eq!(services, ["a"]);
+        let err = parse(Some(&query(MAX_WATCHED + 1))).unwrap_err();
+        assert_eq!(
+            (err.code, err.field.as_deref()),
+            ("invalid_query", Some("service"))
+        );
+    }
 }

@@ -13,11 +13,13 @@ use crate::vocab::Origin;
 /// The setting the API's rules are stored under.
 const MERGE_RULES: &str = "merge_rules";
 
-/// A rule as `GET /api/v1/merge` shows it.
+/// A rule as `GET /api/v1/merge` shows it: the rule's fields and its origin. Spelled out
+/// rather than flattening [`MergeRule`], whose schema allows no other field.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct RuleView {
-    #[serde(flatten)]
-    pub rule: MergeRule,
+    /// Service-name globs, always a list here.
+    pub services: Vec<String>,
+    pub policy: Policy,
     pub origin: Origin,
 }
 
@@ -71,7 +73,8 @@ impl MergeSettings {
             rules
                 .iter()
                 .map(move |rule| RuleView {
-                    rule: rule.clone(),
+                    services: rule.services.clone(),
+                    policy: rule.policy,
                     origin,
                 })
                 .collect::<Vec<_>>()

@@ -35,6 +35,7 @@ impl Policy {
 pub struct MergeRule {
     /// Service-name globs (`*`, `?`): one string or a list.
     #[serde(deserialize_with = "switchboard_connectors::one_or_many")]
+    #[schema(schema_with = crate::vocab::schemas::globs)]
     pub services: Vec<String>,
     pub policy: Policy,
 }

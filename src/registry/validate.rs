@@ -8,6 +8,7 @@ use serde::Deserialize;
 use switchboard_connectors::{ServiceKey, Status, DEFAULT_GROUP, DEFAULT_NAMESPACE};
 use utoipa::ToSchema;
 
+use crate::vocab::schemas::{InstanceId, Name};
 use crate::vocab::{
     invalid, parse_status, validate_id, validate_name, ValidationError, MAX_NAME_LEN,
 };
@@ -27,30 +28,47 @@ pub const MAX_TTL_SECONDS: i64 = 86_400;
 pub struct RegisterRequest {
     /// Instance id; generated as `{service}-{uuid}` when absent. Re-registering an id
     /// replaces that instance.
+    #[schema(value_type = Option<InstanceId>)]
     pub id: Option<String>,
     /// Service name (`name` is accepted as an alias).
     #[serde(alias = "name")]
+    #[schema(value_type = Name, required = true, example = "orders")]
     pub service: Option<String>,
     /// Default `public`.
+    #[schema(value_type = Option<Name>)]
     pub namespace: Option<String>,
     /// Default `DEFAULT`.
+    #[schema(value_type = Option<Name>)]
     pub group: Option<String>,
-    /// `host:port`; IPv6 hosts in brackets. Alternatively give `host` and `port`.
+    /// `host:port` (a hostname or IPv4 address; IPv6 in brackets, `[::1]:8080`).
+    /// Give either `address` or both `host` and `port`.
+    #[schema(max_length = 512, example = "10.0.0.7:8080")]
     pub address: Option<String>,
+    /// A hostname, IPv4 or IPv6 address; with `port`, instead of `address`.
     pub host: Option<String>,
+    #[schema(minimum = 1, maximum = 65535)]
     pub port: Option<i64>,
     /// Default `http`.
+    #[schema(pattern = "^[A-Za-z0-9+._-]{1,32}$")]
     pub protocol: Option<String>,
+    #[schema(min_length = 1, max_length = 128)]
     pub version: Option<String>,
-    /// 0..=10000, default 100.
+    /// Default 100.
+    #[schema(minimum = 0, maximum = 10000)]
     pub weight: Option<i64>,
     /// `active` (default), `inactive`, `maintenance` or `offline`.
+    #[schema(value_type = Option<Status>)]
     pub status: Option<String>,
+    /// At most 64 keys of 1-128 bytes; values at most 1024 bytes.
     pub metadata: Option<BTreeMap<String, String>>,
+    /// At most 64 tags of 1-256 bytes.
+    #[schema(max_items = 64)]
     pub tags: Option<Vec<String>>,
-    /// Heartbeat TTL in seconds (1..=86400); default from config (30 s).
+    /// Heartbeat TTL in seconds; default from config (30 s).
+    #[schema(minimum = 1, maximum = 86400)]
     pub ttl_seconds: Option<i64>,
-    /// Delete the instance after it has been offline by expiry this long (1..=86400).
+    /// Delete the instance after it has been offline by expiry this long.
+    #[schema(minimum = 1, maximum = 86400)]
     pub deregister_after_seconds: Option<i64>,
     /// When the instance process started; default: now.
     pub start_time: Option<DateTime<Utc>>,

@@ -16,7 +16,7 @@ use crate::vocab::NATIVE_SOURCE;
 pub const DEFAULT_RATE_LIMIT: f64 = 500.0;
 
 /// The slowest and fastest a job may write: one write per 10 s keeps a stop (which
-/// waits for the current slot) prompt.
+/// waits for the current slot) prompt. `SyncSpec`'s schema repeats them (a test checks).
 const MIN_RATE_LIMIT: f64 = 0.1;
 const MAX_RATE_LIMIT: f64 = 1_000_000.0;
 
@@ -25,25 +25,29 @@ const MAX_RATE_LIMIT: f64 = 1_000_000.0;
 #[serde(deny_unknown_fields)]
 pub struct SyncSpec {
     /// Unique id (`[A-Za-z0-9._-]`, at most 64).
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,64}$", example = "to-native")]
     pub id: String,
     /// Source ids to copy from (`native` is the built-in registry), or `"*"`: every
     /// source but the target, merged.
     #[serde(default)]
-    #[schema(value_type = Object)]
+    #[schema(schema_with = crate::vocab::schemas::source_ids)]
     pub from: From,
     /// Service-name globs (`*`, `?`) of the services copied: one string or a list.
     #[serde(
         default = "every_service",
         deserialize_with = "switchboard_connectors::one_or_many"
     )]
+    #[schema(schema_with = crate::vocab::schemas::globs)]
     pub services: Vec<String>,
     /// The source written into (an etcd, Consul or Nacos source), or `native`.
+    #[schema(min_length = 1, example = "native")]
     pub to: String,
     /// Delete from the target what the job wrote once its origin is gone.
     #[serde(default = "yes")]
     pub delete: bool,
     /// Most writes and deletes per second.
     #[serde(default = "default_rate_limit")]
+    #[schema(minimum = 0.1, maximum = 1000000.0)]
     pub rate_limit: f64,
     /// How long a service must be quiet before its changes are written (coalescing).
     #[serde(default = "default_debounce", with = "serde_text")]
@@ -212,6 +216,15 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn the_schema_states_the_rate_limits() {
+        use utoipa::PartialSchema;
+        let schema = serde_json::to_value(SyncSpec::schema()).unwrap();
+        let rate = &schema["properties"]["rate_limit"];
+        assert_eq!(rate["minimum"], MIN_RATE_LIMIT);
+        assert_eq!(rate["maximum"], MAX_RATE_LIMIT);
+    }
 
     #[test]
     fn defaults_fill_in_and_star_means_every_source() {

@@ -4,13 +4,16 @@
 //! `sync` and `api` can all use it without importing each other.
 
 mod names;
+pub mod schemas;
 mod state;
 
 use serde::Serialize;
 use utoipa::ToSchema;
 
 pub(crate) use names::{invalid, validate_id};
-pub use names::{parse_status, validate_name, ValidationError, MAX_NAME_LEN};
+pub use names::{
+    parse_status, validate_name, ValidationError, ID_PATTERN, MAX_NAME_LEN, NAME_PATTERN,
+};
 pub use state::{SourceState, StatusCell};
 
 /// Source id of native instances (those registered with Switchboard itself) in the

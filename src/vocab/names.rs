@@ -6,6 +6,13 @@ use switchboard_connectors::Status;
 /// Longest service, namespace, group or instance id.
 pub const MAX_NAME_LEN: usize = 253;
 
+/// [`validate_name`]'s characters as a JSON Schema pattern (with [`MAX_NAME_LEN`]), so the
+/// OpenAPI document states the rule the server applies.
+pub const NAME_PATTERN: &str = "^[A-Za-z0-9._-]+$";
+
+/// [`validate_id`]'s characters as a JSON Schema pattern (with [`MAX_NAME_LEN`]).
+pub const ID_PATTERN: &str = "^[A-Za-z0-9.:_-]+$";
+
 /// A rejected input: which field, a stable code, and a message for people.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {message}")]
@@ -74,4 +81,40 @@ pub fn parse_status(text: &str) -> Result<Status, ValidationError> {
             format!("status must be one of active, inactive, maintenance, offline; got `{text}`"),
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The patterns' character classes, read back: every ASCII byte a pattern allows is
+    /// one the validator accepts, and no other.
+    #[test]
+    fn patterns_state_the_validators_rules() {
+        let allowed = |pattern: &str, b: u8| {
+            let class = &pattern[2..pattern.len() - 3];
+            let c = b as char;
+            (class.contains("A-Z") && c.is_ascii_uppercase())
+                || (class.contains("a-z") && c.is_ascii_lowercase())
+                || (class.contains("0-9") && c.is_ascii_digit())
+                || class
+                    .replace("A-Z", "")
+                    .replace("a-z", "")
+                    .replace("0-9", "")
+                    .contains(c)
+        };
+        for b in 0..=127u8 {
+            let text = (b as char).to_string();
+            let name_ok = validate_name(&text, "invalid_name", "name").is_ok();
+            assert_eq!(name_ok, allowed(NAME_PATTERN, b), "name byte {b}");
+            assert_eq!(
+                validate_id(&text).is_ok(),
+                allowed(ID_PATTERN, b),
+                "id byte {b}"
+            );
+        }
+        let longest = "a".repeat(MAX_NAME_LEN);
+        assert!(validate_name(&longest, "invalid_name", "name").is_ok());
+        assert!(validate_name(&format!("{longest}a"), "invalid_name", "name").is_err());
+    }
 }

@@ -420,6 +420,59 @@ async fn openapi_document_lists_the_routes() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Every `$ref` names a component (utoipa collects response bodies' schemas, but not those
+/// of parameters), operation ids are unique, and every error answer is a problem document. schemathesis
+/// (`tests/server/openapi.rs`) checks the rest against the server.
+#[tokio::test]
+async fn openapi_refs_resolve_ids_are_unique_and_errors_are_problem_documents() -> anyhow::Result<()>
+{
+    fn walk<'a>(value: &'a Value, refs: &mut Vec<&'a str>) {
+        match value {
+            Value::Object(map) => {
+                if let Some(Value::String(target)) = map.get("$ref") {
+                    refs.push(target);
+                }
+                map.values().for_each(|v| walk(v, refs));
+            }
+            Value::Array(items) => items.iter().for_each(|v| walk(v, refs)),
+            _ => {}
+        }
+    }
+    let h = Harness::start().await?;
+    let doc = h.get_ok("/openapi.json").await?;
+    let mut refs = Vec::new();
+    walk(&doc, &mut refs);
+    for target in refs {
+        let pointer = target.strip_prefix('#').expect("a local reference");
+        assert!(doc.pointer(pointer).is_some(), "unresolved {target}");
+    }
+    // Generated clients name their methods after operation ids: each must be unique.
+    let mut operation_ids = std::collections::BTreeSet::new();
+    for (path, operations) in doc["paths"].as_object().expect("paths") {
+        for (method, operation) in operations.as_object().expect("operations") {
+            let id = operation["operationId"].as_str().expect("an operation id");
+            assert!(
+                operation_ids.insert(id),
+                "{method} {path}: operation id {id} is taken"
+            );
+            for (status, response) in operation["responses"].as_object().expect("responses") {
+                if status.starts_with('4') || status.starts_with('5') {
+                    let content: Vec<&str> = keys(&response["content"]).into_iter().collect();
+                    // `/ready` answers 503 with its own JSON status, not an error.
+                    if path != "/ready" {
+                        assert_eq!(
+                            content,
+                            ["application/problem+json"],
+                            "{method} {path} {status}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 #[tokio::test]
 async fn every_documented_route_is_labelled_in_metrics() -> anyhow::Result<()> {
     let h = Harness::start().await?;

@@ -16,6 +16,7 @@ mod managed;
 mod mutations;
 mod nacos;
 mod orphans;
+mod openapi;
 mod sources;
 mod syncs;
 mod watch;

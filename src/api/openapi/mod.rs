@@ -1,4 +1,10 @@
-//! The OpenAPI 3 document, generated from the handlers' annotations.
+//! The OpenAPI 3 document, generated from the handlers' annotations. It is meant to be
+//! exact (what the server accepts and answers, errors included), and schemathesis checks
+//! that it is (`tests/server/openapi.rs`).
+
+pub mod params;
+pub mod responses;
+pub mod schemas;
 
 use std::sync::OnceLock;
 
@@ -7,13 +13,15 @@ use axum::response::IntoResponse;
 use bytes::Bytes;
 use utoipa::OpenApi;
 
-use super::{admin, explain, instances, merge, services, sources, stats, syncs, system, watch};
+use crate::api::{
+    admin, explain, instances, merge, services, sources, stats, syncs, system, watch,
+};
 
 #[derive(OpenApi)]
 #[openapi(
     info(
         title = "Switchboard",
-        description = "One service-discovery endpoint in front of many registries. Errors are RFC 9457 problem documents with a stable `code`."
+        description = "One service-discovery endpoint in front of many registries. Errors are RFC 9457 problem documents (`application/problem+json`) with a stable `code`."
     ),
     paths(
         services::list, services::instances, explain::explain, watch::watch,
@@ -28,6 +36,10 @@ use super::{admin, explain, instances, merge, services, sources, stats, syncs, s
         syncs::pause, syncs::resume, syncs::plan,
         system::health, system::ready, system::metrics, openapi,
     ),
+    // Parameter schemas are not collected from the paths; the response bodies are.
+    components(schemas(
+        schemas::Name, schemas::InstanceId, schemas::Index, schemas::Wait, schemas::WatchEvent, schemas::WatchChange,
+    )),
     tags(
         (name = "discovery", description = "Merged catalog reads, blocking queries and watches"),
         (name = "registry", description = "The native registry"),
@@ -41,7 +53,10 @@ use super::{admin, explain, instances, merge, services, sources, stats, syncs, s
 pub struct ApiDoc;
 
 /// This document.
-#[utoipa::path(get, path = "/openapi.json", tag = "system", responses((status = 200, description = "OpenAPI 3 document")))]
+#[utoipa::path(
+    get, path = "/openapi.json", tag = "system",
+    responses((status = 200, description = "OpenAPI 3 document", content_type = "application/json", body = Object))
+)]
 pub async fn openapi() -> impl IntoResponse {
     // The document cannot change while the process runs: build it once.
     static DOCUMENT: OnceLock<Bytes> = OnceLock::new();

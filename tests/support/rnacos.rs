@@ -115,8 +115,8 @@ impl RnacosServer {
         self.spawn().await;
     }
 
-    /// Starts the process and waits until it is usable, trying up to [`START_ATTEMPTS`]
-    /// times: another
+    /// Starts the process and waits until it is usable, trying up to eight times:
+    /// another
     /// process may take a port between choosing and binding it, and now and then (more
     /// often on a loaded machine) rnacos 0.8.8 applies its first raft entry before its
     /// store is wired (a panic in `raftapply.rs`), after which it serves but never comes

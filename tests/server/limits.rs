@@ -258,6 +258,31 @@ impl Flood {
     }
 }
 
+/// Waits until every one of the flood's `total` requests was sent and is refused,
+/// failed or parked (the unanswered ones left are the parked blocking queries).
+async fn settled(server: &TestServer, tally: &Tally, total: usize) {
+    poll(
+        "every flood request to be refused or parked",
+        DEADLINE * 3,
+        || async {
+            let blocking = server.metric("switchboard_blocking_queries_waiting").await;
+            let streams = tally.streams.load(Ordering::SeqCst);
+            let unresolved = tally.unresolved.load(Ordering::SeqCst);
+            let failed = tally.failed.load(Ordering::SeqCst);
+            let sent = tally.sent.load(Ordering::SeqCst);
+            if sent == total && unresolved as f64 == blocking {
+                Ok(())
+            } else {
+                Err(format!(
+                    "sent {sent}, {unresolved} unanswered, {blocking} blocking queries parked, \
+                 {streams} streams, {failed} failed"
+                ))
+            }
+        },
+    )
+    .await;
+}
+
 fn limits_config(dir: &std::path::Path) -> Config {
     let mut config = test_config(dir);
     config.api.max_watches_per_client = 50;
@@ -397,32 +422,7 @@ async fn a_flood_from_one_client_leaves_other_clients_reads_normal() {
 
     // Once every request has been answered or parked, the server counted each refusal
     // the flooder saw, and held no more watches for it than its share.
-    let tally_now = tally.clone();
-    poll(
-        "every flood request to be refused or parked",
-        DEADLINE * 3,
-        || {
-            let (server, tally) = (&server, tally_now.clone());
-            async move {
-                let blocking = server.metric("switchboard_blocking_queries_waiting").await;
-                let streams = tally.streams.load(Ordering::SeqCst);
-                let unresolved = tally.unresolved.load(Ordering::SeqCst);
-                let failed = tally.failed.load(Ordering::SeqCst);
-                let sent = tally.sent.load(Ordering::SeqCst);
-                // Once all are sent, the unanswered requests left are the parked blocking
-                // queries.
-                if sent == REQUESTS && unresolved as f64 == blocking {
-                    Ok(())
-                } else {
-                    Err(format!(
-                        "sent {sent}, {unresolved} unanswered, {blocking} blocking queries \
-                     parked, {streams} streams, {failed} failed"
-                    ))
-                }
-            }
-        },
-    )
-    .await;
+    settled(&server, &tally, REQUESTS).await;
     let watches = tally.too_many_watches.load(Ordering::SeqCst);
     let connections = tally.too_many_connections.load(Ordering::SeqCst);
     assert!(watches > 0 && connections > 0, "{watches} {connections}");
@@ -462,4 +462,333 @@ async fn a_flood_from_one_client_leaves_other_clients_reads_normal() {
         "{REQUESTS} requests in {elapsed:?}: {watches} too_many_watches, {connections} \
          too_many_connections, {held} held; {reads} reads from 127.0.0.1, slowest {slowest:?}"
     );
+}
+
+/// Asks `path` on a new connection from `from` and returns the connection with the
+/// response head. With `close`, the server closes the connection once it has answered.
+async fn ask(from: Ipv4Addr, server: SocketAddr, path: &str, close: bool) -> (TcpStream, Head) {
+    let mut stream = connect_from(from, server).await.unwrap();
+    stream.write_all(&get(path, close)).await.unwrap();
+    let head = tokio::time::timeout(DEADLINE, read_head(&mut stream))
+        .await
+        .expect("an answer before the deadline")
+        .unwrap()
+        .expect("an answer, not a closed connection");
+    (stream, head)
+}
+
+#[tokio::test]
+async fn beyond_the_server_wide_watch_cap_clients_get_503_watch_capacity() {
+    const FIRST: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 3);
+    const SECOND: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 4);
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    config.api.max_watches = 4;
+    config.api.max_watches_per_client = 3;
+    let server = TestServer::start(config).await;
+    server
+        .register(json!({"service": "orders", "address": "10.0.0.1:80"}))
+        .await;
+    let index = server.index_of("orders").await;
+    let at = address(&server);
+    let blocking = format!("/api/v1/services/orders/instances?index={index}&wait=60s");
+    let stream = "/api/v1/watch?service=orders";
+
+    // The first client takes its whole share: three blocking queries.
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(connect_from(FIRST, at).await.unwrap());
+        held.last_mut()
+            .unwrap()
+            .write_all(&get(&blocking, false))
+            .await
+            .unwrap();
+    }
+    wait_until("three blocking queries to park", DEADLINE, || async {
+        (parked(&server).await >= 3.0).then_some(())
+    })
+    .await;
+    // The second takes the last slot with a stream.
+    let (open, head) = ask(SECOND, at, stream, true).await;
+    assert_eq!(head.status, 200);
+    held.push(open);
+
+    // Now the server is full: the second client, below its own share, gets 503, for a
+    // stream as for a blocking query; the first, at its share, still gets 429.
+    for path in [stream, blocking.as_str()] {
+        let (mut refused, head) = ask(SECOND, at, path, true).await;
+        let code = refusal(&mut refused, head, 503).await;
+        assert_eq!(code.as_deref(), Ok("watch_capacity"), "{path}");
+    }
+    let (mut refused, head) = ask(FIRST, at, stream, true).await;
+    let code = refusal(&mut refused, head, 429).await;
+    assert_eq!(code.as_deref(), Ok("too_many_watches"));
+    // A client with none parked is refused as well, through an ordinary HTTP client.
+    let response = server
+        .client
+        .get(server.url(&format!("{blocking}&wait=1s")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 503);
+    assert_eq!(response.headers()["retry-after"], "5");
+    let problem: Value = response.json().await.unwrap();
+    assert_eq!(problem["code"], "watch_capacity");
+    // Reads that do not park are not limited.
+    let (status, instances) = server.get_json("/api/v1/services/orders/instances").await;
+    assert_eq!(
+        (status.as_u16(), instances.as_array().map(Vec::len)),
+        (200, Some(1))
+    );
+
+    assert_eq!(refusals(&server, "watches", "total").await, 3.0);
+    assert_eq!(refusals(&server, "watches", "client").await, 1.0);
+    assert_eq!(parked(&server).await, 4.0);
+}
+
+#[tokio::test]
+async fn beyond_the_server_wide_connection_cap_clients_get_503_connection_capacity() {
+    const FIRST: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 5);
+    const SECOND: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 6);
+    const PER_CLIENT: usize = 3;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    // Room for the first client's share and the test's own HTTP client (its idle
+    // pooled connection counts too), and little more.
+    config.api.max_connections = 5;
+    config.api.max_connections_per_client = PER_CLIENT;
+    let server = TestServer::start(config).await;
+    let at = address(&server);
+
+    /// Opens connections from `from`, each answered on `/ready`, until one is refused;
+    /// returns those held and the refusal's status and code.
+    async fn fill(from: Ipv4Addr, at: SocketAddr) -> (Vec<TcpStream>, u16, String) {
+        let mut held = Vec::new();
+        loop {
+            assert!(held.len() <= 10, "no connection refused");
+            let (mut stream, head) = ask(from, at, "/ready", false).await;
+            if head.status == 200 {
+                held.push(stream);
+                continue;
+            }
+            let status = head.status;
+            let code = refusal(&mut stream, head, status).await.unwrap();
+            return (held, status, code);
+        }
+    }
+    let (first, status, code) = fill(FIRST, at).await;
+    assert_eq!(
+        (first.len(), status, code.as_str()),
+        (PER_CLIENT, 429, "too_many_connections")
+    );
+    // The second client holds fewer than its share when it is refused: the server-wide
+    // cap is what it met.
+    let (second, status, code) = fill(SECOND, at).await;
+    assert!(second.len() < PER_CLIENT, "{} held", second.len());
+    assert_eq!((status, code.as_str()), (503, "connection_capacity"));
+
+    drop((first, second));
+    poll("refusals to be counted", DEADLINE, || async {
+        let seen = (
+            refusals(&server, "connections", "client").await,
+            refusals(&server, "connections", "total").await,
+        );
+        (seen == (1.0, 1.0))
+            .then_some(())
+            .ok_or(format!("{seen:?}"))
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn connections_that_send_no_complete_request_head_are_closed_after_the_idle_timeout() {
+    const IDLE: Duration = Duration::from_secs(1);
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    config.api.idle_timeout = IDLE;
+    let server = TestServer::start(config).await;
+    server
+        .register(json!({"service": "orders", "address": "10.0.0.1:80"}))
+        .await;
+    let at = address(&server);
+    let local = Ipv4Addr::LOCALHOST;
+
+    /// Waits for the server to close `stream` (EOF or reset), reading whatever it sends.
+    async fn closed(mut stream: TcpStream) {
+        let mut sink = Vec::new();
+        tokio::time::timeout(DEADLINE, stream.read_to_end(&mut sink))
+            .await
+            .expect("the server closes the connection")
+            .ok();
+    }
+    // Each case measures from before its connection was made (or, for the idle
+    // keep-alive connection, from when its answer was read).
+    let silent = async {
+        let started = Instant::now();
+        let stream = connect_from(local, at).await.unwrap();
+        closed(stream).await;
+        started.elapsed()
+    };
+    let half_head = async {
+        let started = Instant::now();
+        let mut stream = connect_from(local, at).await.unwrap();
+        stream
+            .write_all(b"GET /ready HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .unwrap();
+        closed(stream).await;
+        started.elapsed()
+    };
+    // Sending a header line now and then does not keep a head that never ends alive.
+    let trickle = async {
+        let started = Instant::now();
+        let mut stream = connect_from(local, at).await.unwrap();
+        stream.write_all(b"GET /ready HTTP/1.1\r\n").await.unwrap();
+        let (mut reader, mut writer) = stream.into_split();
+        let dribble = async move {
+            for i in 0.. {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                let line = format!("X-Slow-{i}: 1\r\n");
+                if writer.write_all(line.as_bytes()).await.is_err() {
+                    break;
+                }
+            }
+        };
+        let mut sink = Vec::new();
+        tokio::select! {
+            _ = dribble => {}
+            read = tokio::time::timeout(DEADLINE, reader.read_to_end(&mut sink)) => {
+                read.expect("the server closes the connection").ok();
+            }
+        }
+        started.elapsed()
+    };
+    let kept_alive = async {
+        let mut stream = connect_from(local, at).await.unwrap();
+        stream.write_all(&get("/ready", false)).await.unwrap();
+        let head = read_head(&mut stream).await.unwrap().unwrap();
+        assert_eq!(head.status, 200);
+        let answered = Instant::now();
+        closed(stream).await;
+        answered.elapsed()
+    };
+    // A parked blocking query is not idle: it is answered when its wait ends, after
+    // the idle timeout.
+    let index = server.index_of("orders").await;
+    let parked_query = async {
+        let started = Instant::now();
+        let url = server.url(&format!(
+            "/api/v1/services/orders/instances?index={index}&wait=2s"
+        ));
+        let response = server.client.get(url).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        started.elapsed()
+    };
+    let (silent, half_head, trickle, kept_alive, parked_query) =
+        tokio::join!(silent, half_head, trickle, kept_alive, parked_query);
+    println!("closed after: silent {silent:?}, half head {half_head:?}, trickle {trickle:?}, keep-alive {kept_alive:?}; blocking query answered after {parked_query:?}");
+    for (case, took) in [
+        ("silent", silent),
+        ("half a head", half_head),
+        ("a head trickling in", trickle),
+    ] {
+        assert!(took >= IDLE, "{case}: closed after only {took:?}");
+    }
+    // The server may start the wait a moment before the client has read the answer.
+    let early = IDLE - Duration::from_millis(100);
+    assert!(
+        kept_alive >= early,
+        "idle keep-alive: closed after {kept_alive:?}"
+    );
+    assert!(
+        parked_query >= Duration::from_secs(2),
+        "answered after {parked_query:?}"
+    );
+
+    // An SSE stream is not idle either: it outlives the timeout and carries the next
+    // change. (The blocking query's wait is the clock, so no fixed sleep.)
+    let response = server
+        .client
+        .get(server.url("/api/v1/watch?service=orders"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let mut events = response.bytes_stream();
+    let url = server.url(&format!(
+        "/api/v1/services/orders/instances?index={index}&wait=2s"
+    ));
+    let waited = server.client.get(url).send().await.unwrap();
+    assert_eq!(index_header(&waited), index, "nothing changed meanwhile");
+    let second = server
+        .register(json!({"service": "orders", "address": "10.0.0.2:80"}))
+        .await;
+    let id = second["id"].as_str().unwrap();
+    let mut seen = String::new();
+    while !seen.contains(id) {
+        use futures::StreamExt;
+        let chunk = tokio::time::timeout(DEADLINE, events.next())
+            .await
+            .expect("the change before the deadline")
+            .expect("the stream stays open past the idle timeout")
+            .unwrap();
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parked_slots_are_given_back_when_the_flooding_client_goes() {
+    const FLOODER: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 7);
+    const REQUESTS: usize = 1_000;
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(limits_config(dir.path())).await;
+    server
+        .register(json!({"service": "orders", "address": "10.0.0.1:80"}))
+        .await;
+    let index = server.index_of("orders").await;
+    let at = address(&server);
+
+    let tally = Arc::new(Tally::default());
+    let (end_flood, over) = watch::channel(false);
+    let flooding = Flood {
+        from: FLOODER,
+        server: at,
+        service: "orders",
+        index,
+        total: REQUESTS,
+        concurrency: 100,
+    }
+    .start(tally.clone(), over);
+    settled(&server, &tally, REQUESTS).await;
+    assert_eq!(parked(&server).await, 50.0);
+    assert!(server.metric("switchboard_blocking_queries_waiting").await > 0.0);
+    assert!(server.metric("switchboard_watch_streams_open").await > 0.0);
+
+    // The flooder goes away: every socket it held is closed.
+    end_flood.send(true).unwrap();
+    let results = flooding.await.unwrap();
+    assert!(results.iter().all(Result::is_ok), "a flood request failed");
+    poll("the parked slots to be given back", DEADLINE, || async {
+        let seen = (
+            server.metric("switchboard_blocking_queries_waiting").await,
+            server.metric("switchboard_watch_streams_open").await,
+            server.metric("switchboard_http_connections_open").await,
+        );
+        // The connections left are the test's own HTTP client's.
+        (seen.0 == 0.0 && seen.1 == 0.0 && seen.2 < 5.0)
+            .then_some(())
+            .ok_or(format!("{seen:?}"))
+    })
+    .await;
+
+    // Its whole share is its own again: 50 streams are admitted, the 51st is not.
+    let mut streams = Vec::new();
+    for _ in 0..50 {
+        let (stream, head) = ask(FLOODER, at, "/api/v1/watch?service=orders", true).await;
+        assert_eq!(head.status, 200);
+        streams.push(stream);
+    }
+    let (mut refused, head) = ask(FLOODER, at, "/api/v1/watch?service=orders", true).await;
+    let code = refusal(&mut refused, head, 429).await;
+    assert_eq!(code.as_deref(), Ok("too_many_watches"));
 }

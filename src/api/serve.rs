@@ -6,6 +6,7 @@
 //! with the client's address attached to every request for the per-client watch limits.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -58,7 +59,10 @@ pub async fn serve(
         let client = peer.ip().to_canonical();
         match connections.try_hold(client) {
             Ok(held) => {
+                let asked = Arc::new(AtomicBool::new(false));
+                let first_head = asked.clone();
                 let service = router.clone().map_request(move |mut request: Request<_>| {
+                    first_head.store(true, Ordering::Relaxed);
                     request.extensions_mut().insert(ConnectInfo(peer));
                     request
                 });
@@ -78,7 +82,23 @@ pub async fn serve(
                     };
                     let connection = builder
                         .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
-                    if let Err(err) = watcher.watch(connection).await {
+                    let connection = watcher.watch(connection);
+                    let mut connection = std::pin::pin!(connection);
+                    // hyper's header timeout starts when it starts serving, which is once
+                    // the first bytes came: without this, a client that sends them just
+                    // before the deadline would get twice the idle timeout for its first
+                    // head. (HTTP/2 has no header timeout: this is its only one.)
+                    let ended = tokio::select! {
+                        ended = &mut connection => ended,
+                        () = tokio::time::sleep_until(deadline) => {
+                            if !asked.load(Ordering::Relaxed) {
+                                tracing::debug!(%peer, "No request head within the idle timeout");
+                                return;
+                            }
+                            connection.await
+                        }
+                    };
+                    if let Err(err) = ended {
                         tracing::debug!(error = %err, %peer, "Connection ended with an error");
                     }
                 });

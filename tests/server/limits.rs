@@ -639,6 +639,16 @@ async fn connections_that_send_no_complete_request_head_are_closed_after_the_idl
         closed(stream).await;
         started.elapsed()
     };
+    // A head begun late must still be complete by the deadline: the time runs from
+    // the connection, not from its first byte.
+    let late = async {
+        let started = Instant::now();
+        let mut stream = connect_from(local, at).await.unwrap();
+        tokio::time::sleep(IDLE * 9 / 10).await;
+        stream.write_all(b"GET /ready HTTP/1.1\r\n").await.unwrap();
+        closed(stream).await;
+        started.elapsed()
+    };
     // Sending a header line now and then does not keep a head that never ends alive.
     let trickle = async {
         let started = Instant::now();
@@ -684,16 +694,27 @@ async fn connections_that_send_no_complete_request_head_are_closed_after_the_idl
         assert_eq!(response.status(), 200);
         started.elapsed()
     };
-    let (silent, half_head, trickle, kept_alive, parked_query) =
-        tokio::join!(silent, half_head, trickle, kept_alive, parked_query);
-    println!("closed after: silent {silent:?}, half head {half_head:?}, trickle {trickle:?}, keep-alive {kept_alive:?}; blocking query answered after {parked_query:?}");
+    let (silent, half_head, late, trickle, kept_alive, parked_query) =
+        tokio::join!(silent, half_head, late, trickle, kept_alive, parked_query);
+    println!(
+        "closed after: silent {silent:?}, half head {half_head:?}, late head {late:?}, \
+         trickle {trickle:?}, keep-alive {kept_alive:?}; blocking query answered after \
+         {parked_query:?}"
+    );
     for (case, took) in [
         ("silent", silent),
         ("half a head", half_head),
+        ("a head begun late", late),
         ("a head trickling in", trickle),
     ] {
         assert!(took >= IDLE, "{case}: closed after only {took:?}");
     }
+    // Well before the first byte's time plus another timeout (1.9 s), which is when it
+    // would close if the clock restarted at the first byte.
+    assert!(
+        late < IDLE * 17 / 10,
+        "a head begun late: closed after {late:?}"
+    );
     // The server may start the wait a moment before the client has read the answer.
     let early = IDLE - Duration::from_millis(100);
     assert!(

@@ -649,6 +649,23 @@ async fn connections_that_send_no_complete_request_head_are_closed_after_the_idl
         closed(stream).await;
         started.elapsed()
     };
+    // HTTP/2 (with prior knowledge) has no header timeout of its own: a client that
+    // sends the preface and its settings, and then no request, is closed the same way.
+    let http2 = async {
+        let started = Instant::now();
+        let mut stream = connect_from(local, at).await.unwrap();
+        stream
+            .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+            .await
+            .unwrap();
+        // An empty SETTINGS frame: length 0, type 4, no flags, stream 0.
+        stream
+            .write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0])
+            .await
+            .unwrap();
+        closed(stream).await;
+        started.elapsed()
+    };
     // Sending a header line now and then does not keep a head that never ends alive.
     let trickle = async {
         let started = Instant::now();
@@ -694,10 +711,17 @@ async fn connections_that_send_no_complete_request_head_are_closed_after_the_idl
         assert_eq!(response.status(), 200);
         started.elapsed()
     };
-    let (silent, half_head, late, trickle, kept_alive, parked_query) =
-        tokio::join!(silent, half_head, late, trickle, kept_alive, parked_query);
+    let (silent, half_head, late, http2, trickle, kept_alive, parked_query) = tokio::join!(
+        silent,
+        half_head,
+        late,
+        http2,
+        trickle,
+        kept_alive,
+        parked_query
+    );
     println!(
-        "closed after: silent {silent:?}, half head {half_head:?}, late head {late:?}, \
+        "closed after: silent {silent:?}, half head {half_head:?}, late head {late:?}, http2 {http2:?}, \
          trickle {trickle:?}, keep-alive {kept_alive:?}; blocking query answered after \
          {parked_query:?}"
     );
@@ -705,6 +729,7 @@ async fn connections_that_send_no_complete_request_head_are_closed_after_the_idl
         ("silent", silent),
         ("half a head", half_head),
         ("a head begun late", late),
+        ("HTTP/2 with no request", http2),
         ("a head trickling in", trickle),
     ] {
         assert!(took >= IDLE, "{case}: closed after only {took:?}");

@@ -523,6 +523,16 @@ async fn beyond_the_server_wide_watch_cap_clients_get_503_watch_capacity() {
     let (mut refused, head) = ask(FIRST, at, stream, true).await;
     let code = refusal(&mut refused, head, 429).await;
     assert_eq!(code.as_deref(), Ok("too_many_watches"));
+    // A blocking query that need not wait (its index is behind the service's) is
+    // answered at once, even from a client at its share on a full server.
+    let (_, head) = ask(
+        FIRST,
+        at,
+        "/api/v1/services/orders/instances?index=1&wait=60s",
+        true,
+    )
+    .await;
+    assert_eq!(head.status, 200);
     // A client with none parked is refused as well, through an ordinary HTTP client.
     let response = server
         .client

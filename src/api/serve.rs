@@ -18,6 +18,7 @@ use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
 use tower::ServiceExt;
 
 use super::limits::{self, Occupancy};
@@ -26,6 +27,11 @@ use crate::telemetry::Metrics;
 
 /// How long a refused connection may take to send the request it is refused on.
 const REFUSED_GRACE: Duration = Duration::from_secs(1);
+/// Refused connections being answered at once, at most. Each is held until its client
+/// sends a request (up to [`REFUSED_GRACE`]); beyond this many, a refused connection is
+/// closed without an answer, so a flood of connections beyond the limits cannot hold
+/// the server's file descriptors through the grace.
+const MAX_REFUSING: usize = 128;
 /// A failed accept (out of file descriptors, say) is retried after this pause rather
 /// than in a hot loop.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
@@ -42,6 +48,7 @@ pub async fn serve(
     let connections = Occupancy::new(api.max_connections, api.max_connections_per_client);
     let builders = Arc::new(Builders::new(api.idle_timeout));
     let refusing = Arc::new(refusing_builder());
+    let refusing_slots = Arc::new(Semaphore::new(MAX_REFUSING));
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
@@ -106,10 +113,17 @@ pub async fn serve(
             Err(refusal) => {
                 metrics.refused("connections", refusal.scope());
                 tracing::debug!(%peer, scope = refusal.scope(), "Connection refused by a limit");
-                let problem = limits::connection_refused(refusal, &connections);
-                let answer = problem.into_response();
-                let refusing = refusing.clone();
-                tokio::spawn(refuse(stream, refusing, answer));
+                // Without a slot, dropping the stream closes it: the client sees the
+                // connection closed instead of a problem document.
+                if let Ok(slot) = refusing_slots.clone().try_acquire_owned() {
+                    let problem = limits::connection_refused(refusal, &connections);
+                    let answer = problem.into_response();
+                    let refusing = refusing.clone();
+                    tokio::spawn(async move {
+                        refuse(stream, refusing, answer).await;
+                        drop(slot);
+                    });
+                }
             }
         }
     }

@@ -154,6 +154,8 @@ struct Tally {
     too_many_watches: AtomicUsize,
     too_many_connections: AtomicUsize,
     failed: AtomicUsize,
+    /// The first failure, to say what went wrong.
+    first_failure: std::sync::Mutex<Option<String>>,
 }
 
 /// One flood request from `from`: connects, asks `path`, and either checks the refusal
@@ -238,7 +240,12 @@ impl Flood {
                 let (tally, over, path) = (tally.clone(), over.clone(), paths[i % 2].clone());
                 tasks.spawn(async move {
                     let outcome = flood_one(self.from, self.server, &path, &tally, over).await;
-                    if outcome.is_err() {
+                    if let Err(err) = &outcome {
+                        tally
+                            .first_failure
+                            .lock()
+                            .unwrap()
+                            .get_or_insert(err.clone());
                         tally.failed.fetch_add(1, Ordering::SeqCst);
                         tally.unresolved.fetch_sub(1, Ordering::SeqCst);
                     }
@@ -269,13 +276,14 @@ async fn settled(server: &TestServer, tally: &Tally, total: usize) {
             let streams = tally.streams.load(Ordering::SeqCst);
             let unresolved = tally.unresolved.load(Ordering::SeqCst);
             let failed = tally.failed.load(Ordering::SeqCst);
+            let first_failure = tally.first_failure.lock().unwrap().clone();
             let sent = tally.sent.load(Ordering::SeqCst);
             if sent == total && unresolved as f64 == blocking {
                 Ok(())
             } else {
                 Err(format!(
                     "sent {sent}, {unresolved} unanswered, {blocking} blocking queries parked, \
-                 {streams} streams, {failed} failed"
+                 {streams} streams, {failed} failed (first: {first_failure:?})"
                 ))
             }
         },
@@ -847,4 +855,57 @@ async fn parked_slots_are_given_back_when_the_flooding_client_goes() {
     let (mut refused, head) = ask(FLOODER, at, "/api/v1/watch?service=orders", true).await;
     let code = refusal(&mut refused, head, 429).await;
     assert_eq!(code.as_deref(), Ok("too_many_watches"));
+}
+
+#[tokio::test]
+async fn refused_connections_beyond_those_being_answered_are_closed_at_once() {
+    const FLOODER: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 8);
+    // More than the server answers at once (128), few enough for a 1024 `ulimit -n`.
+    const SILENT: usize = 200;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    config.api.max_connections_per_client = 1;
+    let server = TestServer::start(config).await;
+    let at = address(&server);
+    let (_held, head) = ask(FLOODER, at, "/ready", false).await;
+    assert_eq!(head.status, 200);
+
+    // Refused connections that never send a request: the server holds those it is
+    // answering for up to a second, waiting for one, and closes the rest at once.
+    let mut silent = Vec::new();
+    for _ in 0..SILENT {
+        silent.push((Instant::now(), connect_from(FLOODER, at).await.unwrap()));
+    }
+    let closings = silent
+        .into_iter()
+        .map(|(connected, mut stream)| async move {
+            let mut sink = Vec::new();
+            tokio::time::timeout(DEADLINE, stream.read_to_end(&mut sink))
+                .await
+                .expect("the server closes a refused connection")
+                .ok();
+            (connected.elapsed(), sink.len())
+        });
+    let closed = futures::future::join_all(closings).await;
+    let at_once = closed
+        .iter()
+        .filter(|(took, _)| *took < Duration::from_millis(900))
+        .count();
+    assert!(
+        at_once >= SILENT - 128,
+        "only {at_once} of {SILENT} closed before the grace"
+    );
+    assert!(
+        closed.iter().all(|(_, sent)| *sent == 0),
+        "a client that asked nothing was sent something"
+    );
+    assert_eq!(
+        refusals(&server, "connections", "client").await,
+        SILENT as f64
+    );
+
+    // Once they are gone, a refused connection that asks gets its answer again.
+    let (mut refused, head) = ask(FLOODER, at, "/ready", true).await;
+    let code = refusal(&mut refused, head, 429).await;
+    assert_eq!(code.as_deref(), Ok("too_many_connections"));
 }

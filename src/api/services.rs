@@ -74,6 +74,8 @@ pub async fn list(
         (status = 200, description = "Instances; header X-Switchboard-Index carries the service's index",
             body = [InstanceView], headers(("x-switchboard-index" = u64, description = "Index of the service's last change"))),
         (status = 400, description = "Bad name or query", body = super::error::Problem),
+        (status = 429, description = "too_many_watches: this client holds `api.max_watches_per_client` parked blocking queries and streams (`Retry-After`)", body = super::error::Problem),
+        (status = 503, description = "watch_capacity: all clients together hold `api.max_watches` (`Retry-After`)", body = super::error::Problem),
     )
 )]
 pub async fn instances(

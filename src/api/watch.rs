@@ -32,6 +32,8 @@ const MAX_WATCHED: usize = 100;
     responses(
         (status = 200, description = "text/event-stream of changes", content_type = "text/event-stream"),
         (status = 400, description = "No or invalid service", body = super::error::Problem),
+        (status = 429, description = "too_many_watches: this client holds `api.max_watches_per_client` parked blocking queries and streams (`Retry-After`)", body = super::error::Problem),
+        (status = 503, description = "watch_capacity: all clients together hold `api.max_watches` (`Retry-After`)", body = super::error::Problem),
     )
 )]
 pub async fn watch(

@@ -63,7 +63,7 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
-        let client = peer.ip().to_canonical();
+        let client = limits::client_of(peer.ip());
         match connections.try_hold(client) {
             Ok(held) => {
                 let asked = Arc::new(AtomicBool::new(false));

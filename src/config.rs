@@ -225,23 +225,30 @@ impl Config {
         if self.api.max_wait > Duration::from_secs(600) {
             return fail("api.max_wait", "must not exceed 10m");
         }
-        for (key, total, per_client) in [
+        for (total_key, key, total, per_client) in [
             (
+                "api.max_connections",
                 "api.max_connections_per_client",
                 self.api.max_connections,
                 self.api.max_connections_per_client,
             ),
             (
+                "api.max_watches",
                 "api.max_watches_per_client",
                 self.api.max_watches,
                 self.api.max_watches_per_client,
             ),
         ] {
+            // Checked first, so a zero total is named itself rather than reported as a
+            // share exceeding it.
+            if total == 0 {
+                return fail(total_key, "must be greater than 0");
+            }
             if per_client == 0 {
                 return fail(key, "must be greater than 0");
             }
             if per_client > total {
-                return fail(key, "must not exceed the limit for all clients together");
+                return fail(key, &format!("must not exceed {total_key} ({total})"));
             }
         }
         if self.api.idle_timeout < Duration::from_secs(1) {
@@ -456,6 +463,74 @@ mod tests {
                 .to_string();
             assert!(err.contains(key), "{text}: {err}");
         }
+    }
+
+    #[test]
+    fn connection_and_watch_limits_refuse_nonsense() {
+        let config = Config::load_from(None, env(&[]), &Overrides::default()).unwrap();
+        assert_eq!(config.api.max_connections, 10_000);
+        assert_eq!(config.api.max_connections_per_client, 1_000);
+        assert_eq!(config.api.max_watches, 10_000);
+        assert_eq!(config.api.max_watches_per_client, 1_000);
+        assert_eq!(config.api.idle_timeout, Duration::from_secs(30));
+        let cases = [
+            (
+                "[api]\nmax_connections = 10\nmax_connections_per_client = 11\n",
+                "api.max_connections_per_client",
+                "must not exceed",
+            ),
+            (
+                "[api]\nmax_connections_per_client = 0\n",
+                "api.max_connections_per_client",
+                "greater than 0",
+            ),
+            (
+                "[api]\nmax_connections = 0\n",
+                "api.max_connections",
+                "greater than 0",
+            ),
+            (
+                "[api]\nmax_watches = 0\n",
+                "api.max_watches",
+                "greater than 0",
+            ),
+            (
+                "[api]\nmax_watches = 100\nmax_watches_per_client = 101\n",
+                "api.max_watches_per_client",
+                "must not exceed",
+            ),
+            (
+                "[api]\nmax_watches_per_client = 0\n",
+                "api.max_watches_per_client",
+                "greater than 0",
+            ),
+            (
+                "[api]\nidle_timeout = \"500ms\"\n",
+                "api.idle_timeout",
+                "at least 1s",
+            ),
+            (
+                "[api]\nidle_timeout = \"0s\"\n",
+                "api.idle_timeout",
+                "at least 1s",
+            ),
+        ];
+        for (text, key, message) in cases {
+            let file = write(text);
+            let err = Config::load_from(Some(file.path()), env(&[]), &Overrides::default())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(key) && err.contains(message), "{text}: {err}");
+        }
+        // The environment sets them as the file does, and is checked the same way.
+        let vars = env(&[("SWITCHBOARD_API__MAX_WATCHES_PER_CLIENT", "100")]);
+        let config = Config::load_from(None, vars, &Overrides::default()).unwrap();
+        assert_eq!(config.api.max_watches_per_client, 100);
+        let vars = env(&[("SWITCHBOARD_API__MAX_WATCHES_PER_CLIENT", "20000")]);
+        let err = Config::load_from(None, vars, &Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("api.max_watches_per_client"), "{err}");
     }
 
     #[test]

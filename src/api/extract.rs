@@ -8,7 +8,7 @@ use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
-use super::limits::UNKNOWN_CLIENT;
+use super::limits::{self, UNKNOWN_CLIENT};
 
 /// `axum::Json` with problem+json rejections (`invalid_json`, `invalid_body`, 413, 415).
 pub struct Json<T>(pub T);
@@ -39,8 +39,9 @@ impl<S: Send + Sync> FromRequestParts<S> for PathParam {
     }
 }
 
-/// The client's address as the listener recorded it, for the per-client limits
-/// ([`UNKNOWN_CLIENT`] when the router runs without a listener).
+/// The client as the per-client limits count it: its address as the listener recorded
+/// it, an IPv6 one cut to its /64 ([`limits::client_of`]); [`UNKNOWN_CLIENT`] when the
+/// router runs without a listener.
 pub struct ClientIp(pub IpAddr);
 
 impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
@@ -48,8 +49,8 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         let address = parts.extensions.get::<ConnectInfo<SocketAddr>>();
-        Ok(ClientIp(
-            address.map_or(UNKNOWN_CLIENT, |info| info.0.ip().to_canonical()),
-        ))
+        Ok(ClientIp(address.map_or(UNKNOWN_CLIENT, |info| {
+            limits::client_of(info.0.ip())
+        })))
     }
 }

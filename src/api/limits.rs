@@ -5,7 +5,7 @@
 //! A [`Held`] slot is given back when it drops, however the request ends (answered,
 //! cancelled by the client going away, or cut at shutdown).
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -20,6 +20,20 @@ pub const RETRY_AFTER_SECONDS: u64 = 5;
 /// The address requests are counted under when the server did not record one (a router
 /// driven without a listener, as the router tests do).
 pub const UNKNOWN_CLIENT: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+
+/// The address a client's slots are counted under: its IPv4 address (an IPv4-mapped
+/// IPv6 one included), or the /64 network of an IPv6 address. One host is commonly
+/// given a whole /64, so counting each of its addresses apart would give it billions
+/// of shares.
+pub fn client_of(address: IpAddr) -> IpAddr {
+    match address.to_canonical() {
+        IpAddr::V6(v6) => {
+            let network = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(Ipv6Addr::from(network))
+        }
+        v4 => v4,
+    }
+}
 
 /// Slots of one kind, counted per client and in total.
 pub struct Occupancy {
@@ -200,6 +214,21 @@ mod tests {
         drop(held);
         assert_eq!(slots.total(), 0);
         assert!(slots.try_hold(client(4)).is_ok());
+    }
+
+    #[test]
+    fn an_ipv6_client_is_counted_by_its_64_network() {
+        let parse = |text: &str| text.parse::<IpAddr>().unwrap();
+        let slots = Occupancy::new(10, 1);
+        let _held = slots.try_hold(client_of(parse("2001:db8:1:2::1"))).unwrap();
+        // Another address of the same /64 is the same client...
+        let same = client_of(parse("2001:db8:1:2:ffff::9"));
+        assert_eq!(slots.try_hold(same).err(), Some(Refusal::Client));
+        // ...and the next /64 another one.
+        assert!(slots.try_hold(client_of(parse("2001:db8:1:3::1"))).is_ok());
+        // IPv4, mapped into IPv6 or not, is counted by its own address.
+        assert_eq!(client_of(parse("::ffff:127.0.0.2")), parse("127.0.0.2"));
+        assert_eq!(client_of(parse("127.0.0.3")), parse("127.0.0.3"));
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! with the client's address attached to every request for the per-client watch limits.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,6 +18,7 @@ use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
 use tower::ServiceExt;
 
 use super::limits::{self, Occupancy};
@@ -25,6 +27,11 @@ use crate::telemetry::Metrics;
 
 /// How long a refused connection may take to send the request it is refused on.
 const REFUSED_GRACE: Duration = Duration::from_secs(1);
+/// Refused connections being answered at once, at most. Each is held until its client
+/// sends a request (up to [`REFUSED_GRACE`]); beyond this many, a refused connection is
+/// closed without an answer, so a flood of connections beyond the limits cannot hold
+/// the server's file descriptors through the grace.
+const MAX_REFUSING: usize = 128;
 /// A failed accept (out of file descriptors, say) is retried after this pause rather
 /// than in a hot loop.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
@@ -41,6 +48,7 @@ pub async fn serve(
     let connections = Occupancy::new(api.max_connections, api.max_connections_per_client);
     let builders = Arc::new(Builders::new(api.idle_timeout));
     let refusing = Arc::new(refusing_builder());
+    let refusing_slots = Arc::new(Semaphore::new(MAX_REFUSING));
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
@@ -55,10 +63,13 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
-        let client = peer.ip().to_canonical();
+        let client = limits::client_of(peer.ip());
         match connections.try_hold(client) {
             Ok(held) => {
+                let asked = Arc::new(AtomicBool::new(false));
+                let first_head = asked.clone();
                 let service = router.clone().map_request(move |mut request: Request<_>| {
+                    first_head.store(true, Ordering::Relaxed);
                     request.extensions_mut().insert(ConnectInfo(peer));
                     request
                 });
@@ -78,7 +89,23 @@ pub async fn serve(
                     };
                     let connection = builder
                         .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
-                    if let Err(err) = watcher.watch(connection).await {
+                    let connection = watcher.watch(connection);
+                    let mut connection = std::pin::pin!(connection);
+                    // hyper's header timeout starts when it starts serving, which is once
+                    // the first bytes came: without this, a client that sends them just
+                    // before the deadline would get twice the idle timeout for its first
+                    // head. (HTTP/2 has no header timeout: this is its only one.)
+                    let ended = tokio::select! {
+                        ended = &mut connection => ended,
+                        () = tokio::time::sleep_until(deadline) => {
+                            if !asked.load(Ordering::Relaxed) {
+                                tracing::debug!(%peer, "No request head within the idle timeout");
+                                return;
+                            }
+                            connection.await
+                        }
+                    };
+                    if let Err(err) = ended {
                         tracing::debug!(error = %err, %peer, "Connection ended with an error");
                     }
                 });
@@ -86,10 +113,17 @@ pub async fn serve(
             Err(refusal) => {
                 metrics.refused("connections", refusal.scope());
                 tracing::debug!(%peer, scope = refusal.scope(), "Connection refused by a limit");
-                let problem = limits::connection_refused(refusal, &connections);
-                let answer = problem.into_response();
-                let refusing = refusing.clone();
-                tokio::spawn(refuse(stream, refusing, answer));
+                // Without a slot, dropping the stream closes it: the client sees the
+                // connection closed instead of a problem document.
+                if let Ok(slot) = refusing_slots.clone().try_acquire_owned() {
+                    let problem = limits::connection_refused(refusal, &connections);
+                    let answer = problem.into_response();
+                    let refusing = refusing.clone();
+                    tokio::spawn(async move {
+                        refuse(stream, refusing, answer).await;
+                        drop(slot);
+                    });
+                }
             }
         }
     }

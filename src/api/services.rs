@@ -1,5 +1,7 @@
 //! Discovery reads: the service listing and a service's instances, with blocking queries.
 
+use std::net::IpAddr;
+
 use axum::body::Body;
 use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderValue, StatusCode};
@@ -76,18 +78,22 @@ pub async fn instances(
     validate_name(&name, "invalid_service_name", "name")?;
     let query = InstanceQuery::parse(query.as_deref())?;
     if let Some(index) = query.index {
-        let _slot = state.watches.try_hold(client).map_err(|refusal| {
-            state.metrics.refused("watches", refusal.scope());
-            limits::watch_refused(refusal, &state.watches)
-        })?;
-        wait_for_change(&state, &name, &query, index).await;
+        wait_for_change(&state, client, &name, &query, index).await?;
     }
     let snapshot = state.catalog.snapshot();
     Ok(render(&snapshot, &name, &query))
 }
 
-/// Waits until the service's index passes `index` or the wait runs out.
-async fn wait_for_change(state: &AppState, name: &str, query: &InstanceQuery, index: u64) {
+/// Waits until the service's index passes `index` or the wait runs out. Only a query
+/// that has to wait takes one of `client`'s watch slots: one whose index is behind is
+/// answered at once, even from a client at its share.
+async fn wait_for_change(
+    state: &AppState,
+    client: IpAddr,
+    name: &str,
+    query: &InstanceQuery,
+    index: u64,
+) -> Result<(), ApiError> {
     let wait = query
         .wait
         .unwrap_or(state.config.api.default_wait)
@@ -97,22 +103,29 @@ async fn wait_for_change(state: &AppState, name: &str, query: &InstanceQuery, in
     // Subscribe before looking, so a change between the look and the wait is not missed.
     let mut subscription = state.catalog.subscribe(&key);
     let changes = &mut subscription.receiver;
-    let _parked = state.metrics.blocking_queries.park();
+    let mut parked = None;
     loop {
         let snapshot = state.catalog.snapshot();
         let current = service_index(&snapshot, name, query);
         // An index above anything this catalog has issued comes from before a restart:
         // answer now so the client resynchronises instead of hanging.
         if current > index || index > snapshot.index {
-            return;
+            return Ok(());
+        }
+        if parked.is_none() {
+            let slot = state.watches.try_hold(client).map_err(|refusal| {
+                state.metrics.refused("watches", refusal.scope());
+                limits::watch_refused(refusal, &state.watches)
+            })?;
+            parked = Some((slot, state.metrics.blocking_queries.park()));
         }
         tokio::select! {
             changed = tokio::time::timeout_at(deadline, changes.changed()) => {
                 if !matches!(changed, Ok(Ok(()))) {
-                    return;
+                    return Ok(());
                 }
             }
-            _ = state.stopped() => return,
+            _ = state.stopped() => return Ok(()),
         }
     }
 }

@@ -12,6 +12,7 @@ mod docs;
 mod durability;
 mod etcd;
 mod expiry;
+mod limits;
 mod managed;
 mod mutations;
 mod nacos;

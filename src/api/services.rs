@@ -106,7 +106,7 @@ async fn wait_for_change(
     let mut parked = None;
     loop {
         let snapshot = state.catalog.snapshot();
-        let current = service_index(&snapshot, name, query);
+        let current = service_index(&snapshot, name, query, index);
         // An index above anything this catalog has issued comes from before a restart:
         // answer now so the client resynchronises instead of hanging.
         if current > index || index > snapshot.index {
@@ -130,8 +130,15 @@ async fn wait_for_change(
     }
 }
 
-fn service_index(snapshot: &Snapshot, name: &str, query: &InstanceQuery) -> u64 {
-    snapshot.service_index(query.namespace(), query.group(), name)
+/// The index a blocking query at `index` compares with: the service's own, or for one
+/// with no instances the index absent services share, except at `index=0`, which asks to
+/// wait until the service has an instance at all.
+fn service_index(snapshot: &Snapshot, name: &str, query: &InstanceQuery, index: u64) -> u64 {
+    match snapshot.service(query.namespace(), query.group(), name) {
+        Some(view) => view.index,
+        None if index == 0 => 0,
+        None => snapshot.absent_index,
+    }
 }
 
 /// The response for one service: the pre-encoded body when unfiltered.

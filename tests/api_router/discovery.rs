@@ -198,6 +198,42 @@ async fn instances_with_each_filter() -> anyhow::Result<()> {
 }
 
 #[tokio::test]
+async fn a_service_that_emptied_answers_a_blocking_query_from_before_at_once() -> anyhow::Result<()>
+{
+    let h = Harness::start().await?;
+    h.register(json!({ "id": "brief-1", "service": "brief", "address": "10.0.0.1:80" }))
+        .await?;
+    let before = h
+        .get("/api/v1/services/brief/instances")
+        .await?
+        .index_header();
+    let reply = h.delete("/api/v1/instances/brief-1").await?;
+    assert!(reply.status.is_success(), "{:?}", reply.status);
+
+    // The removal is news to a client holding the index from before it.
+    let blocking = format!("/api/v1/services/brief/instances?index={before}&wait=5m");
+    let reply = tokio::time::timeout(Duration::from_secs(10), h.get(&blocking)).await??;
+    assert_eq!(reply.expect(StatusCode::OK), &json!([]));
+    let emptied = reply.index_header();
+    assert!(emptied > before, "{emptied} > {before}");
+
+    // With the index it was given, and with `index=0`, a client waits for an instance.
+    for index in [emptied, 0] {
+        let wait = Duration::from_millis(300);
+        let asked = Instant::now();
+        let blocking = format!("/api/v1/services/brief/instances?index={index}&wait=300ms");
+        let reply = h.get(&blocking).await?;
+        let answered = asked.elapsed();
+        assert!(
+            answered >= wait,
+            "index={index} answered after only {answered:?}"
+        );
+        assert_eq!(reply.expect(StatusCode::OK), &json!([]));
+    }
+    Ok(())
+}
+
+#[tokio::test]
 async fn catalog_stats() -> anyhow::Result<()> {
     let h = seeded().await?;
     let stats = &h.get_ok("/api/v1/stats").await?;

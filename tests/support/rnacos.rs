@@ -430,6 +430,17 @@ impl RnacosServer {
         }
     }
 
+    /// The sorted ips rnacos lists for `namespace`/`group`/`service`.
+    pub async fn ips(&self, namespace: &str, group: &str, service: &str) -> Vec<String> {
+        let hosts = self.hosts(namespace, group, service).await;
+        let mut ips: Vec<String> = hosts
+            .iter()
+            .map(|host| host["ip"].as_str().unwrap_or_default().to_owned())
+            .collect();
+        ips.sort();
+        ips
+    }
+
     /// The instances of `namespace`/`group`/`service` as rnacos lists them
     /// (`/nacos/v1/ns/instance/list`, unhealthy ones too, disabled ones never): the
     /// `hosts` array.

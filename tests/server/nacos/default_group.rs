@@ -13,17 +13,6 @@ use crate::support::poll;
 use crate::support::rnacos::{Registration, RnacosServer, DEFAULT_GROUP, PUBLIC};
 use switchboard_connectors::DEFAULT_GROUP as SWITCHBOARD_DEFAULT;
 
-/// The ips rnacos lists in `public`/`group`/`orders`, sorted.
-async fn nacos_ips(nacos: &RnacosServer, group: &str) -> Vec<String> {
-    let hosts = nacos.hosts(PUBLIC, group, "orders").await;
-    let mut ips: Vec<String> = hosts
-        .iter()
-        .map(|h| h["ip"].as_str().unwrap_or_default().to_owned())
-        .collect();
-    ips.sort();
-    ips
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn orders_in_nacos_and_native_meet_and_sync_back_writes_default_group() {
     let nacos = RnacosServer::start().await;
@@ -64,7 +53,7 @@ async fn orders_in_nacos_and_native_meet_and_sync_back_writes_default_group() {
     let (status, view) = post(&server, "/api/v1/syncs", &job).await;
     assert_eq!(status, 201, "{view}");
     poll("the copy in rnacos's DEFAULT_GROUP", SLOW, || async {
-        let ips = nacos_ips(&nacos, DEFAULT_GROUP).await;
+        let ips = nacos.ips(PUBLIC, DEFAULT_GROUP, "orders").await;
         match ips == ["10.0.0.1", "10.0.0.2"] {
             true => Ok(()),
             false => Err(format!("{ips:?}")),
@@ -88,5 +77,5 @@ async fn orders_in_nacos_and_native_meet_and_sync_back_writes_default_group() {
     assert_eq!(status["errors"], 0, "{status}");
     wait_addresses_at(&server, merged, &all).await;
     // Nothing was written into the Nacos group named `DEFAULT`.
-    assert_eq!(nacos_ips(&nacos, "DEFAULT").await, ["10.0.0.3"]);
+    assert_eq!(nacos.ips(PUBLIC, "DEFAULT", "orders").await, ["10.0.0.3"]);
 }

@@ -13,6 +13,7 @@ use axum::http::StatusCode;
 use dashmap::DashMap;
 
 use super::error::ApiError;
+use crate::telemetry::Metrics;
 
 /// Seconds a refused client is told to wait before trying again.
 pub const RETRY_AFTER_SECONDS: u64 = 5;
@@ -133,54 +134,78 @@ impl Drop for Held {
     }
 }
 
-/// The answer to a refused watch: 429 when the client holds its share, 503 when the
-/// server is full; both with `Retry-After`.
-pub fn watch_refused(refusal: Refusal, occupancy: &Occupancy) -> ApiError {
-    let error = match refusal {
-        Refusal::Client => ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too_many_watches",
-            format!(
-                "this client already holds {} parked blocking queries and watch streams \
-                 (api.max_watches_per_client); close some or retry later",
-                occupancy.max_per_client
-            ),
-        ),
-        Refusal::Total => ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "watch_capacity",
-            format!(
-                "the server holds {} parked blocking queries and watch streams \
-                 (api.max_watches); retry later",
-                occupancy.max_total
-            ),
-        ),
-    };
-    error.retry_after(RETRY_AFTER_SECONDS)
+/// What one kind of slot is, for the refusals' answers and metrics.
+pub struct Limit {
+    /// The `limit` label of `switchboard_limit_refusals_total`.
+    pub label: &'static str,
+    /// What a client holds, in the answer's words.
+    what: &'static str,
+    /// Code and config key when the client's share is full (429)...
+    client: (&'static str, &'static str),
+    /// ...and when all clients' is (503).
+    total: (&'static str, &'static str),
+    /// What a refused client can do besides waiting.
+    advice: &'static str,
 }
 
-/// The answer on a connection beyond the limits, before it is closed.
-pub fn connection_refused(refusal: Refusal, occupancy: &Occupancy) -> ApiError {
-    let error = match refusal {
-        Refusal::Client => ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too_many_connections",
-            format!(
-                "this client already holds {} connections (api.max_connections_per_client); \
-                 reuse them or retry later",
-                occupancy.max_per_client
+/// Parked blocking queries and SSE streams.
+pub const WATCHES: Limit = Limit {
+    label: "watches",
+    what: "parked blocking queries and watch streams",
+    client: ("too_many_watches", "api.max_watches_per_client"),
+    total: ("watch_capacity", "api.max_watches"),
+    advice: "close some",
+};
+
+/// Open connections.
+pub const CONNECTIONS: Limit = Limit {
+    label: "connections",
+    what: "connections",
+    client: ("too_many_connections", "api.max_connections_per_client"),
+    total: ("connection_capacity", "api.max_connections"),
+    advice: "reuse them",
+};
+
+impl Limit {
+    /// The answer to a refusal: 429 when the client holds its share, 503 when the server
+    /// is full; both with `Retry-After`.
+    pub fn refused(&self, refusal: Refusal, occupancy: &Occupancy) -> ApiError {
+        let error = match refusal {
+            Refusal::Client => ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                self.client.0,
+                format!(
+                    "this client already holds {} {} ({}); {} or retry later",
+                    occupancy.max_per_client, self.what, self.client.1, self.advice
+                ),
             ),
-        ),
-        Refusal::Total => ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "connection_capacity",
-            format!(
-                "the server holds {} connections (api.max_connections); retry later",
-                occupancy.max_total
+            Refusal::Total => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                self.total.0,
+                format!(
+                    "the server holds {} {} ({}); retry later",
+                    occupancy.max_total, self.what, self.total.1
+                ),
             ),
-        ),
-    };
-    error.retry_after(RETRY_AFTER_SECONDS)
+        };
+        error.retry_after(RETRY_AFTER_SECONDS)
+    }
+}
+
+impl Occupancy {
+    /// Takes a slot of `limit` for `client`, or counts the refusal in `metrics` and
+    /// answers it.
+    pub fn hold(
+        self: &Arc<Self>,
+        limit: &Limit,
+        client: IpAddr,
+        metrics: &Metrics,
+    ) -> Result<Held, ApiError> {
+        self.try_hold(client).map_err(|refusal| {
+            metrics.refused(limit.label, refusal.scope());
+            limit.refused(refusal, self)
+        })
+    }
 }
 
 #[cfg(test)]

@@ -111,12 +111,12 @@ pub async fn serve(
                 });
             }
             Err(refusal) => {
-                metrics.refused("connections", refusal.scope());
+                metrics.refused(limits::CONNECTIONS.label, refusal.scope());
                 tracing::debug!(%peer, scope = refusal.scope(), "Connection refused by a limit");
                 // Without a slot, dropping the stream closes it: the client sees the
                 // connection closed instead of a problem document.
                 if let Ok(slot) = refusing_slots.clone().try_acquire_owned() {
-                    let problem = limits::connection_refused(refusal, &connections);
+                    let problem = limits::CONNECTIONS.refused(refusal, &connections);
                     let answer = problem.into_response();
                     let refusing = refusing.clone();
                     tokio::spawn(async move {

@@ -113,10 +113,7 @@ async fn wait_for_change(
             return Ok(());
         }
         if parked.is_none() {
-            let slot = state.watches.try_hold(client).map_err(|refusal| {
-                state.metrics.refused("watches", refusal.scope());
-                limits::watch_refused(refusal, &state.watches)
-            })?;
+            let slot = (state.watches).hold(&limits::WATCHES, client, &state.metrics)?;
             parked = Some((slot, state.metrics.blocking_queries.park()));
         }
         tokio::select! {

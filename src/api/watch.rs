@@ -7,7 +7,6 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::IntoResponse;
 use futures::stream::{self, StreamExt};
 use switchboard_connectors::ServiceKey;
-use tokio_stream::wrappers::WatchStream;
 
 use super::error::ApiError;
 use super::extract::ClientIp;
@@ -43,22 +42,14 @@ pub async fn watch(
     RawQuery(query): RawQuery,
 ) -> Result<impl IntoResponse, ApiError> {
     let (namespace, group, services) = parse(query.as_deref())?;
-    let slot = state.watches.try_hold(client).map_err(|refusal| {
-        state.metrics.refused("watches", refusal.scope());
-        limits::watch_refused(refusal, &state.watches)
-    })?;
+    let slot = (state.watches).hold(&limits::WATCHES, client, &state.metrics)?;
     // Held by the stream: given back when the stream ends or the client goes away.
     let open = (slot, state.metrics.watch_streams.park());
     let streams = services.into_iter().map(|name| {
         let key = ServiceKey::new(namespace.clone(), group.clone(), name);
         let catalog = state.catalog.clone();
-        let subscription = catalog.subscribe(&key);
-        let receiver = subscription.receiver.clone();
-        WatchStream::new(receiver).map(move |_| {
-            // Kept with the stream: the service's channel goes when the last watcher does.
-            let _watching = &subscription;
-            Ok::<_, Infallible>(event(&catalog, &key))
-        })
+        (catalog.subscribe(&key).into_stream())
+            .map(move |_| Ok::<_, Infallible>(event(&catalog, &key)))
     });
     let stopping = state.clone();
     let events = stream::select_all(streams)

@@ -3,8 +3,10 @@
 use std::sync::Arc;
 
 use dashmap::DashMap;
+use futures::StreamExt;
 use switchboard_connectors::ServiceKey;
 use tokio::sync::watch;
+use tokio_stream::wrappers::WatchStream;
 
 /// One `watch` channel per service that somebody waits on, carrying the service's index.
 /// Services nobody watches cost nothing: the last subscription to go removes its
@@ -35,6 +37,18 @@ impl Drop for Leaving {
         self.notifier
             .channels
             .remove_if(&self.key, |_, sender| sender.receiver_count() == 0);
+    }
+}
+
+impl Subscription {
+    /// The index as a stream: the current one first, then the latest after each change.
+    /// The channel is kept until the stream drops (the stream's receiver goes first).
+    pub fn into_stream(self) -> impl futures::Stream<Item = u64> {
+        let Subscription { receiver, _leaving } = self;
+        WatchStream::new(receiver).map(move |index| {
+            let _watching = &_leaving;
+            index
+        })
     }
 }
 

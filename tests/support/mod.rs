@@ -166,19 +166,28 @@ impl TestServer {
     }
 
     pub async fn metric(&self, name: &str) -> f64 {
-        let text = self
-            .client
-            .get(self.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        text.lines()
-            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-            .unwrap_or(0.0)
+        metric(&self.client, &self.base, name).await
     }
+}
+
+/// The value of the unlabelled metric `name` of the server at `base` (0 when absent).
+pub async fn metric(client: &reqwest::Client, base: &str, name: &str) -> f64 {
+    metric_in(&metrics_text(client, base).await, name)
+}
+
+/// The server's `/metrics` exposition.
+pub async fn metrics_text(client: &reqwest::Client, base: &str) -> String {
+    (client.get(format!("{base}/metrics")).send().await.unwrap())
+        .text()
+        .await
+        .unwrap()
+}
+
+/// The value of the unlabelled metric `name` in a `/metrics` exposition (0 when absent).
+pub fn metric_in(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
 }
 
 impl Drop for TestServer {

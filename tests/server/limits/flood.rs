@@ -12,7 +12,9 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::{watch, Semaphore};
 
 use super::raw::{address, ask, connect_from, get, parked, read_head, refusal, refusals};
-use crate::support::{index_header, poll, test_config, wait_until, TestServer, DEADLINE};
+use crate::support::{
+    index_header, metric_in, metrics_text, poll, test_config, wait_until, TestServer, DEADLINE,
+};
 
 /// How one flood request ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -219,24 +221,15 @@ async fn a_flood_from_one_client_leaves_other_clients_reads_normal() {
         let (base, most_parked, over) = (server.base.clone(), most_parked.clone(), over.clone());
         tokio::spawn(async move {
             let client = reqwest::Client::new();
+            // A reading every 20 ms: the sampling rate, not a wait for anything.
+            let mut sampling = tokio::time::interval(Duration::from_millis(20));
             while !*over.borrow() {
-                let text = client
-                    .get(format!("{base}/metrics"))
-                    .send()
-                    .await
-                    .unwrap()
-                    .text()
-                    .await
-                    .unwrap();
-                let gauge = |name: &str| -> usize {
-                    text.lines()
-                        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-                        .unwrap_or(0)
-                };
-                let now = gauge("switchboard_blocking_queries_waiting")
-                    + gauge("switchboard_watch_streams_open");
-                most_parked.fetch_max(now, Ordering::SeqCst);
-                tokio::time::sleep(Duration::from_millis(20)).await;
+                sampling.tick().await;
+                // Both gauges from one reading, so their sum is one moment's.
+                let text = metrics_text(&client, &base).await;
+                let now = metric_in(&text, "switchboard_blocking_queries_waiting")
+                    + metric_in(&text, "switchboard_watch_streams_open");
+                most_parked.fetch_max(now as usize, Ordering::SeqCst);
             }
         })
     };

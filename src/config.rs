@@ -12,6 +12,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use switchboard_connectors::SourceConfig;
 
+pub use crate::auth::AuthConfig;
 pub use crate::registry::RegistryConfig;
 
 use crate::catalog::MergeRule;
@@ -28,7 +29,7 @@ const ENV_NOT_KEYS: &[&str] = &["SWITCHBOARD_CONFIG"];
 /// `SWITCHBOARD_URL`, say) is not meant for the server and is ignored with a warning;
 /// one naming a key under a known section is checked like the file.
 const TOP_LEVEL_KEYS: &[&str] = &[
-    "listen", "data_dir", "log", "registry", "api", "sources", "merge", "syncs",
+    "listen", "data_dir", "log", "registry", "api", "auth", "sources", "merge", "syncs",
 ];
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -42,6 +43,8 @@ pub struct Config {
     pub log: String,
     pub registry: RegistryConfig,
     pub api: ApiConfig,
+    /// `[auth]`: access control (off by default).
+    pub auth: AuthConfig,
     /// External registries to federate (`[[sources]]`), each with a unique `id`.
     #[serde(skip_serializing)]
     pub sources: Vec<SourceConfig>,
@@ -98,6 +101,7 @@ impl Default for Config {
             log: "info".to_owned(),
             registry: RegistryConfig::default(),
             api: ApiConfig::default(),
+            auth: AuthConfig::default(),
             sources: Vec::new(),
             merge: Vec::new(),
             syncs: Vec::new(),

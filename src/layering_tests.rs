@@ -15,6 +15,7 @@ const LAYERS: &[&str] = &[
     "registry",
     "federation",
     "sync",
+    "auth",
     "config",
     "api",
 ];

@@ -30,12 +30,15 @@
 //!   view for warm restarts by following the catalog's change feed.
 //! - [`sync`]: sync-back jobs writing the merged view into the native registry or an
 //!   external source.
+//! - [`auth`]: tokens with a role over namespaces, hashed in the store; the one check
+//!   every front door calls with the credential it extracted.
 //! - [`config`]: defaults < file < env < flags, gathering each part's settings.
 //! - [`api`]: the axum router, one file per resource.
 //!
 //! [`run`] takes a bound listener, so tests bind `127.0.0.1:0`.
 
 pub mod api;
+pub mod auth;
 pub mod catalog;
 pub mod config;
 pub mod federation;
@@ -58,6 +61,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::api::{AppState, Shared};
+use crate::auth::Auth;
 use crate::catalog::{Catalog, MergeSettings};
 use crate::config::Config;
 use crate::federation::Federation;
@@ -126,6 +130,9 @@ impl App {
             store.syncs.clone(),
         )
         .await?;
+        let auth = Arc::new(
+            Auth::start(config.auth.clone(), store.tokens.clone(), &config.data_dir).await?,
+        );
         let validations = tokio::sync::Semaphore::new(config.api.validate_concurrency);
         let state = AppState::new(Shared {
             federation,
@@ -141,6 +148,7 @@ impl App {
             config: Arc::new(config),
             stopping: stopping_rx,
             validations,
+            auth,
         });
         Ok(App {
             state,
@@ -180,7 +188,11 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let app = App::start(config).await?;
-    tracing::info!(listen = %listener.local_addr()?, "Switchboard serving");
+    let address = listener.local_addr()?;
+    tracing::info!(listen = %address, "Switchboard serving");
+    if !app.state.auth.enabled() && !address.ip().is_loopback() {
+        tracing::warn!(listen = %address, "Listening beyond this machine with access control off: anyone who reaches the port can register, delete and reconfigure everything; set [auth] enabled = true");
+    }
     let stopping = app.stopping.clone();
     api::serve::serve(
         listener,

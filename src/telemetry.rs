@@ -87,6 +87,14 @@ pub struct SyncLabels {
     pub sync: String,
 }
 
+/// A request access control refused.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AuthFailureLabels {
+    /// `missing`, `invalid`, `expired` (401s), `forbidden` (403s) or `revoked` (a
+    /// request or stream cut when its token was revoked or expired).
+    pub reason: &'static str,
+}
+
 /// A request or connection refused by a limit: which limit (`connections`, `watches`)
 /// and whose share was full (`client`, `total`).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -184,6 +192,8 @@ pub struct Metrics {
     pub watch_streams: ParkedGauge,
     /// Connections and watches refused by `api.max_*` limits.
     pub refusals: Family<RefusalLabels, Counter>,
+    /// Requests access control refused, by reason.
+    pub auth_failures: Family<AuthFailureLabels, Counter>,
 }
 
 /// Counts requests currently parked in a blocking wait.
@@ -216,6 +226,13 @@ impl Metrics {
     pub fn refused(&self, limit: &'static str, scope: &'static str) {
         self.refusals
             .get_or_create(&RefusalLabels { limit, scope })
+            .inc();
+    }
+
+    /// Counts one request access control refused.
+    pub fn auth_failed(&self, reason: &'static str) {
+        self.auth_failures
+            .get_or_create(&AuthFailureLabels { reason })
             .inc();
     }
 
@@ -336,11 +353,19 @@ impl Metrics {
              full (client or total)",
             refusals.clone(),
         );
+        let auth_failures = Family::<AuthFailureLabels, Counter>::default();
+        registry.register(
+            "auth_failures",
+            "Requests refused by access control, by reason (missing, invalid, expired, \
+             forbidden, revoked)",
+            auth_failures.clone(),
+        );
         let sync = SyncMetrics::register(&mut registry);
         Self {
             connections,
             watch_streams,
             refusals,
+            auth_failures,
             sync,
             source_state,
             source_errors,

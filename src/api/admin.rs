@@ -13,6 +13,7 @@ use super::openapi::responses::{BadParameters, StoreFailure, PROBLEM_JSON};
 use super::openapi::schemas::Name;
 use super::query::InstanceQuery;
 use super::AppState;
+use crate::auth::Caller;
 use crate::catalog::InstanceView;
 use crate::registry::RemovalReport;
 use crate::vocab::validate_name;
@@ -24,10 +25,16 @@ use crate::vocab::validate_name;
     get, path = "/api/v1/admin/all", tag = "admin", operation_id = "list_all_instances",
     responses((status = 200, description = "Service name to instances", body = BTreeMap<String, Vec<InstanceView>>))
 )]
-pub async fn all(State(state): State<AppState>) -> Json<BTreeMap<String, Vec<InstanceView>>> {
+pub async fn all(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Json<BTreeMap<String, Vec<InstanceView>>> {
     let snapshot = state.catalog.snapshot();
     let mut grouped: BTreeMap<String, Vec<InstanceView>> = BTreeMap::new();
     for view in snapshot.services() {
+        if !caller.reaches(&view.key.namespace) {
+            continue;
+        }
         grouped
             .entry(view.key.name.clone())
             .or_default()

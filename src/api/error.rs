@@ -8,9 +8,15 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::auth::TokenError;
 use crate::registry::RegistryError;
 use crate::store::StoreError;
 use crate::vocab::ValidationError;
+
+/// `WWW-Authenticate` of a 401 for a request with no token (RFC 6750).
+pub const CHALLENGE: &str = "Bearer realm=\"switchboard\"";
+/// `WWW-Authenticate` of a 401 for a token that is not (or no longer) good.
+pub const INVALID_CHALLENGE: &str = "Bearer realm=\"switchboard\", error=\"invalid_token\"";
 
 /// The problem document every error response carries.
 #[derive(Debug, Serialize, ToSchema)]
@@ -42,6 +48,8 @@ pub struct ApiError {
     pub fields: Option<Vec<String>>,
     /// Seconds to send in `Retry-After` (429 and 503 answers that may pass soon).
     pub retry_after: Option<u64>,
+    /// `WWW-Authenticate` of a 401 (RFC 6750's Bearer challenge).
+    pub challenge: Option<&'static str>,
 }
 
 impl ApiError {
@@ -53,7 +61,24 @@ impl ApiError {
             field: None,
             fields: None,
             retry_after: None,
+            challenge: None,
         }
+    }
+
+    /// 403 `forbidden`: the caller is known but may not do this here.
+    pub fn forbidden(detail: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::FORBIDDEN, "forbidden", detail)
+    }
+
+    /// 401 with a Bearer challenge.
+    pub fn unauthorized(
+        code: &'static str,
+        detail: impl Into<String>,
+        challenge: &'static str,
+    ) -> ApiError {
+        let mut err = ApiError::new(StatusCode::UNAUTHORIZED, code, detail);
+        err.challenge = Some(challenge);
+        err
     }
 
     pub fn bad_request(code: &'static str, detail: impl Into<String>) -> ApiError {
@@ -122,7 +147,27 @@ impl IntoResponse for ApiError {
                 .headers_mut()
                 .insert(header::RETRY_AFTER, header::HeaderValue::from(seconds));
         }
+        if let Some(challenge) = self.challenge {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static(challenge),
+            );
+        }
         response
+    }
+}
+
+impl From<TokenError> for ApiError {
+    fn from(err: TokenError) -> ApiError {
+        match err {
+            TokenError::Invalid {
+                code,
+                field,
+                message,
+            } => ApiError::bad_request(code, message).with_field(field),
+            TokenError::Beyond(detail) => ApiError::forbidden(detail),
+            TokenError::Store(err) => err.into(),
+        }
     }
 }
 

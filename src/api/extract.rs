@@ -9,6 +9,8 @@ use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
 use super::limits::{self, UNKNOWN_CLIENT};
+use super::AppState;
+use crate::auth::Caller;
 
 /// `axum::Json` with problem+json rejections (`invalid_json`, `invalid_body`, 413, 415).
 pub struct Json<T>(pub T);
@@ -52,5 +54,27 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
         Ok(ClientIp(address.map_or(UNKNOWN_CLIENT, |info| {
             limits::client_of(info.0.ip())
         })))
+    }
+}
+
+/// Who is asking, as access control found it; [`Caller::Unchecked`] when it is off. A
+/// handler on a route access control let through unchecked (an open one) gets a 401
+/// rather than free rein.
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        match parts.extensions.get::<Caller>() {
+            Some(caller) => Ok(caller.clone()),
+            None if !state.auth.enabled() => Ok(Caller::Unchecked),
+            None => Err(ApiError::unauthorized(
+                "unauthenticated",
+                "this request needs a token",
+                super::error::CHALLENGE,
+            )),
+        }
     }
 }

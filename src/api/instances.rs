@@ -1,7 +1,7 @@
 //! The native registry's endpoints: register, read, heartbeat, status, deregister, health.
 
 use axum::extract::State;
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use utoipa::ToSchema;
@@ -10,11 +10,13 @@ use super::error::{ApiError, Problem};
 use super::extract::{Json, PathParam};
 use super::openapi::responses::{BadBody, BadParameters, StoreFailure, PROBLEM_JSON};
 use super::openapi::schemas::InstanceId;
-use super::AppState;
+use super::access::check_reach;
+use super::{tenant, AppState};
+use crate::auth::Caller;
 use crate::catalog::InstanceView;
 use crate::registry::{HeartbeatReply, InstanceHealth, RegisterRequest};
 use crate::vocab::parse_status;
-use switchboard_connectors::Status;
+use switchboard_connectors::{Status, DEFAULT_NAMESPACE};
 
 /// Register an instance. Durable before the response is sent. 201 when new; 200 when it
 /// replaced an instance with the same id (or, without an id, the same service endpoint).
@@ -32,8 +34,15 @@ use switchboard_connectors::Status;
 )]
 pub async fn register(
     State(state): State<AppState>,
-    Json(request): Json<RegisterRequest>,
+    caller: Caller,
+    headers: HeaderMap,
+    Json(mut request): Json<RegisterRequest>,
 ) -> Result<Response, ApiError> {
+    if request.namespace.is_none() {
+        request.namespace = tenant::of(&headers)?.map(str::to_owned);
+    }
+    let namespace = request.namespace.as_deref().unwrap_or(DEFAULT_NAMESPACE);
+    check_reach(&caller, namespace)?;
     let (view, created) = state.registry.register(request).await?;
     let status = if created {
         StatusCode::CREATED
@@ -57,8 +66,10 @@ pub async fn register(
 )]
 pub async fn get(
     State(state): State<AppState>,
+    caller: Caller,
     PathParam(id): PathParam,
 ) -> Result<axum::Json<InstanceView>, ApiError> {
+    reaches_instance(&state, &caller, &id)?;
     Ok(axum::Json(state.registry.get(&id).await?))
 }
 
@@ -74,9 +85,23 @@ pub async fn get(
 )]
 pub async fn heartbeat(
     State(state): State<AppState>,
+    caller: Caller,
     PathParam(id): PathParam,
 ) -> Result<axum::Json<HeartbeatReply>, ApiError> {
+    reaches_instance(&state, &caller, &id)?;
     Ok(axum::Json(state.registry.heartbeat(&id).await?))
+}
+
+/// 403 unless `caller` reaches the namespace of instance `id`. An unknown id passes: the
+/// handler answers its 404.
+fn reaches_instance(state: &AppState, caller: &Caller, id: &str) -> Result<(), ApiError> {
+    if let Caller::Unchecked = caller {
+        return Ok(());
+    }
+    match state.registry.namespace_of(id) {
+        Some(namespace) => check_reach(caller, &namespace),
+        None => Ok(()),
+    }
 }
 
 /// Body of `PUT /api/v1/instances/{id}/status`.
@@ -102,9 +127,11 @@ pub struct StatusChange {
 )]
 pub async fn set_status(
     State(state): State<AppState>,
+    caller: Caller,
     PathParam(id): PathParam,
     Json(change): Json<StatusChange>,
 ) -> Result<axum::Json<InstanceView>, ApiError> {
+    reaches_instance(&state, &caller, &id)?;
     let status = parse_status(&change.status)?;
     Ok(axum::Json(state.registry.set_status(&id, status).await?))
 }
@@ -122,8 +149,10 @@ pub async fn set_status(
 )]
 pub async fn deregister(
     State(state): State<AppState>,
+    caller: Caller,
     PathParam(id): PathParam,
 ) -> Result<axum::Json<InstanceView>, ApiError> {
+    reaches_instance(&state, &caller, &id)?;
     Ok(axum::Json(state.registry.deregister(&id).await?))
 }
 
@@ -139,7 +168,9 @@ pub async fn deregister(
 )]
 pub async fn health(
     State(state): State<AppState>,
+    caller: Caller,
     PathParam(id): PathParam,
 ) -> Result<axum::Json<InstanceHealth>, ApiError> {
+    reaches_instance(&state, &caller, &id)?;
     Ok(axum::Json(state.registry.health(&id).await?))
 }

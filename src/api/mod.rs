@@ -4,6 +4,7 @@
 //! capped (413 beyond `api.max_body_bytes`); a panic in a handler becomes a 500 problem,
 //! never a dropped connection.
 
+pub mod access;
 pub mod admin;
 pub mod error;
 pub mod explain;
@@ -19,6 +20,8 @@ pub mod sources;
 pub mod stats;
 pub mod syncs;
 pub mod system;
+pub mod tenant;
+pub mod tokens;
 pub mod watch;
 
 use std::any::Any;
@@ -33,6 +36,7 @@ use axum::routing::{delete, get, post, put};
 use axum::Router;
 use tower_http::catch_panic::CatchPanicLayer;
 
+use crate::auth::Auth;
 use crate::catalog::Catalog;
 use crate::catalog::MergeSettings;
 use crate::config::Config;
@@ -64,6 +68,8 @@ pub struct Shared {
     pub watches: Arc<limits::Occupancy>,
     /// Slots for `sources:validate` dry runs (`api.validate_concurrency`).
     pub validations: tokio::sync::Semaphore,
+    /// Access control: the tokens, and whether requests must present one.
+    pub auth: Arc<Auth>,
 }
 
 impl std::ops::Deref for AppState {
@@ -144,6 +150,9 @@ pub const ROUTES: &[&str] = &[
     "/api/v1/syncs/{id}/status",
     "/api/v1/syncs/{id}/pause",
     "/api/v1/syncs/{id}/resume",
+    "/api/v1/tokens",
+    "/api/v1/tokens/self",
+    "/api/v1/tokens/{id}",
     "/health",
     "/ready",
     "/metrics",
@@ -200,12 +209,24 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/syncs/{id}/status", get(syncs::status))
         .route("/api/v1/syncs/{id}/pause", post(syncs::pause))
         .route("/api/v1/syncs/{id}/resume", post(syncs::resume))
+        .route("/api/v1/tokens", get(tokens::list).post(tokens::create))
+        .route("/api/v1/tokens/self", get(tokens::own))
+        .route(
+            "/api/v1/tokens/{id}",
+            get(tokens::get).delete(tokens::revoke),
+        )
         .route("/health", get(system::health))
         .route("/ready", get(system::ready))
         .route("/metrics", get(system::metrics))
         .route("/openapi.json", get(openapi::openapi))
-        .method_not_allowed_fallback(error::method_not_allowed)
-        .route_layer(middleware::from_fn_with_state(state.clone(), track));
+        .method_not_allowed_fallback(error::method_not_allowed);
+    // With access control off there is nothing to check: no layer, no cost per request.
+    let api = if state.auth.enabled() {
+        api.route_layer(middleware::from_fn_with_state(state.clone(), access::guard))
+    } else {
+        api
+    };
+    let api = api.route_layer(middleware::from_fn_with_state(state.clone(), track));
     api.fallback(error::route_not_found)
         .layer(DefaultBodyLimit::max(max_body))
         .layer(CatchPanicLayer::custom(panic_response))
@@ -213,7 +234,8 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// Counts requests and records latency by matched route. Labels are static strings, so
-/// recording costs no allocation on the read path.
+/// recording costs no allocation on the read path. An `X-Tenant-Id` becomes the query's
+/// namespace here ([`tenant`]), before access control and handlers read it.
 async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = method_label(request.method());
@@ -222,7 +244,11 @@ async fn track(State(state): State<AppState>, request: Request, next: Next) -> R
         .get::<MatchedPath>()
         .and_then(|path| ROUTES.iter().copied().find(|route| *route == path.as_str()))
         .unwrap_or("other");
-    let response = next.run(request).await;
+    let (mut parts, body) = request.into_parts();
+    let response = match tenant::into_query(&parts.headers, &mut parts.uri) {
+        Ok(()) => next.run(Request::from_parts(parts, body)).await,
+        Err(err) => err.into_response(),
+    };
     let status = response.status().as_u16();
     state
         .metrics

@@ -18,6 +18,7 @@ use super::openapi::responses::{BadParameters, WatchLimits};
 use super::openapi::schemas::Name;
 use super::query::InstanceQuery;
 use super::AppState;
+use crate::auth::Caller;
 use crate::catalog::{InstanceView, Snapshot};
 use crate::vocab::validate_name;
 
@@ -48,11 +49,17 @@ pub fn json_with_index(body: Bytes, index: u64) -> Response {
 )]
 pub async fn list(
     State(state): State<AppState>,
+    caller: Caller,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
     let query = InstanceQuery::parse(query.as_deref())?;
     let snapshot = state.catalog.snapshot();
-    let body = snapshot.listing(query.namespace.as_deref(), query.group.as_deref());
+    let (namespace, group) = (query.namespace.as_deref(), query.group.as_deref());
+    let body = if caller.reaches_everything() {
+        snapshot.listing(namespace, group)
+    } else {
+        snapshot.listing_within(namespace, group, &|ns| caller.reaches(ns))
+    };
     Ok(json_with_index(body, snapshot.index))
 }
 

@@ -284,28 +284,49 @@ impl Snapshot {
 
     /// The `GET /api/v1/services` body for the given filters; unfiltered it is cached.
     pub fn listing(&self, namespace: Option<&str>, group: Option<&str>) -> Bytes {
-        let encode = || {
-            let summaries: Vec<ServiceSummary> = self
-                .services()
-                .into_iter()
-                .filter(|view| namespace.is_none_or(|ns| view.key.namespace == ns))
-                .filter(|view| group.is_none_or(|g| view.key.group == g))
-                .map(|view| ServiceSummary {
-                    name: view.key.name.clone(),
-                    namespace: view.key.namespace.clone(),
-                    group: view.key.group.clone(),
-                    instance_count: view.len(),
-                    healthy_count: view.healthy_count,
-                    sources: view.sources.clone(),
-                    index: view.index,
-                })
-                .collect();
-            Bytes::from(serde_json::to_vec(&summaries).expect("summaries serialize"))
-        };
         if namespace.is_none() && group.is_none() {
-            self.listing.get_or_init(encode).clone()
+            self.listing
+                .get_or_init(|| self.encode_listing(None, None, &|_| true))
+                .clone()
         } else {
-            encode()
+            self.encode_listing(namespace, group, &|_| true)
         }
     }
+
+    /// [`Snapshot::listing`] of the namespaces `visible` lets through, encoded for this
+    /// request (a caller whose token reaches only some namespaces).
+    pub fn listing_within(
+        &self,
+        namespace: Option<&str>,
+        group: Option<&str>,
+        visible: &dyn Fn(&str) -> bool,
+    ) -> Bytes {
+        self.encode_listing(namespace, group, visible)
+    }
+
+    fn encode_listing(
+        &self,
+        namespace: Option<&str>,
+        group: Option<&str>,
+        visible: &dyn Fn(&str) -> bool,
+    ) -> Bytes {
+        let summaries: Vec<ServiceSummary> = self
+            .services()
+            .into_iter()
+            .filter(|view| namespace.is_none_or(|ns| view.key.namespace == ns))
+            .filter(|view| group.is_none_or(|g| view.key.group == g))
+            .filter(|view| visible(&view.key.namespace))
+            .map(|view| ServiceSummary {
+                name: view.key.name.clone(),
+                namespace: view.key.namespace.clone(),
+                group: view.key.group.clone(),
+                instance_count: view.len(),
+                healthy_count: view.healthy_count,
+                sources: view.sources.clone(),
+                index: view.index,
+            })
+            .collect();
+        Bytes::from(serde_json::to_vec(&summaries).expect("summaries serialize"))
+    }
+
 }

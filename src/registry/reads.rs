@@ -22,6 +22,13 @@ impl Registry {
         Ok(self.view(&self.entry(id)?.snapshot()))
     }
 
+    /// The namespace of registered instance `id`, for access checks; none when unknown.
+    pub fn namespace_of(&self, id: &str) -> Option<String> {
+        let entry = self.entry(id).ok()?;
+        let namespace = entry.snapshot().instance.service.namespace.clone();
+        Some(namespace)
+    }
+
     /// Uptime, registration age and TTL state of one instance.
     pub async fn health(&self, id: &str) -> Result<InstanceHealth, RegistryError> {
         self.table.settled().await;

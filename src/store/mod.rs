@@ -7,7 +7,8 @@
 //!   every source's last view, for warm restarts;
 //! - [`SettingStore`] (`settings.rs`): small named settings (the API's merge rules) and
 //!   the start-up count;
-//! - [`SyncStore`] (`syncs.rs`): sync jobs created through the API, pauses and ledgers.
+//! - [`SyncStore`] (`syncs.rs`): sync jobs created through the API, pauses and ledgers;
+//! - [`TokenStore`] (`tokens.rs`): access tokens, hashed.
 //!
 //! [`redb`](redb_backend) is the embedded default: one file in the data dir, owner-only
 //! (`private.rs`) as it holds API sources' secrets in clear. Every trait
@@ -21,6 +22,7 @@ mod redb_backend;
 mod settings;
 mod sources;
 mod syncs;
+mod tokens;
 mod views;
 
 use std::future::Future;
@@ -32,6 +34,7 @@ pub use redb_backend::RedbStore;
 pub use settings::SettingStore;
 pub use sources::{SourceStore, StoredSource};
 pub use syncs::{Ledger, LedgerChange, LedgerEntry, Spot, StoredSync, SyncStore};
+pub use tokens::TokenStore;
 pub use views::{view_key, SavedService, SavedView, ViewChanges};
 
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +61,7 @@ pub struct Store {
     pub sources: Arc<dyn SourceStore>,
     pub settings: Arc<dyn SettingStore>,
     pub syncs: Arc<dyn SyncStore>,
+    pub tokens: Arc<dyn TokenStore>,
 }
 
 impl Store {
@@ -69,15 +73,25 @@ impl Store {
     /// Every kind of record on `backend`.
     pub fn on<B>(backend: Arc<B>) -> Store
     where
-        B: InstanceStore + SourceStore + SettingStore + SyncStore,
+        B: InstanceStore + SourceStore + SettingStore + SyncStore + TokenStore,
     {
         Store {
             instances: backend.clone(),
             sources: backend.clone(),
             settings: backend.clone(),
-            syncs: backend,
+            syncs: backend.clone(),
+            tokens: backend,
         }
     }
+}
+
+/// Writes a secret for the operator (the bootstrap token) into a file only its owner
+/// may read (`0600` on Unix; elsewhere the data dir's ACLs decide).
+pub fn write_secret(file: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    #[cfg(unix)]
+    return private::write_secret(file, bytes);
+    #[cfg(not(unix))]
+    return std::fs::write(file, bytes);
 }
 
 /// Running store calls from async code: every backend call blocks, so it goes to a

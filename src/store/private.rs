@@ -59,6 +59,22 @@ pub fn secret_file(file: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// Writes `bytes` to `file`, owner-only (`0600`) from the moment it exists: a secret
+/// Switchboard hands the operator, such as the bootstrap token.
+pub fn write_secret(file: &Path, bytes: &[u8]) -> io::Result<()> {
+    use std::io::Write;
+    let mut out = OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .mode(FILE_MODE)
+        .open(file)?;
+    // An existing file keeps its mode through `open`; tighten it before writing.
+    out.set_permissions(Permissions::from_mode(FILE_MODE))?;
+    out.write_all(bytes)?;
+    out.sync_all()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -88,6 +104,17 @@ mod tests {
         secret_file(&file).unwrap();
         assert_eq!(mode(&file), FILE_MODE);
         assert_eq!(std::fs::read(&file).unwrap(), b"kept");
+    }
+
+    #[test]
+    fn a_secret_is_written_owner_only_even_over_a_looser_file() {
+        let root = tempfile::tempdir().unwrap();
+        let file = root.path().join("secret");
+        std::fs::write(&file, b"an older, longer secret").unwrap();
+        std::fs::set_permissions(&file, Permissions::from_mode(0o644)).unwrap();
+        write_secret(&file, b"new").unwrap();
+        assert_eq!(mode(&file), FILE_MODE);
+        assert_eq!(std::fs::read(&file).unwrap(), b"new");
     }
 
     #[test]

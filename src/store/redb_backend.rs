@@ -43,6 +43,7 @@ impl RedbStore {
         super::sources::create_tables(&txn)?;
         super::settings::create_tables(&txn)?;
         super::syncs::create_tables(&txn)?;
+        super::tokens::create_tables(&txn)?;
         txn.commit().map_err(db_err)?;
         Ok(RedbStore { db: Arc::new(db) })
     }

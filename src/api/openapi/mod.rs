@@ -5,6 +5,7 @@
 pub mod params;
 pub mod responses;
 pub mod schemas;
+pub mod security;
 
 use std::sync::OnceLock;
 
@@ -13,8 +14,10 @@ use axum::response::IntoResponse;
 use bytes::Bytes;
 use utoipa::OpenApi;
 
+use security::Security;
+
 use crate::api::{
-    admin, explain, instances, merge, services, sources, stats, syncs, system, watch,
+    admin, explain, instances, merge, services, sources, stats, syncs, system, tokens, watch,
 };
 
 #[derive(OpenApi)]
@@ -34,12 +37,14 @@ use crate::api::{
         sources::validate, merge::get, merge::replace,
         syncs::list, syncs::get, syncs::status, syncs::create, syncs::replace, syncs::delete,
         syncs::pause, syncs::resume, syncs::plan,
+        tokens::create, tokens::list, tokens::get, tokens::revoke, tokens::own,
         system::health, system::ready, system::metrics, openapi,
     ),
     // Parameter schemas are not collected from the paths; the response bodies are.
     components(schemas(
         schemas::Name, schemas::InstanceId, schemas::Index, schemas::Wait, schemas::WatchEvent, schemas::WatchChange,
     )),
+    modifiers(&Security),
     tags(
         (name = "discovery", description = "Merged catalog reads, blocking queries and watches"),
         (name = "registry", description = "The native registry"),
@@ -47,6 +52,7 @@ use crate::api::{
         (name = "admin", description = "Operator endpoints"),
         (name = "sources", description = "External registries: status, runtime management, merge rules"),
         (name = "syncs", description = "Sync-back jobs: copy the merged view into a store"),
+        (name = "tokens", description = "Access tokens: roles over namespaces"),
         (name = "system", description = "Health, readiness, metrics, this document"),
     )
 )]

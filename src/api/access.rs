@@ -24,7 +24,7 @@ use crate::auth::{Caller, Denied, Role};
 pub enum Need {
     /// Nothing, even with access control on: probes and the API's own description.
     Open,
-    /// `/metrics`: open unless `auth.protect_metrics`; then `read` over every namespace.
+    /// `/metrics`: open unless `auth.protect_metrics`; then any live token.
     Metrics,
     /// Any live token (`/api/v1/tokens/self`).
     AnyToken,
@@ -40,59 +40,144 @@ pub enum Reach {
     Named,
     /// One the handler finds (an instance's, a registration body's), which it checks.
     Found,
-    /// Lists over every namespace: the handler leaves out what the caller does not reach.
-    Listed,
+    /// Whatever the caller reaches, which the handler keeps to: lists leave out the
+    /// rest; a token beyond the caller's is unknown to it (404) or refused (403).
+    Within,
     /// Server-wide resources (sources, merge rules, sync jobs, catalog totals), which
     /// reach every namespace: so must the caller.
     Everywhere,
 }
 
 use Need::{AnyToken, Metrics, Open};
-use Reach::{Everywhere, Found, Listed, Named};
+use Reach::{Everywhere, Found, Named, Within};
 use Role::{Admin, Operate, Read, Register};
 
 /// Every route's need, by method (`GET` covers `HEAD`) and route.
 pub const ACCESS: &[(&str, &str, Need)] = &[
-    ("GET", "/api/v1/services", Need::Role(Read, Listed)),
-    ("GET", "/api/v1/services/{name}/instances", Need::Role(Read, Named)),
-    ("GET", "/api/v1/services/{name}/stats", Need::Role(Read, Named)),
-    ("GET", "/api/v1/services/{name}/explain", Need::Role(Read, Named)),
+    ("GET", "/api/v1/services", Need::Role(Read, Within)),
+    (
+        "GET",
+        "/api/v1/services/{name}/instances",
+        Need::Role(Read, Named),
+    ),
+    (
+        "GET",
+        "/api/v1/services/{name}/stats",
+        Need::Role(Read, Named),
+    ),
+    (
+        "GET",
+        "/api/v1/services/{name}/explain",
+        Need::Role(Read, Named),
+    ),
     ("GET", "/api/v1/watch", Need::Role(Read, Named)),
     ("POST", "/api/v1/instances", Need::Role(Register, Found)),
     ("GET", "/api/v1/instances/{id}", Need::Role(Read, Found)),
-    ("DELETE", "/api/v1/instances/{id}", Need::Role(Register, Found)),
-    ("PUT", "/api/v1/instances/{id}/heartbeat", Need::Role(Register, Found)),
-    ("PUT", "/api/v1/instances/{id}/status", Need::Role(Register, Found)),
-    ("GET", "/api/v1/instances/{id}/health", Need::Role(Read, Found)),
+    (
+        "DELETE",
+        "/api/v1/instances/{id}",
+        Need::Role(Register, Found),
+    ),
+    (
+        "PUT",
+        "/api/v1/instances/{id}/heartbeat",
+        Need::Role(Register, Found),
+    ),
+    (
+        "PUT",
+        "/api/v1/instances/{id}/status",
+        Need::Role(Register, Found),
+    ),
+    (
+        "GET",
+        "/api/v1/instances/{id}/health",
+        Need::Role(Read, Found),
+    ),
     ("GET", "/api/v1/stats", Need::Role(Read, Everywhere)),
-    ("GET", "/api/v1/admin/all", Need::Role(Admin, Listed)),
-    ("DELETE", "/api/v1/admin/services/{name}", Need::Role(Admin, Named)),
+    ("GET", "/api/v1/admin/all", Need::Role(Admin, Within)),
+    (
+        "DELETE",
+        "/api/v1/admin/services/{name}",
+        Need::Role(Admin, Named),
+    ),
     ("GET", "/api/v1/sources", Need::Role(Operate, Everywhere)),
     ("POST", "/api/v1/sources", Need::Role(Operate, Everywhere)),
-    ("POST", "/api/v1/sources:validate", Need::Role(Operate, Everywhere)),
-    ("GET", "/api/v1/sources/{id}", Need::Role(Operate, Everywhere)),
-    ("PUT", "/api/v1/sources/{id}", Need::Role(Operate, Everywhere)),
-    ("PATCH", "/api/v1/sources/{id}", Need::Role(Operate, Everywhere)),
-    ("DELETE", "/api/v1/sources/{id}", Need::Role(Operate, Everywhere)),
-    ("GET", "/api/v1/sources/{id}/status", Need::Role(Operate, Everywhere)),
-    ("POST", "/api/v1/sources/{id}/connect", Need::Role(Operate, Everywhere)),
-    ("POST", "/api/v1/sources/{id}/disconnect", Need::Role(Operate, Everywhere)),
+    (
+        "POST",
+        "/api/v1/sources:validate",
+        Need::Role(Operate, Everywhere),
+    ),
+    (
+        "GET",
+        "/api/v1/sources/{id}",
+        Need::Role(Operate, Everywhere),
+    ),
+    (
+        "PUT",
+        "/api/v1/sources/{id}",
+        Need::Role(Operate, Everywhere),
+    ),
+    (
+        "PATCH",
+        "/api/v1/sources/{id}",
+        Need::Role(Operate, Everywhere),
+    ),
+    (
+        "DELETE",
+        "/api/v1/sources/{id}",
+        Need::Role(Operate, Everywhere),
+    ),
+    (
+        "GET",
+        "/api/v1/sources/{id}/status",
+        Need::Role(Operate, Everywhere),
+    ),
+    (
+        "POST",
+        "/api/v1/sources/{id}/connect",
+        Need::Role(Operate, Everywhere),
+    ),
+    (
+        "POST",
+        "/api/v1/sources/{id}/disconnect",
+        Need::Role(Operate, Everywhere),
+    ),
     ("GET", "/api/v1/merge", Need::Role(Operate, Everywhere)),
     ("PUT", "/api/v1/merge", Need::Role(Operate, Everywhere)),
     ("GET", "/api/v1/syncs", Need::Role(Operate, Everywhere)),
     ("POST", "/api/v1/syncs", Need::Role(Operate, Everywhere)),
-    ("POST", "/api/v1/syncs:plan", Need::Role(Operate, Everywhere)),
+    (
+        "POST",
+        "/api/v1/syncs:plan",
+        Need::Role(Operate, Everywhere),
+    ),
     ("GET", "/api/v1/syncs/{id}", Need::Role(Operate, Everywhere)),
     ("PUT", "/api/v1/syncs/{id}", Need::Role(Operate, Everywhere)),
-    ("DELETE", "/api/v1/syncs/{id}", Need::Role(Operate, Everywhere)),
-    ("GET", "/api/v1/syncs/{id}/status", Need::Role(Operate, Everywhere)),
-    ("POST", "/api/v1/syncs/{id}/pause", Need::Role(Operate, Everywhere)),
-    ("POST", "/api/v1/syncs/{id}/resume", Need::Role(Operate, Everywhere)),
-    ("GET", "/api/v1/tokens", Need::Role(Admin, Listed)),
-    ("POST", "/api/v1/tokens", Need::Role(Admin, Found)),
+    (
+        "DELETE",
+        "/api/v1/syncs/{id}",
+        Need::Role(Operate, Everywhere),
+    ),
+    (
+        "GET",
+        "/api/v1/syncs/{id}/status",
+        Need::Role(Operate, Everywhere),
+    ),
+    (
+        "POST",
+        "/api/v1/syncs/{id}/pause",
+        Need::Role(Operate, Everywhere),
+    ),
+    (
+        "POST",
+        "/api/v1/syncs/{id}/resume",
+        Need::Role(Operate, Everywhere),
+    ),
+    ("GET", "/api/v1/tokens", Need::Role(Admin, Within)),
+    ("POST", "/api/v1/tokens", Need::Role(Admin, Within)),
     ("GET", "/api/v1/tokens/self", AnyToken),
-    ("GET", "/api/v1/tokens/{id}", Need::Role(Admin, Found)),
-    ("DELETE", "/api/v1/tokens/{id}", Need::Role(Admin, Found)),
+    ("GET", "/api/v1/tokens/{id}", Need::Role(Admin, Within)),
+    ("DELETE", "/api/v1/tokens/{id}", Need::Role(Admin, Within)),
     ("GET", "/health", Open),
     ("GET", "/ready", Open),
     ("GET", "/metrics", Metrics),
@@ -125,7 +210,8 @@ pub async fn guard(State(state): State<AppState>, mut request: Request, next: Ne
         Metrics if !state.auth.config.protect_metrics => return next.run(request).await,
         _ => {}
     }
-    let caller = match credential(request.headers()).and_then(|secret| state.auth.identify(secret)) {
+    let caller = match credential(request.headers()).and_then(|secret| state.auth.identify(secret))
+    {
         Ok(caller) => caller,
         Err(denied) => {
             state.metrics.auth_failed(denied.reason());
@@ -133,7 +219,11 @@ pub async fn guard(State(state): State<AppState>, mut request: Request, next: Ne
         }
     };
     if let Err(err) = permit(need, &caller, &request, &route) {
-        state.metrics.auth_failed(if err.status == 401 { "missing" } else { "forbidden" });
+        state.metrics.auth_failed(if err.status == 401 {
+            "missing"
+        } else {
+            "forbidden"
+        });
         return err.into_response();
     }
     request.extensions_mut().insert(caller.clone());
@@ -175,7 +265,8 @@ pub async fn guard(State(state): State<AppState>, mut request: Request, next: Ne
         state.auth.tokens.invalidated(&token).await;
         metrics.auth_failed("revoked");
     };
-    response.map(|body| Body::from_stream(body.into_data_stream().take_until(Box::pin(invalidated))))
+    response
+        .map(|body| Body::from_stream(body.into_data_stream().take_until(Box::pin(invalidated))))
 }
 
 /// The secret the request presents: `Authorization: Bearer …` or `X-Switchboard-Token`.
@@ -190,7 +281,10 @@ pub fn credential(headers: &HeaderMap) -> Result<Option<&str>, Denied> {
         return Ok(Some(secret.trim()));
     }
     match headers.get("x-switchboard-token") {
-        Some(value) => value.to_str().map(|s| Some(s.trim())).map_err(|_| Denied::Invalid),
+        Some(value) => value
+            .to_str()
+            .map(|s| Some(s.trim()))
+            .map_err(|_| Denied::Invalid),
         None => Ok(None),
     }
 }
@@ -218,8 +312,8 @@ fn refusal(denied: Denied) -> ApiError {
 fn permit(need: Need, caller: &Caller, request: &Request, route: &str) -> Result<(), ApiError> {
     let (role, reach) = match need {
         Open => return Ok(()),
-        Metrics => (Read, Everywhere),
-        AnyToken => {
+        // Guarded metrics are for tokens: anonymous discovery reads do not open them.
+        Metrics | AnyToken => {
             return match caller {
                 Caller::Anonymous(_) => Err(refusal(Denied::Missing)),
                 _ => Ok(()),
@@ -274,7 +368,9 @@ fn scope_of(caller: &Caller) -> String {
 /// Whether a request changes something the audit log records: anything past
 /// registration (sources, merge rules, sync jobs, tokens, admin removals).
 fn changes(need: Need, method: &Method) -> bool {
-    matches!(need, Need::Role(role, _) if role >= Operate) && *method != Method::GET && *method != Method::HEAD
+    matches!(need, Need::Role(role, _) if role >= Operate)
+        && *method != Method::GET
+        && *method != Method::HEAD
 }
 
 fn is_stream(response: &Response) -> bool {
@@ -292,14 +388,20 @@ mod tests {
     fn every_row_names_a_route_and_no_route_twice() {
         let mut seen = std::collections::HashSet::new();
         for (method, route, _) in ACCESS {
-            assert!(super::super::ROUTES.contains(route), "{route} is not in ROUTES");
+            assert!(
+                super::super::ROUTES.contains(route),
+                "{route} is not in ROUTES"
+            );
             assert!(seen.insert((method, route)), "{method} {route} twice");
         }
     }
 
     #[test]
     fn a_route_missing_from_the_table_is_for_admins_everywhere() {
-        assert_eq!(need_of(&Method::GET, "/api/v1/new"), Need::Role(Admin, Everywhere));
+        assert_eq!(
+            need_of(&Method::GET, "/api/v1/new"),
+            Need::Role(Admin, Everywhere)
+        );
         assert_eq!(need_of(&Method::HEAD, "/health"), Open);
     }
 
@@ -312,10 +414,22 @@ mod tests {
             }
             map
         };
-        assert_eq!(credential(&headers(&[("authorization", "Bearer abc")])), Ok(Some("abc")));
-        assert_eq!(credential(&headers(&[("authorization", "bearer  abc ")])), Ok(Some("abc")));
-        assert_eq!(credential(&headers(&[("x-switchboard-token", "abc")])), Ok(Some("abc")));
-        assert_eq!(credential(&headers(&[("authorization", "Basic YTpi")])), Err(Denied::Invalid));
+        assert_eq!(
+            credential(&headers(&[("authorization", "Bearer abc")])),
+            Ok(Some("abc"))
+        );
+        assert_eq!(
+            credential(&headers(&[("authorization", "bearer  abc ")])),
+            Ok(Some("abc"))
+        );
+        assert_eq!(
+            credential(&headers(&[("x-switchboard-token", "abc")])),
+            Ok(Some("abc"))
+        );
+        assert_eq!(
+            credential(&headers(&[("authorization", "Basic YTpi")])),
+            Err(Denied::Invalid)
+        );
         assert_eq!(credential(&headers(&[])), Ok(None));
     }
 }

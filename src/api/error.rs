@@ -47,7 +47,7 @@ pub struct ApiError {
     pub field: Option<Cow<'static, str>>,
     pub fields: Option<Vec<String>>,
     /// Seconds to send in `Retry-After` (429 and 503 answers that may pass soon).
-    pub retry_after: Option<u64>,
+    pub retry_after: Option<u32>,
     /// `WWW-Authenticate` of a 401 (RFC 6750's Bearer challenge).
     pub challenge: Option<&'static str>,
 }
@@ -109,7 +109,7 @@ impl ApiError {
     }
 
     /// Asks the client to retry after `seconds`.
-    pub fn retry_after(mut self, seconds: u64) -> ApiError {
+    pub fn retry_after(mut self, seconds: u32) -> ApiError {
         self.retry_after = Some(seconds);
         self
     }

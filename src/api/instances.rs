@@ -6,11 +6,11 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
+use super::access::check_reach;
 use super::error::{ApiError, Problem};
 use super::extract::{Json, PathParam};
 use super::openapi::responses::{BadBody, BadParameters, StoreFailure, PROBLEM_JSON};
 use super::openapi::schemas::InstanceId;
-use super::access::check_reach;
 use super::{tenant, AppState};
 use crate::auth::Caller;
 use crate::catalog::InstanceView;

@@ -16,7 +16,7 @@ use super::error::ApiError;
 use crate::telemetry::Metrics;
 
 /// Seconds a refused client is told to wait before trying again.
-pub const RETRY_AFTER_SECONDS: u64 = 5;
+pub const RETRY_AFTER_SECONDS: u32 = 5;
 
 /// The address requests are counted under when the server did not record one (a router
 /// driven without a listener, as the router tests do).

@@ -10,6 +10,7 @@ use bytes::Bytes;
 use switchboard_connectors::ServiceKey;
 use tokio::time::Instant;
 
+use super::access::check_reach;
 use super::error::ApiError;
 use super::extract::{ClientIp, PathParam};
 use super::limits;
@@ -55,6 +56,9 @@ pub async fn list(
     let query = InstanceQuery::parse(query.as_deref())?;
     let snapshot = state.catalog.snapshot();
     let (namespace, group) = (query.namespace.as_deref(), query.group.as_deref());
+    if let Some(namespace) = namespace {
+        check_reach(&caller, namespace)?;
+    }
     let body = if caller.reaches_everything() {
         snapshot.listing(namespace, group)
     } else {

@@ -263,7 +263,7 @@ pub async fn validate(
     let api = &state.config.api;
     let Ok(_slot) = state.validations.try_acquire() else {
         // A slot frees within one timeout at the latest.
-        let seconds = api.validate_timeout.as_secs_f64().ceil().max(1.0) as u64;
+        let seconds = api.validate_timeout.as_secs_f64().ceil().max(1.0) as u32;
         let detail = format!(
             "{} dry runs are already connecting (api.validate_concurrency); try again shortly",
             api.validate_concurrency

@@ -78,7 +78,10 @@ mod tests {
     #[test]
     fn the_tenant_names_the_namespace_only_when_the_query_does_not() {
         let go = |uri, tenant| rewritten(uri, tenant).unwrap();
-        assert_eq!(go("/api/v1/services", Some("t1")), "/api/v1/services?namespace=t1");
+        assert_eq!(
+            go("/api/v1/services", Some("t1")),
+            "/api/v1/services?namespace=t1"
+        );
         assert_eq!(go("/a?group=g", Some("t1")), "/a?group=g&namespace=t1");
         assert_eq!(go("/a?namespace=prod", Some("t1")), "/a?namespace=prod");
         assert_eq!(go("/a?x=1", None), "/a?x=1");

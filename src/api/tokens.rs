@@ -31,15 +31,16 @@ pub async fn create(
 ) -> Result<Response, ApiError> {
     let shared = state.clone();
     let by = caller.token().cloned();
-    let (token, secret) = super::to_completion(async move {
-        shared.auth.tokens.create(request, by.as_deref()).await
-    })
-    .await??;
+    let (token, secret) =
+        super::to_completion(
+            async move { shared.auth.tokens.create(request, by.as_deref()).await },
+        )
+        .await??;
     tracing::info!(token = %token.id, token_name = %token.name, role = %token.role, namespaces = ?token.scope.patterns(), "Token created");
     let mut view = token.view();
     view.secret = Some(secret);
-    let location = HeaderValue::try_from(format!("/api/v1/tokens/{}", token.id))
-        .expect("token ids are hex");
+    let location =
+        HeaderValue::try_from(format!("/api/v1/tokens/{}", token.id)).expect("token ids are hex");
     Ok((
         StatusCode::CREATED,
         [(header::LOCATION, location)],

@@ -85,10 +85,14 @@ impl Auth {
             namespaces: vec!["*".into()],
             expires_in: None,
         };
-        let (_, secret) = self.tokens.create(request, None).await.map_err(|err| match err {
-            TokenError::Store(err) => BootstrapError::Store(err),
-            other => BootstrapError::Refused(other.to_string()),
-        })?;
+        let (_, secret) = self
+            .tokens
+            .create(request, None)
+            .await
+            .map_err(|err| match err {
+                TokenError::Store(err) => BootstrapError::Store(err),
+                other => BootstrapError::Refused(other.to_string()),
+            })?;
         let file = data_dir.join(BOOTSTRAP_FILE);
         crate::store::write_secret(&file, format!("{secret}\n").as_bytes()).map_err(|source| {
             BootstrapError::File {

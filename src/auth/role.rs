@@ -45,6 +45,9 @@ mod tests {
         assert!(Role::Read < Role::Register);
         assert!(Role::Register < Role::Operate);
         assert!(Role::Operate < Role::Admin);
-        assert_eq!(serde_json::to_string(&Role::Operate).unwrap(), "\"operate\"");
+        assert_eq!(
+            serde_json::to_string(&Role::Operate).unwrap(),
+            "\"operate\""
+        );
     }
 }

@@ -26,7 +26,8 @@ pub fn generate() -> (String, String) {
 pub fn id_of(secret: &str) -> Option<&str> {
     let rest = secret.strip_prefix(PREFIX)?;
     let (id, random) = rest.split_once('_')?;
-    let hex_digits = |s: &str, len: usize| s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit());
+    let hex_digits =
+        |s: &str, len: usize| s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit());
     (hex_digits(id, 16) && hex_digits(random, 64)).then_some(id)
 }
 
@@ -74,7 +75,13 @@ mod tests {
 
     #[test]
     fn malformed_secrets_name_no_id() {
-        for bad in ["", "sb_", "sb_abc_def", "Bearer x", &format!("sb_{}_{}", "g".repeat(16), "0".repeat(64))] {
+        for bad in [
+            "",
+            "sb_",
+            "sb_abc_def",
+            "Bearer x",
+            &format!("sb_{}_{}", "g".repeat(16), "0".repeat(64)),
+        ] {
             assert_eq!(id_of(bad), None, "{bad}");
         }
     }

@@ -165,9 +165,13 @@ impl Tokens {
                     Some(hash) => {
                         live.insert(id, Arc::new(from_record(record, hash)));
                     }
-                    None => tracing::error!(token = %id, "Skipping a stored token with a malformed hash"),
+                    None => {
+                        tracing::error!(token = %id, "Skipping a stored token with a malformed hash")
+                    }
                 },
-                Err(err) => tracing::error!(token = %id, error = %err, "Skipping an unreadable stored token"),
+                Err(err) => {
+                    tracing::error!(token = %id, error = %err, "Skipping an unreadable stored token")
+                }
             }
         }
         Ok(Tokens {
@@ -227,14 +231,14 @@ impl Tokens {
                 format!("name must be 1-{MAX_NAME} characters, none of them control characters"),
             ));
         }
-        let scope = Scope::new(request.namespaces).map_err(|(field, message)| {
-            invalid("invalid_namespaces", &field, message)
-        })?;
+        let scope = Scope::new(request.namespaces)
+            .map_err(|(field, message)| invalid("invalid_namespaces", &field, message))?;
         let lifetime = match &request.expires_in {
             None => None,
-            Some(text) => Some(parse_lifetime(text).map_err(|message| {
-                invalid("invalid_expires_in", "expires_in", message)
-            })?),
+            Some(text) => Some(
+                parse_lifetime(text)
+                    .map_err(|message| invalid("invalid_expires_in", "expires_in", message))?,
+            ),
         };
         if let Some(by) = by {
             if request.role > by.role {

@@ -25,13 +25,19 @@ async fn a_created_token_authenticates_survives_a_restart_and_stops_when_revoked
     let dir = tempfile::tempdir().unwrap();
     let secret = {
         let tokens = tokens(dir.path());
-        let (token, secret) = tokens.create(request(Role::Read, &["prod"]), None).await.unwrap();
+        let (token, secret) = tokens
+            .create(request(Role::Read, &["prod"]), None)
+            .await
+            .unwrap();
         assert_eq!(tokens.authenticate(&secret).unwrap().id, token.id);
         secret
     };
     let tokens = tokens(dir.path());
     let token = tokens.authenticate(&secret).unwrap();
-    assert_eq!((token.role, token.scope.patterns()), (Role::Read, &["prod".to_owned()][..]));
+    assert_eq!(
+        (token.role, token.scope.patterns()),
+        (Role::Read, &["prod".to_owned()][..])
+    );
     let waiting = tokio::spawn({
         let token = token.clone();
         let tokens = Arc::new(tokens);
@@ -55,11 +61,18 @@ async fn a_created_token_authenticates_survives_a_restart_and_stops_when_revoked
 async fn wrong_secrets_are_refused_alike() {
     let dir = tempfile::tempdir().unwrap();
     let tokens = tokens(dir.path());
-    let (token, secret) = tokens.create(request(Role::Admin, &["*"]), None).await.unwrap();
+    let (token, secret) = tokens
+        .create(request(Role::Admin, &["*"]), None)
+        .await
+        .unwrap();
     let forged = format!("sb_{}_{}", token.id, "0".repeat(64));
     assert_ne!(forged, secret);
     for bad in [forged.as_str(), "nonsense", ""] {
-        assert_eq!(tokens.authenticate(bad).unwrap_err(), Denied::Invalid, "{bad}");
+        assert_eq!(
+            tokens.authenticate(bad).unwrap_err(),
+            Denied::Invalid,
+            "{bad}"
+        );
     }
 }
 
@@ -81,16 +94,28 @@ async fn an_expired_token_is_refused_and_its_waiters_end() {
 async fn a_token_cannot_create_one_reaching_beyond_it() {
     let dir = tempfile::tempdir().unwrap();
     let tokens = tokens(dir.path());
-    let (team, _) = tokens.create(request(Role::Admin, &["team-*"]), None).await.unwrap();
-    let (operator, _) = tokens.create(request(Role::Operate, &["*"]), None).await.unwrap();
+    let (team, _) = tokens
+        .create(request(Role::Admin, &["team-*"]), None)
+        .await
+        .unwrap();
+    let (operator, _) = tokens
+        .create(request(Role::Operate, &["*"]), None)
+        .await
+        .unwrap();
     for (by, asked) in [
         (&team, request(Role::Read, &["*"])),
         (&team, request(Role::Read, &["team-a", "prod"])),
         (&operator, request(Role::Admin, &["*"])),
     ] {
-        assert!(matches!(tokens.create(asked, Some(by)).await, Err(TokenError::Beyond(_))));
+        assert!(matches!(
+            tokens.create(asked, Some(by)).await,
+            Err(TokenError::Beyond(_))
+        ));
     }
-    let (made, _) = tokens.create(request(Role::Register, &["team-a"]), Some(&team)).await.unwrap();
+    let (made, _) = tokens
+        .create(request(Role::Register, &["team-a"]), Some(&team))
+        .await
+        .unwrap();
     assert_eq!(made.created_by.as_deref(), Some(team.id.as_str()));
 }
 
@@ -126,13 +151,18 @@ async fn the_first_start_with_auth_on_writes_the_admin_secret_owner_only_once() 
         ..AuthConfig::default()
     };
     let store: Arc<RedbStore> = Arc::new(RedbStore::open(dir.path()).unwrap());
-    let auth = Auth::start(config.clone(), store.clone(), dir.path()).await.unwrap();
+    let auth = Auth::start(config.clone(), store.clone(), dir.path())
+        .await
+        .unwrap();
     let file = dir.path().join(BOOTSTRAP_FILE);
     let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
     let secret = std::fs::read_to_string(&file).unwrap();
     let admin = auth.tokens.authenticate(secret.trim()).unwrap();
-    assert_eq!((admin.role, admin.scope.is_everything()), (Role::Admin, true));
+    assert_eq!(
+        (admin.role, admin.scope.is_everything()),
+        (Role::Admin, true)
+    );
     std::fs::remove_file(&file).unwrap();
     let again = Auth::start(config, store, dir.path()).await.unwrap();
     assert_eq!(again.tokens.list().len(), 1);

@@ -328,5 +328,4 @@ impl Snapshot {
             .collect();
         Bytes::from(serde_json::to_vec(&summaries).expect("summaries serialize"))
     }
-
 }

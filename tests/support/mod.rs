@@ -229,20 +229,41 @@ impl BinaryServer {
 
     /// [`BinaryServer::start`] with extra environment, e.g. `SWITCHBOARD_*` settings.
     pub async fn start_with_env(data_dir: &Path, env: &[(&str, &str)]) -> BinaryServer {
+        BinaryServer::launch(data_dir, env, "127.0.0.1", None).await
+    }
+
+    /// [`BinaryServer::start_with_env`] listening on `host` (`0.0.0.0`: every interface;
+    /// the tests still connect to 127.0.0.1), its `info` log written to `log`.
+    pub async fn start_logged(
+        data_dir: &Path,
+        env: &[(&str, &str)],
+        host: &str,
+        log: &Path,
+    ) -> BinaryServer {
+        BinaryServer::launch(data_dir, env, host, Some(log)).await
+    }
+
+    async fn launch(
+        data_dir: &Path,
+        env: &[(&str, &str)],
+        host: &str,
+        log: Option<&Path>,
+    ) -> BinaryServer {
         let port = free_port();
         let mut command = children::command(env!("CARGO_BIN_EXE_switchboard"));
         command
-            .args([
-                "serve",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--data-dir",
-            ])
+            .args(["serve", "--listen", &format!("{host}:{port}"), "--data-dir"])
             .arg(data_dir)
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", if log.is_some() { "info" } else { "warn" })
             .envs(env.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit());
+            .stdout(Stdio::null());
+        match log {
+            Some(log) => {
+                let file = std::fs::File::create(log).expect("create the log file");
+                command.stdout(file.try_clone().unwrap()).stderr(file)
+            }
+            None => command.stderr(Stdio::inherit()),
+        };
         let child = children::spawn(command).expect("start the switchboard binary");
         let server = BinaryServer {
             base: format!("http://127.0.0.1:{port}"),

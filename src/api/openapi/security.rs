@@ -3,7 +3,9 @@
 //! Drawn from [`access::ACCESS`], so the document cannot drift from the check.
 
 use utoipa::openapi::path::{HttpMethod, Operation};
-use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::security::{
+    ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityRequirement, SecurityScheme,
+};
 use utoipa::openapi::{Content, OpenApi, Ref, ResponseBuilder};
 use utoipa::Modify;
 

@@ -39,6 +39,15 @@ enum Command {
         /// TOML config file; see config/switchboard.toml for every key and its default
         #[arg(long, value_name = "FILE", env = "SWITCHBOARD_CONFIG")]
         config: Option<PathBuf>,
+        /// Serve HTTPS with this PEM certificate chain; needs --tls-key [config key `tls.cert`]
+        #[arg(long, value_name = "FILE")]
+        tls_cert: Option<PathBuf>,
+        /// PEM private key of --tls-cert (PKCS#8, PKCS#1 or SEC1) [config key `tls.key`]
+        #[arg(long, value_name = "FILE")]
+        tls_key: Option<PathBuf>,
+        /// Require client certificates signed by a CA in this PEM file [config key `tls.client_ca`]
+        #[arg(long, value_name = "FILE")]
+        tls_client_ca: Option<PathBuf>,
     },
 }
 
@@ -49,8 +58,17 @@ fn main() -> anyhow::Result<()> {
             listen,
             data_dir,
             config,
+            tls_cert,
+            tls_key,
+            tls_client_ca,
         } => {
-            let overrides = Overrides { listen, data_dir };
+            let overrides = Overrides {
+                listen,
+                data_dir,
+                tls_cert,
+                tls_key,
+                tls_client_ca,
+            };
             let config = match Config::load(config.as_deref(), &overrides) {
                 Ok(config) => config,
                 Err(err) => {

@@ -5,6 +5,8 @@
 //! Each connection gets the router as it was built once (a clone is a reference count),
 //! with the client's address attached to every request for the per-client watch limits.
 
+pub mod tls;
+
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

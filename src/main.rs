@@ -2,9 +2,11 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use switchboard::api::serve::tls;
 use switchboard::config::{Config, Overrides};
 
 /// The catalog is hundreds of thousands of small strings; mimalloc's small size classes
@@ -71,10 +73,12 @@ fn main() -> anyhow::Result<()> {
             };
             let config = match Config::load(config.as_deref(), &overrides) {
                 Ok(config) => config,
-                Err(err) => {
-                    eprintln!("switchboard: {err}");
-                    std::process::exit(2);
-                }
+                Err(err) => config_error(&err),
+            };
+            // Read before binding, so a bad file stops start-up as a bad setting does.
+            let tls = match tls::server_config(&config.tls) {
+                Ok(tls) => tls,
+                Err(err) => config_error(&err),
             };
             switchboard::telemetry::init_tracing(&config.log);
             for var in &config.ignored_env {
@@ -82,16 +86,22 @@ fn main() -> anyhow::Result<()> {
             }
             let runtime =
                 tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-            runtime.block_on(serve(config))
+            runtime.block_on(serve(config, tls))
         }
     }
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
+/// Reports a bad setting or file and exits with code 2, before anything started.
+fn config_error(err: &dyn std::fmt::Display) -> ! {
+    eprintln!("switchboard: {err}");
+    std::process::exit(2);
+}
+
+async fn serve(config: Config, tls: Option<Arc<rustls::ServerConfig>>) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
-    switchboard::run(listener, config, shutdown_signal()).await
+    switchboard::run_with_tls(listener, config, tls, shutdown_signal()).await
 }
 
 /// Completes on Ctrl-C or SIGTERM.

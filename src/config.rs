@@ -29,7 +29,7 @@ const ENV_NOT_KEYS: &[&str] = &["SWITCHBOARD_CONFIG"];
 /// `SWITCHBOARD_URL`, say) is not meant for the server and is ignored with a warning;
 /// one naming a key under a known section is checked like the file.
 const TOP_LEVEL_KEYS: &[&str] = &[
-    "listen", "data_dir", "log", "registry", "api", "auth", "sources", "merge", "syncs",
+    "listen", "data_dir", "log", "registry", "api", "auth", "tls", "sources", "merge", "syncs",
 ];
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -45,6 +45,7 @@ pub struct Config {
     pub api: ApiConfig,
     /// `[auth]`: access control (off by default).
     pub auth: AuthConfig,
+    pub tls: TlsConfig,
     /// External registries to federate (`[[sources]]`), each with a unique `id`.
     #[serde(skip_serializing)]
     pub sources: Vec<SourceConfig>,
@@ -93,6 +94,20 @@ pub struct ApiConfig {
     pub validate_timeout: Duration,
 }
 
+/// HTTPS for the API (`[tls]`): off until `cert` and `key` are set. The files are read
+/// at start-up, by `api::tls`; here only which of them go together is checked.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// PEM certificate chain, the server's own certificate first.
+    pub cert: Option<PathBuf>,
+    /// PEM private key of `cert` (PKCS#8, PKCS#1 or SEC1, unencrypted).
+    pub key: Option<PathBuf>,
+    /// PEM CA certificates; when set, every client must present a certificate signed by
+    /// one of them (mutual TLS).
+    pub client_ca: Option<PathBuf>,
+}
+
 impl Default for Config {
     fn default() -> Self {
         Self {
@@ -102,6 +117,7 @@ impl Default for Config {
             registry: RegistryConfig::default(),
             api: ApiConfig::default(),
             auth: AuthConfig::default(),
+            tls: TlsConfig::default(),
             sources: Vec::new(),
             merge: Vec::new(),
             syncs: Vec::new(),
@@ -132,6 +148,9 @@ impl Default for ApiConfig {
 pub struct Overrides {
     pub listen: Option<SocketAddr>,
     pub data_dir: Option<PathBuf>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub tls_client_ca: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -195,6 +214,10 @@ impl Config {
         if let Some(dir) = &overrides.data_dir {
             config.data_dir = dir.clone();
         }
+        let tls = &mut config.tls;
+        tls.cert = overrides.tls_cert.clone().or(tls.cert.take());
+        tls.key = overrides.tls_key.clone().or(tls.key.take());
+        tls.client_ca = overrides.tls_client_ca.clone().or(tls.client_ca.take());
         config.validate()?;
         Ok(config)
     }
@@ -264,6 +287,18 @@ impl Config {
         let timeout = self.api.validate_timeout;
         if timeout.is_zero() || timeout > Duration::from_secs(60) {
             return fail("api.validate_timeout", "must be more than 0 and at most 1m");
+        }
+        let tls = &self.tls;
+        match (&tls.cert, &tls.key) {
+            (Some(_), None) => return fail("tls.key", "must be set with tls.cert"),
+            (None, Some(_)) => return fail("tls.cert", "must be set with tls.key"),
+            (None, None) if tls.client_ca.is_some() => {
+                return fail(
+                    "tls.client_ca",
+                    "needs tls.cert and tls.key: client certificates are asked for over TLS",
+                );
+            }
+            _ => {}
         }
         for (i, rule) in self.merge.iter().enumerate() {
             if let Err((field, message)) = rule.validate() {
@@ -535,6 +570,59 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("api.max_watches_per_client"), "{err}");
+    }
+
+    #[test]
+    fn tls_paths_go_together_and_flags_override_the_environment() {
+        let config = Config::load_from(None, env(&[]), &Overrides::default()).unwrap();
+        assert!(config.tls.cert.is_none() && config.tls.key.is_none());
+        let file = write("[tls]\ncert = \"file.pem\"\nkey = \"file-key.pem\"\n");
+        let vars = env(&[
+            ("SWITCHBOARD_TLS__KEY", "env-key.pem"),
+            ("SWITCHBOARD_TLS__CLIENT_CA", "env-ca.pem"),
+        ]);
+        let overrides = Overrides {
+            tls_client_ca: Some(PathBuf::from("flag-ca.pem")),
+            ..Overrides::default()
+        };
+        let config = Config::load_from(Some(file.path()), vars, &overrides).unwrap();
+        assert_eq!(config.tls.cert, Some(PathBuf::from("file.pem")));
+        assert_eq!(config.tls.key, Some(PathBuf::from("env-key.pem")));
+        assert_eq!(config.tls.client_ca, Some(PathBuf::from("flag-ca.pem")));
+
+        let cases = [
+            (
+                "[tls]\ncert = \"c.pem\"\n",
+                "tls.key",
+                "must be set with tls.cert",
+            ),
+            (
+                "[tls]\nkey = \"k.pem\"\n",
+                "tls.cert",
+                "must be set with tls.key",
+            ),
+            (
+                "[tls]\nclient_ca = \"ca.pem\"\n",
+                "tls.client_ca",
+                "needs tls.cert",
+            ),
+            ("[tls]\ncrt = \"c.pem\"\n", "tls.crt", "unknown field"),
+        ];
+        for (text, key, message) in cases {
+            let file = write(text);
+            let err = Config::load_from(Some(file.path()), env(&[]), &Overrides::default())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(key) && err.contains(message), "{text}: {err}");
+        }
+        // A flag completes what the file started.
+        let file = write("[tls]\ncert = \"c.pem\"\n");
+        let overrides = Overrides {
+            tls_key: Some(PathBuf::from("k.pem")),
+            ..Overrides::default()
+        };
+        let config = Config::load_from(Some(file.path()), env(&[]), &overrides).unwrap();
+        assert_eq!(config.tls.key, Some(PathBuf::from("k.pem")));
     }
 
     #[test]

@@ -181,15 +181,29 @@ impl App {
 }
 
 /// Serves Switchboard on `listener` until `shutdown` completes, then flushes heartbeat
-/// times and returns.
+/// times and returns. Over HTTPS when `config.tls` says so; its files are read before
+/// the store is opened.
 pub async fn run(
     listener: TcpListener,
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let tls = api::serve::tls::server_config(&config.tls)?;
+    run_with_tls(listener, config, tls, shutdown).await
+}
+
+/// [`run`] with the TLS files already read by [`api::serve::tls::server_config`]: `main`
+/// reads them before it binds, so a bad one is reported as a config error.
+pub async fn run_with_tls(
+    listener: TcpListener,
+    config: Config,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let app = App::start(config).await?;
     let address = listener.local_addr()?;
-    tracing::info!(listen = %address, "Switchboard serving");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(listen = %address, %scheme, "Switchboard serving");
     if !app.state.auth.enabled() && !address.ip().is_loopback() {
         tracing::warn!(listen = %address, "Listening beyond this machine with access control off: anyone who reaches the port can register, delete and reconfigure everything; set [auth] enabled = true");
     }
@@ -198,6 +212,7 @@ pub async fn run(
         listener,
         app.router(),
         &app.state.config.api,
+        tls,
         app.state.metrics.clone(),
         async move {
             shutdown.await;

@@ -2,9 +2,11 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use switchboard::api::serve::tls;
 use switchboard::config::{Config, Overrides};
 
 /// The catalog is hundreds of thousands of small strings; mimalloc's small size classes
@@ -39,6 +41,15 @@ enum Command {
         /// TOML config file; see config/switchboard.toml for every key and its default
         #[arg(long, value_name = "FILE", env = "SWITCHBOARD_CONFIG")]
         config: Option<PathBuf>,
+        /// Serve HTTPS with this PEM certificate chain; needs --tls-key [config key `tls.cert`]
+        #[arg(long, value_name = "FILE")]
+        tls_cert: Option<PathBuf>,
+        /// PEM private key of --tls-cert (PKCS#8, PKCS#1 or SEC1) [config key `tls.key`]
+        #[arg(long, value_name = "FILE")]
+        tls_key: Option<PathBuf>,
+        /// Require client certificates signed by a CA in this PEM file [config key `tls.client_ca`]
+        #[arg(long, value_name = "FILE")]
+        tls_client_ca: Option<PathBuf>,
     },
 }
 
@@ -49,14 +60,25 @@ fn main() -> anyhow::Result<()> {
             listen,
             data_dir,
             config,
+            tls_cert,
+            tls_key,
+            tls_client_ca,
         } => {
-            let overrides = Overrides { listen, data_dir };
+            let overrides = Overrides {
+                listen,
+                data_dir,
+                tls_cert,
+                tls_key,
+                tls_client_ca,
+            };
             let config = match Config::load(config.as_deref(), &overrides) {
                 Ok(config) => config,
-                Err(err) => {
-                    eprintln!("switchboard: {err}");
-                    std::process::exit(2);
-                }
+                Err(err) => config_error(&err),
+            };
+            // Read before binding, so a bad file stops start-up as a bad setting does.
+            let tls = match tls::server_config(&config.tls) {
+                Ok(tls) => tls,
+                Err(err) => config_error(&err),
             };
             switchboard::telemetry::init_tracing(&config.log);
             for var in &config.ignored_env {
@@ -64,16 +86,22 @@ fn main() -> anyhow::Result<()> {
             }
             let runtime =
                 tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-            runtime.block_on(serve(config))
+            runtime.block_on(serve(config, tls))
         }
     }
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
+/// Reports a bad setting or file and exits with code 2, before anything started.
+fn config_error(err: &dyn std::fmt::Display) -> ! {
+    eprintln!("switchboard: {err}");
+    std::process::exit(2);
+}
+
+async fn serve(config: Config, tls: Option<Arc<rustls::ServerConfig>>) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
-    switchboard::run(listener, config, shutdown_signal()).await
+    switchboard::run_with_tls(listener, config, tls, shutdown_signal()).await
 }
 
 /// Completes on Ctrl-C or SIGTERM. The handlers are installed when this is called, not

@@ -2,10 +2,17 @@
 //! (HTTP/1.1, and HTTP/2 with prior knowledge), closes connections that send no request
 //! head for `api.idle_timeout`, and shuts down gracefully.
 //!
+//! With `[tls]` set ([`tls`]), every connection is HTTPS: the handshake is part of the
+//! first head's `api.idle_timeout`, and ALPN picks HTTP/2 or HTTP/1.1. A failed handshake
+//! (plain HTTP, no or an untrusted client certificate) closes that connection alone.
+//!
 //! Each connection gets the router as it was built once (a clone is a reference count),
 //! with the client's address attached to every request for the per-client watch limits.
 
+pub mod tls;
+
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,12 +20,18 @@ use std::time::Duration;
 use axum::extract::{ConnectInfo, Request};
 use axum::response::IntoResponse;
 use axum::Router;
+use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
+use tokio::time::Instant;
+use tokio_rustls::server::TlsStream;
+use tokio_rustls::TlsAcceptor;
+use tower::util::MapRequest;
 use tower::ServiceExt;
 
 use super::limits::{self, Occupancy};
@@ -37,14 +50,17 @@ const MAX_REFUSING: usize = 128;
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
 /// Serves `router` on `listener` until `shutdown` completes, then waits for open
-/// connections to finish their requests.
+/// connections to finish their requests. With `tls` (from [`tls::server_config`]) every
+/// connection is HTTPS.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     api: &ApiConfig,
+    tls: Option<Arc<rustls::ServerConfig>>,
     metrics: Arc<Metrics>,
     shutdown: impl Future<Output = ()>,
 ) {
+    let tls = tls.map(TlsAcceptor::from);
     let connections = Occupancy::new(api.max_connections, api.max_connections_per_client);
     let builders = Arc::new(Builders::new(api.idle_timeout));
     let refusing = Arc::new(refusing_builder());
@@ -74,41 +90,43 @@ pub async fn serve(
                     request
                 });
                 let open = (held, metrics.connections.park());
-                let (builders, watcher) = (builders.clone(), graceful.watcher());
+                let admitted = Admitted {
+                    service,
+                    builders: builders.clone(),
+                    watcher: graceful.watcher(),
+                    asked,
+                    peer,
+                };
                 let idle_timeout = api.idle_timeout;
-                tokio::spawn(async move {
-                    let _open = open;
-                    let deadline = tokio::time::Instant::now() + idle_timeout;
-                    let Some(http2) = speaks_http2(&stream, deadline).await else {
-                        return;
-                    };
-                    let builder = if http2 {
-                        &builders.http2
-                    } else {
-                        &builders.http1
-                    };
-                    let connection = builder
-                        .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
-                    let connection = watcher.watch(connection);
-                    let mut connection = std::pin::pin!(connection);
-                    // hyper's header timeout starts when it starts serving, which is once
-                    // the first bytes came: without this, a client that sends them just
-                    // before the deadline would get twice the idle timeout for its first
-                    // head. (HTTP/2 has no header timeout: this is its only one.)
-                    let ended = tokio::select! {
-                        ended = &mut connection => ended,
-                        () = tokio::time::sleep_until(deadline) => {
-                            if !asked.load(Ordering::Relaxed) {
-                                tracing::debug!(%peer, "No request head within the idle timeout");
+                // One task type per transport, so a plain connection's task is no bigger
+                // for TLS being possible.
+                match &tls {
+                    None => {
+                        tokio::spawn(async move {
+                            let _open = open;
+                            let deadline = Instant::now() + idle_timeout;
+                            let Some(http2) = speaks_http2(&stream, deadline).await else {
                                 return;
-                            }
-                            connection.await
-                        }
-                    };
-                    if let Err(err) = ended {
-                        tracing::debug!(error = %err, %peer, "Connection ended with an error");
+                            };
+                            admitted.serve(stream, http2, deadline).await;
+                        });
                     }
-                });
+                    Some(acceptor) => {
+                        let acceptor = acceptor.clone();
+                        tokio::spawn(async move {
+                            let _open = open;
+                            let deadline = Instant::now() + idle_timeout;
+                            let Some(stream) = handshake(&acceptor, stream, deadline, peer).await
+                            else {
+                                return;
+                            };
+                            // ALPN rather than a peek: what follows the handshake is
+                            // encrypted. A client that offered no ALPN speaks HTTP/1.1.
+                            let http2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+                            admitted.serve(stream, http2, deadline).await;
+                        });
+                    }
+                }
             }
             Err(refusal) => {
                 metrics.refused(limits::CONNECTIONS.label, refusal.scope());
@@ -119,16 +137,113 @@ pub async fn serve(
                     let problem = limits::CONNECTIONS.refused(refusal, &connections);
                     let answer = problem.into_response();
                     let refusing = refusing.clone();
-                    tokio::spawn(async move {
-                        refuse(stream, refusing, answer).await;
-                        drop(slot);
-                    });
+                    match &tls {
+                        None => {
+                            tokio::spawn(async move {
+                                refuse(stream, refusing, answer).await;
+                                drop(slot);
+                            });
+                        }
+                        // The handshake is completed (within the grace) so the client
+                        // reads why it is refused rather than a reset; the slot bounds
+                        // how many such handshakes run at once.
+                        Some(acceptor) => {
+                            let acceptor = acceptor.clone();
+                            tokio::spawn(async move {
+                                let deadline = Instant::now() + REFUSED_GRACE;
+                                if let Some(stream) =
+                                    handshake(&acceptor, stream, deadline, peer).await
+                                {
+                                    refuse(stream, refusing, answer).await;
+                                }
+                                drop(slot);
+                            });
+                        }
+                    }
                 }
             }
         }
     }
     drop(listener);
     graceful.shutdown().await;
+}
+
+/// An admitted connection's service and what serving it takes, whatever carries its
+/// bytes (a TCP stream, or TLS over one).
+struct Admitted<F> {
+    service: MapRequest<Router, F>,
+    builders: Arc<Builders>,
+    watcher: Watcher,
+    /// Set by the service when the first request head arrives.
+    asked: Arc<AtomicBool>,
+    peer: SocketAddr,
+}
+
+impl<F> Admitted<F>
+where
+    F: FnMut(Request<Incoming>) -> Request<Incoming> + Clone + Send + Sync + 'static,
+{
+    /// Serves `io` with the HTTP/2 or the HTTP/1.1 builder until the connection ends, or
+    /// until `deadline` when no request head came by then.
+    async fn serve<I>(self, io: I, http2: bool, deadline: Instant)
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let Admitted {
+            service,
+            builders,
+            watcher,
+            asked,
+            peer,
+        } = self;
+        let builder = if http2 {
+            &builders.http2
+        } else {
+            &builders.http1
+        };
+        let connection =
+            builder.serve_connection(TokioIo::new(io), TowerToHyperService::new(service));
+        let connection = watcher.watch(connection);
+        let mut connection = std::pin::pin!(connection);
+        // hyper's header timeout starts when it starts serving, which is once the first
+        // bytes came: without this, a client that sends them just before the deadline
+        // would get twice the idle timeout for its first head. (HTTP/2 has no header
+        // timeout: this is its only one.)
+        let ended = tokio::select! {
+            ended = &mut connection => ended,
+            () = tokio::time::sleep_until(deadline) => {
+                if !asked.load(Ordering::Relaxed) {
+                    tracing::debug!(%peer, "No request head within the idle timeout");
+                    return;
+                }
+                connection.await
+            }
+        };
+        if let Err(err) = ended {
+            tracing::debug!(error = %err, %peer, "Connection ended with an error");
+        }
+    }
+}
+
+/// The TLS handshake of a connection, given up at `deadline`; `None` (logged at debug)
+/// when it fails or takes too long. Either way only this connection is closed.
+async fn handshake(
+    acceptor: &TlsAcceptor,
+    stream: TcpStream,
+    deadline: Instant,
+    peer: SocketAddr,
+) -> Option<TlsStream<TcpStream>> {
+    match tokio::time::timeout_at(deadline, acceptor.accept(stream)).await {
+        Ok(Ok(stream)) => Some(stream),
+        Ok(Err(err)) => {
+            tracing::debug!(error = %err, %peer, "TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "No TLS handshake in time");
+            None
+        }
+    }
 }
 
 /// The builders admitted connections are served with, one per protocol. The protocol is
@@ -156,7 +271,7 @@ impl Builders {
 /// Whether the client opens with the HTTP/2 preface (`PRI * HTTP/2.0`), read without
 /// consuming it; `None` when it closes or sends nothing before `deadline` (hyper's own
 /// header timeout starts only once it serves the connection).
-async fn speaks_http2(stream: &TcpStream, deadline: tokio::time::Instant) -> Option<bool> {
+async fn speaks_http2(stream: &TcpStream, deadline: Instant) -> Option<bool> {
     const PREFACE: &[u8] = b"PRI";
     let mut start = [0u8; 3];
     loop {
@@ -192,11 +307,10 @@ fn refusing_builder() -> Builder<TokioExecutor> {
 /// Answers every request on a refused connection with `answer`'s status, headers and
 /// body, then closes it; a client that sends nothing is dropped after
 /// [`REFUSED_GRACE`].
-async fn refuse(
-    stream: TcpStream,
-    builder: Arc<Builder<TokioExecutor>>,
-    answer: axum::response::Response,
-) {
+async fn refuse<I>(io: I, builder: Arc<Builder<TokioExecutor>>, answer: axum::response::Response)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let (parts, body) = answer.into_parts();
     let body = axum::body::to_bytes(body, usize::MAX)
         .await
@@ -208,7 +322,6 @@ async fn refuse(
         );
         async move { Ok::<_, std::convert::Infallible>(response) }
     });
-    let connection =
-        builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
+    let connection = builder.serve_connection(TokioIo::new(io), TowerToHyperService::new(service));
     let _ = tokio::time::timeout(REFUSED_GRACE * 2, connection).await;
 }

@@ -60,6 +60,7 @@ pages! {
     merge => "docs/merge.md",
     sync_back => "docs/sync-back.md",
     configuration => "docs/configuration.md",
+    tls => "docs/tls.md",
     operations => "docs/operations.md",
     architecture => "docs/architecture.md",
     benchmarks => "docs/benchmarks.md",

@@ -21,4 +21,5 @@ mod openapi;
 mod orphans;
 mod sources;
 mod syncs;
+mod tls;
 mod watch;

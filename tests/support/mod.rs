@@ -8,6 +8,7 @@ pub mod etcd;
 pub mod rnacos;
 pub mod tls;
 
+use std::ffi::OsStr;
 use std::future::Future;
 use std::net::TcpListener as StdListener;
 use std::path::Path;
@@ -229,7 +230,7 @@ impl BinaryServer {
 
     /// [`BinaryServer::start`] with extra environment, e.g. `SWITCHBOARD_*` settings.
     pub async fn start_with_env(data_dir: &Path, env: &[(&str, &str)]) -> BinaryServer {
-        BinaryServer::launch(data_dir, env, "127.0.0.1", None).await
+        BinaryServer::launch(data_dir, env, &[], "127.0.0.1", None, None).await
     }
 
     /// [`BinaryServer::start_with_env`] listening on `host` (`0.0.0.0`: every interface;
@@ -240,20 +241,35 @@ impl BinaryServer {
         host: &str,
         log: &Path,
     ) -> BinaryServer {
-        BinaryServer::launch(data_dir, env, host, Some(log)).await
+        BinaryServer::launch(data_dir, env, &[], host, Some(log), None).await
+    }
+
+    /// The binary serving HTTPS, with `serve` flags (`--tls-cert`, ...) and environment
+    /// that set it up; `client` must trust it (and carry a certificate it accepts, when it
+    /// asks for one) to see it ready.
+    pub async fn start_https(
+        data_dir: &Path,
+        env: &[(&str, &str)],
+        args: &[&OsStr],
+        client: &reqwest::Client,
+    ) -> BinaryServer {
+        BinaryServer::launch(data_dir, env, args, "127.0.0.1", None, Some(client)).await
     }
 
     async fn launch(
         data_dir: &Path,
         env: &[(&str, &str)],
+        args: &[&OsStr],
         host: &str,
         log: Option<&Path>,
+        https: Option<&reqwest::Client>,
     ) -> BinaryServer {
         let port = free_port();
         let mut command = children::command(env!("CARGO_BIN_EXE_switchboard"));
         command
             .args(["serve", "--listen", &format!("{host}:{port}"), "--data-dir"])
             .arg(data_dir)
+            .args(args)
             .env("RUST_LOG", if log.is_some() { "info" } else { "warn" })
             .envs(env.iter().copied())
             .stdout(Stdio::null());
@@ -265,12 +281,16 @@ impl BinaryServer {
             None => command.stderr(Stdio::inherit()),
         };
         let child = children::spawn(command).expect("start the switchboard binary");
+        let plain = reqwest::Client::new();
+        let (scheme, client) = match https {
+            Some(client) => ("https", client),
+            None => ("http", &plain),
+        };
         let server = BinaryServer {
-            base: format!("http://127.0.0.1:{port}"),
+            base: format!("{scheme}://127.0.0.1:{port}"),
             child,
         };
         let url = format!("{}/ready", server.base);
-        let client = reqwest::Client::new();
         wait_until("the binary to be ready", DEADLINE, || {
             let (client, url) = (client.clone(), url.clone());
             async move {

@@ -3,7 +3,8 @@
 //! `127.0.0.1` and `localhost`, a client certificate), its PEM files in a temp dir for a
 //! source's `tls` table, and a proxy that terminates TLS (optionally demanding a client
 //! certificate from that CA) and forwards the plaintext to the backend. Dropping the proxy
-//! stops it and every connection it carries.
+//! stops it and every connection it carries. [`Ca`] also makes the certificates of the
+//! tests of Switchboard's own HTTPS.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -23,13 +24,13 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio_rustls::TlsAcceptor;
 
 /// A certificate authority that can sign leaf certificates.
-struct Ca {
+pub struct Ca {
     cert: Certificate,
     key: KeyPair,
 }
 
 impl Ca {
-    fn new(name: &str) -> Ca {
+    pub fn new(name: &str) -> Ca {
         let mut params = CertificateParams::default();
         params.distinguished_name.push(DnType::CommonName, name);
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -41,7 +42,11 @@ impl Ca {
 
     /// A leaf certificate for `sans` with the one extended key usage `purpose`, since
     /// webpki checks it on both sides.
-    fn sign(&self, sans: Vec<SanType>, purpose: ExtendedKeyUsagePurpose) -> (Certificate, KeyPair) {
+    pub fn sign(
+        &self,
+        sans: Vec<SanType>,
+        purpose: ExtendedKeyUsagePurpose,
+    ) -> (Certificate, KeyPair) {
         let mut params = CertificateParams::default();
         params
             .distinguished_name
@@ -54,6 +59,11 @@ impl Ca {
             .signed_by(&key, &self.cert, &self.key)
             .expect("sign a leaf certificate");
         (cert, key)
+    }
+
+    /// The CA's certificate, as PEM.
+    pub fn pem(&self) -> String {
+        self.cert.pem()
     }
 }
 

@@ -51,6 +51,17 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         tls_client_ca: Option<PathBuf>,
     },
+    /// Create a new admin token in a stopped Switchboard's data dir, for when every
+    /// admin secret is lost. Its secret is written to `bootstrap-token` there
+    /// (owner-only); the tokens already there are kept.
+    Bootstrap {
+        /// Directory of the embedded store [default: ./data; config key `data_dir`]
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+        /// TOML config file, to find `data_dir` in
+        #[arg(long, value_name = "FILE", env = "SWITCHBOARD_CONFIG")]
+        config: Option<PathBuf>,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -88,7 +99,43 @@ fn main() -> anyhow::Result<()> {
                 tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
             runtime.block_on(serve(config, tls))
         }
+        Command::Bootstrap { data_dir, config } => {
+            let overrides = Overrides {
+                data_dir,
+                ..Overrides::default()
+            };
+            let config = match Config::load(config.as_deref(), &overrides) {
+                Ok(config) => config,
+                Err(err) => config_error(&err),
+            };
+            let runtime =
+                tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+            let file = runtime.block_on(bootstrap(&config.data_dir))?;
+            println!(
+                "created an admin token; its secret is in {}",
+                file.display()
+            );
+            Ok(())
+        }
     }
+}
+
+/// [`Command::Bootstrap`]: the store is opened as the server opens it, so a running
+/// server (which holds it) makes this fail rather than write beside it.
+async fn bootstrap(data_dir: &std::path::Path) -> anyhow::Result<PathBuf> {
+    if !data_dir.join("switchboard.redb").exists() {
+        anyhow::bail!(
+            "{} holds no Switchboard store; start the server with [auth] enabled = true and it bootstraps itself",
+            data_dir.display()
+        );
+    }
+    let store = switchboard::store::Store::open(data_dir).map_err(|err| {
+        anyhow::anyhow!(
+            "cannot open the store in {}: {err} (stop the Switchboard using it first)",
+            data_dir.display()
+        )
+    })?;
+    Ok(switchboard::auth::Auth::rebootstrap(store.tokens, data_dir).await?)
 }
 
 /// Reports a bad setting or file and exits with code 2, before anything started.

@@ -361,7 +361,7 @@ pub fn check_reach(caller: &Caller, namespace: &str) -> Result<(), ApiError> {
 fn scope_of(caller: &Caller) -> String {
     caller
         .token()
-        .map(|token| format!("{:?}", token.scope.patterns()))
+        .map(|token| format!("({})", token.scope.patterns().join(", ")))
         .unwrap_or_default()
 }
 

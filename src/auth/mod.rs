@@ -78,6 +78,19 @@ impl Auth {
         Ok(auth)
     }
 
+    /// Creates a new admin token `bootstrap` beside the tokens there are, and writes its
+    /// secret to [`BOOTSTRAP_FILE`]: for a stopped server whose admin secrets are lost.
+    pub async fn rebootstrap(
+        store: Arc<dyn TokenStore>,
+        data_dir: &Path,
+    ) -> Result<PathBuf, BootstrapError> {
+        let auth = Auth {
+            config: AuthConfig::default(),
+            tokens: Tokens::load(store)?,
+        };
+        auth.bootstrap(data_dir).await
+    }
+
     async fn bootstrap(&self, data_dir: &Path) -> Result<PathBuf, BootstrapError> {
         let request = TokenRequest {
             name: "bootstrap".into(),

@@ -249,9 +249,9 @@ impl Tokens {
             }
             if !by.scope.covers(&scope) {
                 return Err(TokenError::Beyond(format!(
-                    "namespaces {:?} reach beyond this token's {:?}",
-                    scope.patterns(),
-                    by.scope.patterns()
+                    "namespaces ({}) reach beyond this token's ({})",
+                    scope.patterns().join(", "),
+                    by.scope.patterns().join(", ")
                 )));
             }
         }

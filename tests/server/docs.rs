@@ -61,6 +61,7 @@ pages! {
     sync_back => "docs/sync-back.md",
     configuration => "docs/configuration.md",
     tls => "docs/tls.md",
+    security => "docs/security.md",
     operations => "docs/operations.md",
     architecture => "docs/architecture.md",
     benchmarks => "docs/benchmarks.md",
@@ -113,7 +114,10 @@ async fn run_page(page: &str) {
         return;
     }
     let dir = tempfile::tempdir().expect("a working directory for the page");
-    let server = TestServer::start(test_config(&dir.path().join("data"))).await;
+    let mut config = test_config(&dir.path().join("data"));
+    // The access control page runs against a server that has it on.
+    config.auth.enabled = page == "docs/security.md";
+    let server = TestServer::start(config).await;
     let all_code: Vec<&str> = runnable.iter().map(|b| b.code.as_str()).collect();
     let host = server.base.trim_start_matches("http://");
     let backends = Backends::start(&all_code.join("\n"), host).await;

@@ -153,3 +153,49 @@ async fn access_control_off_is_said_and_warned_about_beyond_loopback() {
         "{text}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_admin_secrets_are_replaced_offline_and_never_while_the_server_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let log = dir.path().join("switchboard.log");
+    let bootstrap = |data: &Path| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
+            .args(["bootstrap", "--data-dir"])
+            .arg(data)
+            .output()
+            .unwrap()
+    };
+    let refused = bootstrap(&data);
+    assert!(!refused.status.success(), "no store there yet");
+
+    let mut server = BinaryServer::start_logged(&data, &[AUTH_ON], "127.0.0.1", &log).await;
+    let lost = bootstrap_secret(&data);
+    let busy = bootstrap(&data);
+    assert!(!busy.status.success(), "the running server holds the store");
+    assert!(
+        String::from_utf8_lossy(&busy.stderr).contains("stop the Switchboard"),
+        "{busy:?}"
+    );
+    server.stop().await;
+
+    let made = bootstrap(&data);
+    assert!(made.status.success(), "{made:?}");
+    let found = bootstrap_secret(&data);
+    assert_ne!(found, lost);
+    let restarted = BinaryServer::start_logged(&data, &[AUTH_ON], "127.0.0.1", &log).await;
+    let client = Client::new();
+    for secret in [&found, &lost] {
+        let tokens = client
+            .get(format!("{}/api/v1/tokens", restarted.base))
+            .bearer_auth(secret)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            tokens.status(),
+            200,
+            "both admin tokens work; the old one stays until revoked"
+        );
+    }
+}

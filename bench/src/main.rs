@@ -6,7 +6,10 @@
 //! 2. A static axum server answering Switchboard's exact response bytes: the ceiling.
 //! 3. rnacos with the same instances, read through the Nacos v1 OpenAPI.
 //!
-//! The three reads run in alternating rounds and each reports its median round.
+//! 4. Switchboard with access control on, the same read carrying a `read` token
+//!    (`guarded.rs`): what the check costs.
+//!
+//! The four reads run in alternating rounds and each reports its median round.
 //!
 //! Then Switchboard's native write path (servers on core 0, the bench's clients on core 1;
 //! `writes.rs`):
@@ -48,6 +51,7 @@
 mod consul;
 mod etcd;
 mod fanout;
+mod guarded;
 mod memory;
 mod nacos;
 mod name_churn;
@@ -371,7 +375,7 @@ async fn bench(load: &Load, tools: &Tools) -> anyhow::Result<()> {
     // measured; each is pinned to core 0.
     progress("starting switchboard");
     let mut switchboard = servers::start_switchboard(&tools.switchboard, &client, None).await?;
-    let ids = servers::register_switchboard(&switchboard, &client).await?;
+    let ids = servers::register_switchboard(&switchboard, &client, None).await?;
     let body = switchboard
         .wait_for(
             &client,
@@ -400,19 +404,27 @@ async fn bench(load: &Load, tools: &Tools) -> anyhow::Result<()> {
     let switchboard_url = switchboard.url(SWITCHBOARD_READ_PATH);
     let static_url = static_server.url(SWITCHBOARD_READ_PATH);
     let rnacos_url = rnacos.url(nacos::READ_PATH);
+    progress("starting switchboard with access control on");
+    let mut guarded = guarded::start(&tools.switchboard, &client).await?;
     let (mut sb_runs, mut static_runs, mut rnacos_runs) = (Vec::new(), Vec::new(), Vec::new());
+    let mut guarded_runs = Vec::new();
     for round in 1..=ROUNDS {
         progress(&format!("round {round} of {ROUNDS}"));
-        sb_runs.push(measure(load, &mut switchboard, &switchboard_url, None).await?);
-        static_runs.push(measure(load, &mut static_server, &static_url, None).await?);
-        rnacos_runs.push(measure(load, &mut rnacos, &rnacos_url, None).await?);
+        sb_runs.push(measure(load, &mut switchboard, &switchboard_url, None, None).await?);
+        static_runs.push(measure(load, &mut static_server, &static_url, None, None).await?);
+        rnacos_runs.push(measure(load, &mut rnacos, &rnacos_url, None, None).await?);
+        if let Some(guarded) = &mut guarded {
+            let url = guarded.server.url(SWITCHBOARD_READ_PATH);
+            let header = Some(guarded.header.as_str());
+            guarded_runs.push(measure(load, &mut guarded.server, &url, None, header).await?);
+        }
     }
 
     let script = switchboard.dir().join("heartbeat.lua");
     std::fs::write(&script, wrk::heartbeat_script(&ids)?)
         .context("cannot write the heartbeat script")?;
     let base_url = switchboard.url("/");
-    let heartbeat_report = measure(load, &mut switchboard, &base_url, Some(&script)).await?;
+    let heartbeat_report = measure(load, &mut switchboard, &base_url, Some(&script), None).await?;
 
     let results = Results {
         switchboard: Row {
@@ -439,6 +451,12 @@ async fn bench(load: &Load, tools: &Tools) -> anyhow::Result<()> {
             body_bytes: Some(rnacos_bytes),
             report: median(rnacos_runs),
         },
+        guarded: (!guarded_runs.is_empty()).then(|| Row {
+            target: "switchboard + token",
+            request: "the same GET, access control on, Bearer",
+            body_bytes: Some(body.len()),
+            report: median(guarded_runs),
+        }),
     };
     print!("{}", report::render(&results, load, ROUNDS));
     Ok(())
@@ -506,14 +524,15 @@ async fn measure(
     server: &mut Server,
     url: &str,
     script: Option<&Path>,
+    header: Option<&str>,
 ) -> anyhow::Result<wrk::Report> {
     let what = if script.is_some() {
         "heartbeats"
     } else {
         "reads"
     };
-    wrk::run(load, WARM_UP, url, script).await?;
-    let report = wrk::run(load, &load.duration, url, script).await?;
+    wrk::run(load, WARM_UP, url, script, header).await?;
+    let report = wrk::run(load, &load.duration, url, script, header).await?;
     progress(&format!(
         "{}: {what} {:.0}/s, p99 {:?}",
         server.name(),
@@ -533,7 +552,7 @@ async fn measure(
     Ok(report)
 }
 
-fn lists_all_instances(body: &Bytes) -> Result<(), String> {
+pub fn lists_all_instances(body: &Bytes) -> Result<(), String> {
     match serde_json::from_slice::<serde_json::Value>(body) {
         Ok(serde_json::Value::Array(list)) if list.len() == INSTANCES => Ok(()),
         Ok(serde_json::Value::Array(list)) => {

@@ -13,6 +13,9 @@ use crate::wrk::{Load, Report};
 
 /// Switchboard's reads should keep this share of a server doing no work at all.
 pub const STATIC_RATIO_TARGET: f64 = 0.95;
+/// Access control's check (a header, a hash, a table row) against a read that copies
+/// pre-encoded bytes: at most a tenth of the throughput.
+pub const GUARDED_RATIO_TARGET: f64 = 0.9;
 /// Switchboard's reads against rnacos's.
 pub const RNACOS_RATIO_TARGET: f64 = 5.0;
 /// Heartbeats per second one core should absorb.
@@ -44,6 +47,8 @@ pub struct Results {
     pub heartbeat: Row,
     pub static_baseline: Row,
     pub rnacos: Row,
+    /// The read with access control on; none for a build without it.
+    pub guarded: Option<Row>,
 }
 
 pub fn render(results: &Results, load: &Load, rounds: usize) -> String {
@@ -61,12 +66,14 @@ pub fn render(results: &Results, load: &Load, rounds: usize) -> String {
         "{:<22} {:<46} {:>8} {:>12} {:>10}",
         "target", "request", "body", "requests/s", "p99"
     );
-    for row in [
-        &results.switchboard,
-        &results.static_baseline,
-        &results.rnacos,
-        &results.heartbeat,
-    ] {
+    let rows = [
+        Some(&results.switchboard),
+        results.guarded.as_ref(),
+        Some(&results.static_baseline),
+        Some(&results.rnacos),
+        Some(&results.heartbeat),
+    ];
+    for row in rows.iter().flatten() {
         let body = row
             .body_bytes
             .map_or_else(|| "-".to_owned(), |bytes| format!("{bytes} B"));
@@ -80,12 +87,7 @@ pub fn render(results: &Results, load: &Load, rounds: usize) -> String {
             format_latency(row.report.p99)
         );
     }
-    for row in [
-        &results.switchboard,
-        &results.static_baseline,
-        &results.rnacos,
-        &results.heartbeat,
-    ] {
+    for row in rows.iter().flatten() {
         if let Some(errors) = &row.report.socket_errors {
             let _ = writeln!(out, "  note: {} socket errors: {errors}", row.target);
         }
@@ -111,6 +113,15 @@ pub fn render(results: &Results, load: &Load, rounds: usize) -> String {
         RNACOS_RATIO_TARGET,
         2,
     );
+    if let Some(guarded) = &results.guarded {
+        check(
+            &mut out,
+            "reads: with a token / without",
+            ratio(guarded.report.requests_per_sec, switchboard),
+            GUARDED_RATIO_TARGET,
+            2,
+        );
+    }
     check(
         &mut out,
         "heartbeats: requests/s",
@@ -525,12 +536,15 @@ mod tests {
             heartbeat: row("heartbeat", 25_000.0),
             static_baseline: row("static", 10_000.0),
             rnacos: row("rnacos", 3_000.0),
+            guarded: Some(row("switchboard + token", 8_000.0)),
         };
         let load = Load {
             duration: "1s".into(),
             connections: 8,
         };
         let text = render(&results, &load, 3);
+        assert!(line(&text, "reads: with a token / without").contains("0.83"));
+        assert!(line(&text, "reads: with a token / without").ends_with("MISS (7% short)"));
         assert!(line(&text, "reads: switchboard / static").contains("0.96"));
         assert!(line(&text, "reads: switchboard / static").ends_with("PASS"));
         assert!(line(&text, "reads: switchboard / rnacos").contains("MISS (36% short)"));

@@ -304,10 +304,12 @@ pub async fn wait_ready(server: &mut Server, client: &reqwest::Client) -> anyhow
     Ok(())
 }
 
-/// Registers the bench instances and returns their ids, in registration order.
+/// Registers the bench instances (with `token`, when access control is on) and returns
+/// their ids, in registration order.
 pub async fn register_switchboard(
     server: &Server,
     client: &reqwest::Client,
+    token: Option<&str>,
 ) -> anyhow::Result<Vec<String>> {
     let url = server.url("/api/v1/instances");
     let mut ids = Vec::with_capacity(INSTANCES);
@@ -318,7 +320,11 @@ pub async fn register_switchboard(
             "metadata": {"zone": "a"},
             "ttl_seconds": 3600,
         });
-        let response = client.post(&url).json(&body).send().await?;
+        let mut request = client.post(&url).json(&body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await?;
         let status = response.status();
         let text = response.text().await?;
         if !status.is_success() {

@@ -26,13 +26,15 @@ pub struct Report {
     pub socket_errors: Option<String>,
 }
 
-/// Runs `wrk -t1` against `url`, optionally with a Lua script. One wrk thread on its own
-/// core is enough to saturate a server confined to the other one.
+/// Runs `wrk -t1` against `url`, optionally with a Lua script and a header on every
+/// request. One wrk thread on its own core is enough to saturate a server confined to
+/// the other one.
 pub async fn run(
     load: &Load,
     duration: &str,
     url: &str,
     script: Option<&Path>,
+    header: Option<&str>,
 ) -> anyhow::Result<Report> {
     let mut command = tokio::process::Command::new("taskset");
     command
@@ -42,6 +44,9 @@ pub async fn run(
         .arg("--latency");
     if let Some(script) = script {
         command.arg("-s").arg(script);
+    }
+    if let Some(header) = header {
+        command.arg("-H").arg(header);
     }
     let output = command
         .arg(url)

@@ -204,8 +204,12 @@ pub async fn run_with_tls(
     let address = listener.local_addr()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!(listen = %address, %scheme, "Switchboard serving");
-    if !app.state.auth.enabled() && !address.ip().is_loopback() {
-        tracing::warn!(listen = %address, "Listening beyond this machine with access control off: anyone who reaches the port can register, delete and reconfigure everything; set [auth] enabled = true");
+    if !address.ip().is_loopback() {
+        if !app.state.auth.enabled() {
+            tracing::warn!(listen = %address, "Listening beyond this machine with access control off: anyone who reaches the port can register, delete and reconfigure everything; set [auth] enabled = true");
+        } else if tls.is_none() {
+            tracing::warn!(listen = %address, "Listening beyond this machine over plain HTTP: tokens cross the network readable; set [tls] cert and key (docs/tls.md)");
+        }
     }
     let stopping = app.stopping.clone();
     api::serve::serve(

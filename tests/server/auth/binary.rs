@@ -133,7 +133,7 @@ async fn anonymous_reads_and_a_guarded_metrics_page_are_settings() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn access_control_off_is_said_and_warned_about_beyond_loopback() {
+async fn access_control_off_or_plain_http_beyond_loopback_is_warned_about() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("loopback.log");
     let mut loopback =

@@ -7,9 +7,11 @@
 //! A request whose token is revoked or expires while it waits (a blocking query) is
 //! answered 401 at once; a stream it holds (SSE) ends.
 
+use std::sync::Arc;
+
 use axum::body::Body;
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{header, HeaderMap, Method};
+use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
@@ -17,7 +19,7 @@ use switchboard_connectors::DEFAULT_NAMESPACE;
 
 use super::error::{ApiError, CHALLENGE, INVALID_CHALLENGE};
 use super::{tenant, AppState};
-use crate::auth::{Caller, Denied, Role};
+use crate::auth::{Caller, Denied, Role, Token};
 
 /// What a route asks of its caller.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -228,13 +230,26 @@ pub async fn guard(State(state): State<AppState>, mut request: Request, next: Ne
     }
     request.extensions_mut().insert(caller.clone());
     let Some(token) = caller.token().cloned() else {
-        return next.run(request).await;
+        return counted(&state, next.run(request).await);
     };
-    let audited = changes(need, request.method());
-    let (method, path) = (request.method().clone(), request.uri().path().to_owned());
+    if changes(need, request.method()) {
+        // Changes run to completion even if the client goes (`to_completion`), so they
+        // are not cut when the token is revoked meanwhile; the audit line is written
+        // however the request ends.
+        let mut audit = Audit {
+            token: token.clone(),
+            method: request.method().clone(),
+            path: request.uri().path().to_owned(),
+            status: None,
+        };
+        let response = next.run(request).await;
+        audit.status = Some(response.status().as_u16());
+        return counted(&state, response);
+    }
+    // A read may wait (a blocking query): it ends the moment its token stops working,
+    // checked first, so a token revoked since it was looked up reads nothing more.
     let response = tokio::select! {
         biased;
-        response = next.run(request) => response,
         () = state.auth.tokens.invalidated(&token) => {
             state.metrics.auth_failed("revoked");
             ApiError::unauthorized(
@@ -244,18 +259,8 @@ pub async fn guard(State(state): State<AppState>, mut request: Request, next: Ne
             )
             .into_response()
         }
+        response = next.run(request) => counted(&state, response),
     };
-    if audited {
-        tracing::info!(
-            target: "switchboard::audit",
-            token = %token.id,
-            token_name = %token.name,
-            %method,
-            path,
-            status = response.status().as_u16(),
-            "Change through the API"
-        );
-    }
     if !is_stream(&response) {
         return response;
     }
@@ -267,6 +272,49 @@ pub async fn guard(State(state): State<AppState>, mut request: Request, next: Ne
     };
     response
         .map(|body| Body::from_stream(body.into_data_stream().take_until(Box::pin(invalidated))))
+}
+
+/// Counts a 403 a handler gave (a namespace it found beyond the token), as the guard
+/// counts its own.
+fn counted(state: &AppState, response: Response) -> Response {
+    if response.status() == StatusCode::FORBIDDEN {
+        state.metrics.auth_failed("forbidden");
+    }
+    response
+}
+
+/// The audit log's line for one change, written when the request ends: with its status,
+/// or as unanswered when the client went away first (the change itself still completes).
+struct Audit {
+    token: Arc<Token>,
+    method: Method,
+    path: String,
+    status: Option<u16>,
+}
+
+impl Drop for Audit {
+    fn drop(&mut self) {
+        let (token, method, path) = (&self.token, &self.method, &self.path);
+        match self.status {
+            Some(status) => tracing::info!(
+                target: "switchboard::audit",
+                token = %token.id,
+                token_name = %token.name,
+                %method,
+                path,
+                status,
+                "Change through the API"
+            ),
+            None => tracing::info!(
+                target: "switchboard::audit",
+                token = %token.id,
+                token_name = %token.name,
+                %method,
+                path,
+                "Change through the API; the client left before the answer"
+            ),
+        }
+    }
 }
 
 /// The secret the request presents: `Authorization: Bearer …` or `X-Switchboard-Token`.

@@ -187,6 +187,7 @@ impl From<RegistryError> for ApiError {
                 ApiError::not_found("service_not_found", err.to_string())
             }
             RegistryError::Invalid(invalid) => invalid.into(),
+            RegistryError::OutOfReach(_) => ApiError::forbidden(err.to_string()),
             RegistryError::Store(store) => store.into(),
         }
     }

@@ -43,7 +43,13 @@ pub async fn register(
     }
     let namespace = request.namespace.as_deref().unwrap_or(DEFAULT_NAMESPACE);
     check_reach(&caller, namespace)?;
-    let (view, created) = state.registry.register(request).await?;
+    let (view, created) = match caller {
+        Caller::Token(token) => {
+            let reaches = |namespace: &str| token.scope.allows(namespace);
+            state.registry.register_within(request, &reaches).await?
+        }
+        _ => state.registry.register(request).await?,
+    };
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -99,8 +105,11 @@ fn reaches_instance(state: &AppState, caller: &Caller, id: &str) -> Result<(), A
         return Ok(());
     }
     match state.registry.namespace_of(id) {
-        Some(namespace) => check_reach(caller, &namespace),
-        None => Ok(()),
+        // Which namespace is not said: it is beyond the caller.
+        Some(namespace) if !caller.reaches(&namespace) => Err(ApiError::forbidden(format!(
+            "instance `{id}` is registered in a namespace outside this token's"
+        ))),
+        _ => Ok(()),
     }
 }
 

@@ -21,6 +21,7 @@ use crate::auth::{Caller, Token, TokenRequest, TokenView};
         (status = 201, description = "Created; `secret` is shown this once", body = TokenView,
             headers(("Location" = String, description = "The token's URL"))),
         BadBody,
+        (status = 409, description = "auth_disabled: access control is off", body = Problem, content_type = PROBLEM_JSON),
         StoreFailure,
     )
 )]
@@ -29,14 +30,24 @@ pub async fn create(
     caller: Caller,
     Json(request): Json<TokenRequest>,
 ) -> Result<Response, ApiError> {
+    if !state.auth.enabled() {
+        // A token made while anyone may make one would outlast turning access control
+        // on; the bootstrap token is how the first one is made.
+        return Err(ApiError::conflict(
+            "auth_disabled",
+            "access control is off, so anyone could make this token: turn it on ([auth] enabled = true) and use the bootstrap token",
+        ));
+    }
     let shared = state.clone();
     let by = caller.token().cloned();
-    let (token, secret) =
-        super::to_completion(
-            async move { shared.auth.tokens.create(request, by.as_deref()).await },
-        )
-        .await??;
-    tracing::info!(token = %token.id, token_name = %token.name, role = %token.role, namespaces = ?token.scope.patterns(), "Token created");
+    let (token, secret) = super::to_completion(async move {
+        let created = shared.auth.tokens.create(request, by.as_deref()).await;
+        if let Ok((token, _)) = &created {
+            tracing::info!(token = %token.id, token_name = %token.name, role = %token.role, namespaces = ?token.scope.patterns(), "Token created");
+        }
+        created
+    })
+    .await??;
     let mut view = token.view();
     view.secret = Some(secret);
     let location =
@@ -103,13 +114,16 @@ pub async fn revoke(
     managed(&state, &caller, &id)?;
     let shared = state.clone();
     let owned = id.clone();
-    let revoked =
-        super::to_completion(async move { shared.auth.tokens.revoke(&owned).await }).await??;
-    match revoked {
-        Some(token) => {
+    let revoked = super::to_completion(async move {
+        let revoked = shared.auth.tokens.revoke(&owned).await;
+        if let Ok(Some(token)) = &revoked {
             tracing::info!(token = %token.id, token_name = %token.name, "Token revoked");
-            Ok(StatusCode::NO_CONTENT)
         }
+        revoked
+    })
+    .await??;
+    match revoked {
+        Some(_) => Ok(StatusCode::NO_CONTENT),
         None => Err(not_found(&id)),
     }
 }
@@ -134,9 +148,10 @@ pub async fn own(caller: Caller) -> Result<axum::Json<TokenView>, ApiError> {
 
 /// Whether `caller` may see and revoke `token`: its namespaces are within the caller's.
 fn manages(caller: &Caller, token: &Token) -> bool {
-    match caller.token() {
-        Some(own) => own.scope.covers(&token.scope),
-        None => true,
+    match caller {
+        Caller::Token(own) => own.scope.covers(&token.scope),
+        Caller::Unchecked => true,
+        Caller::Anonymous(_) => false,
     }
 }
 

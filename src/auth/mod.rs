@@ -38,7 +38,7 @@ pub struct AuthConfig {
     /// What a request with no token may do: `none`, or `read` (discovery, every
     /// namespace).
     pub anonymous: Anonymous,
-    /// Whether `/metrics` needs a token (a `read` token over every namespace).
+    /// Whether `/metrics` needs a token (any live token; anonymous reads do not open it).
     pub protect_metrics: bool,
 }
 
@@ -98,7 +98,7 @@ impl Auth {
             namespaces: vec!["*".into()],
             expires_in: None,
         };
-        let (_, secret) = self
+        let (token, secret) = self
             .tokens
             .create(request, None)
             .await
@@ -107,12 +107,11 @@ impl Auth {
                 other => BootstrapError::Refused(other.to_string()),
             })?;
         let file = data_dir.join(BOOTSTRAP_FILE);
-        crate::store::write_secret(&file, format!("{secret}\n").as_bytes()).map_err(|source| {
-            BootstrapError::File {
-                file: file.clone(),
-                source,
-            }
-        })?;
+        if let Err(source) = crate::store::write_secret(&file, format!("{secret}\n").as_bytes()) {
+            // A token nobody holds would stop the next start from bootstrapping again.
+            self.tokens.revoke(&token.id).await?;
+            return Err(BootstrapError::File { file, source });
+        }
         Ok(file)
     }
 

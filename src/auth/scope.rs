@@ -49,12 +49,13 @@ impl Scope {
         self.0.iter().any(|p| p.bytes().all(|b| b == b'*'))
     }
 
-    /// Whether every namespace `other` reaches is one this scope reaches. A pattern
-    /// matched by one of ours, read as a plain name, is covered: names never hold `*` or
-    /// `?`, so what stands for them in `other` can only be matched by our own wildcards,
-    /// which match whatever they stand for.
+    /// Whether every namespace `other` reaches is one this scope reaches: each of its
+    /// patterns is covered by one of ours ([`glob::covers`]).
     pub fn covers(&self, other: &Scope) -> bool {
-        other.0.iter().all(|pattern| self.allows(pattern))
+        other
+            .0
+            .iter()
+            .all(|theirs| self.0.iter().any(|ours| glob::covers(ours, theirs)))
     }
 }
 
@@ -87,6 +88,25 @@ mod tests {
         assert!(!wide.covers(&scope(&["team-a", "prod"])));
         assert!(!scope(&["team-a"]).covers(&scope(&["team-?"])));
         assert!(Scope::everything().covers(&wide));
+        assert!(scope(&["team-?"]).covers(&scope(&["team-?"])));
+        assert!(scope(&["*"]).covers(&scope(&["?", "**"])));
+    }
+
+    #[test]
+    fn a_question_mark_never_covers_a_star() {
+        for (ours, theirs) in [
+            ("team-?", "team-*"),
+            ("prod?", "prod*"),
+            ("?", "*"),
+            ("??", "**"),
+            ("?*", "*"),
+            ("a?c", "a*c"),
+        ] {
+            assert!(
+                !scope(&[ours]).covers(&scope(&[theirs])),
+                "{ours} covers {theirs}"
+            );
+        }
     }
 
     #[test]

@@ -18,7 +18,6 @@ use super::{Role, Scope};
 use crate::store::{Blocking, StoreError, TokenStore};
 
 /// One token. Its secret is not kept, only the secret's hash.
-#[derive(Debug)]
 pub struct Token {
     pub id: String,
     pub name: String,
@@ -29,6 +28,19 @@ pub struct Token {
     /// The id of the token that created it; none for the bootstrap token.
     pub created_by: Option<String>,
     hash: Hash,
+}
+
+/// Everything but the hash, which is no business of a log line.
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Token")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("role", &self.role)
+            .field("scope", &self.scope)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Token {
@@ -52,7 +64,8 @@ impl Token {
 }
 
 /// A token as the API shows it. `secret` is there once: in the answer that created it.
-#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+/// (No `Debug`: nothing may print it by accident.)
+#[derive(Clone, Serialize, Deserialize, ToSchema)]
 pub struct TokenView {
     /// The token's id (16 hex digits); not a secret, it names the token in lists and logs.
     pub id: String,
@@ -212,7 +225,7 @@ impl Tokens {
 
     /// Creates a token as `by` asks (none: the bootstrap token), durably, and returns it
     /// with its secret. It may not reach beyond `by`: no higher role, no namespace `by`
-    /// does not reach.
+    /// does not reach, no later expiry.
     pub async fn create(
         &self,
         request: TokenRequest,
@@ -263,7 +276,10 @@ impl Tokens {
             role: request.role,
             scope,
             created_at: now,
-            expires_at: lifetime.map(|lifetime| now + lifetime),
+            expires_at: earliest(
+                lifetime.map(|lifetime| now + lifetime),
+                by.and_then(|by| by.expires_at),
+            ),
             created_by: by.map(|by| by.id.clone()),
             hash: secret::hash(&secret),
         });
@@ -328,6 +344,14 @@ impl Tokens {
             () = revoked => {}
             () = expired => {}
         }
+    }
+}
+
+/// The earlier of two expiries, where none is never.
+fn earliest(a: Option<DateTime<Utc>>, b: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }
 

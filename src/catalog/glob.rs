@@ -3,7 +3,20 @@
 
 /// Whether `name` matches `pattern`.
 pub fn matches(pattern: &str, name: &str) -> bool {
-    let (pattern, name) = (pattern.as_bytes(), name.as_bytes());
+    matches_bytes(pattern.as_bytes(), name.as_bytes(), |_| true)
+}
+
+/// Whether every name `other` matches is one `pattern` matches too (both globs). `other`
+/// is read as a name whose `*` and `?` stand for any run and any one character; names
+/// never hold those, so only a wildcard of `pattern` may stand for them. A `*` of
+/// `pattern` takes in anything; a `?` takes in a `?` but never a `*`, which may stand
+/// for more than one character.
+pub fn covers(pattern: &str, other: &str) -> bool {
+    matches_bytes(pattern.as_bytes(), other.as_bytes(), |c| c != b'*')
+}
+
+/// [`matches`], where a `?` of `pattern` matches only bytes `one` admits.
+fn matches_bytes(pattern: &[u8], name: &[u8], one: impl Fn(u8) -> bool) -> bool {
     let (mut p, mut n) = (0, 0);
     // Where the last `*` was, and the name position it is currently stretched to.
     let mut star: Option<(usize, usize)> = None;
@@ -13,7 +26,7 @@ pub fn matches(pattern: &str, name: &str) -> bool {
                 star = Some((p, n));
                 p += 1;
             }
-            Some(&c) if c == b'?' || c == name[n] => {
+            Some(&c) if (c == b'?' && one(name[n])) || c == name[n] => {
                 p += 1;
                 n += 1;
             }

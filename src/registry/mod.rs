@@ -56,6 +56,10 @@ pub enum RegistryError {
     ServiceNotFound(String),
     #[error(transparent)]
     Invalid(#[from] ValidationError),
+    /// A registration would replace instance `id`, which is in a namespace the caller
+    /// does not reach (ids are unique across namespaces).
+    #[error("instance `{0}` is registered in a namespace outside this token's")]
+    OutOfReach(String),
     /// The store failed; nothing was changed in memory or in the catalog.
     #[error(transparent)]
     Store(#[from] StoreError),

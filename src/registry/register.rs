@@ -33,15 +33,27 @@ impl Registry {
         &self,
         request: RegisterRequest,
     ) -> Result<(InstanceView, bool), RegistryError> {
-        self.register_with(request, false).await
+        self.register_with(request, false, &|_| true).await
+    }
+
+    /// [`Registry::register`] for a caller that reaches only the namespaces `reaches`
+    /// admits: an id registered in another namespace is [`RegistryError::OutOfReach`],
+    /// decided under the same lock as the registration, so it cannot slip in between.
+    pub async fn register_within(
+        &self,
+        request: RegisterRequest,
+        reaches: &(dyn Fn(&str) -> bool + Sync),
+    ) -> Result<(InstanceView, bool), RegistryError> {
+        self.register_with(request, false, reaches).await
     }
 
     pub(super) async fn register_with(
         &self,
         request: RegisterRequest,
         persistent: bool,
+        reaches: &(dyn Fn(&str) -> bool + Sync),
     ) -> Result<(InstanceView, bool), RegistryError> {
-        let (done, registered) = self.decide_registration(request, persistent)?;
+        let (done, registered) = self.decide_registration(request, persistent, reaches)?;
         Self::finish(done).await?;
         Ok(registered)
     }
@@ -51,6 +63,7 @@ impl Registry {
         &self,
         request: RegisterRequest,
         persistent: bool,
+        reaches: &dyn Fn(&str) -> bool,
     ) -> Result<(Done, (InstanceView, bool)), RegistryError> {
         let valid = request.validate()?;
         let time = now();
@@ -66,6 +79,12 @@ impl Registry {
         let previous = change
             .entry(&id)
             .map(|entry| entry.lock().instance.service.clone());
+        if previous
+            .as_ref()
+            .is_some_and(|old| !reaches(&old.namespace))
+        {
+            return Err(RegistryError::OutOfReach(id));
+        }
         let mut instance = Instance::new(id.clone(), valid.service, valid.host, valid.port);
         instance.protocol = valid.protocol;
         instance.version = valid.version;

@@ -28,6 +28,6 @@ impl Registry {
             tags: Some(instance.tags.clone()),
             ..RegisterRequest::default()
         };
-        Ok(self.register_with(request, true).await?.0)
+        Ok(self.register_with(request, true, &|_| true).await?.0)
     }
 }

@@ -60,19 +60,26 @@ pub fn secret_file(file: &Path) -> io::Result<()> {
 }
 
 /// Writes `bytes` to `file`, owner-only (`0600`) from the moment it exists: a secret
-/// Switchboard hands the operator, such as the bootstrap token.
+/// Switchboard hands the operator, such as the bootstrap token. It is written to a new
+/// file beside it, then renamed over it, so no handle opened on an older file (nor a
+/// link planted in its place) ever sees the secret.
 pub fn write_secret(file: &Path, bytes: &[u8]) -> io::Result<()> {
     use std::io::Write;
+    let mut name = file.file_name().unwrap_or_default().to_owned();
+    name.push(".new");
+    let fresh = file.with_file_name(name);
+    match std::fs::remove_file(&fresh) {
+        Err(err) if err.kind() != io::ErrorKind::NotFound => return Err(err),
+        _ => {}
+    }
     let mut out = OpenOptions::new()
-        .create(true)
+        .create_new(true)
         .write(true)
-        .truncate(true)
         .mode(FILE_MODE)
-        .open(file)?;
-    // An existing file keeps its mode through `open`; tighten it before writing.
-    out.set_permissions(Permissions::from_mode(FILE_MODE))?;
+        .open(&fresh)?;
     out.write_all(bytes)?;
-    out.sync_all()
+    out.sync_all()?;
+    std::fs::rename(&fresh, file)
 }
 
 #[cfg(test)]

@@ -240,3 +240,21 @@ async fn a_token_works_in_either_header_and_a_bad_one_is_told_apart_from_none() 
         .await;
     assert_eq!(missing, 1.0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_access_control_off_no_token_can_be_made() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = crate::support::TestServer::start(crate::support::test_config(dir.path())).await;
+    let response = server
+        .client
+        .post(server.url("/api/v1/tokens"))
+        .json(&json!({"name": "early", "role": "admin", "namespaces": ["*"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 409);
+    let problem: Value = response.json().await.unwrap();
+    assert_eq!(problem["code"], "auth_disabled", "{problem}");
+    let (status, own) = server.get_json("/api/v1/tokens/self").await;
+    assert_eq!((status.as_u16(), &own["code"]), (404, &json!("no_token")));
+}

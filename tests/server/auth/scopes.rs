@@ -147,6 +147,22 @@ async fn a_register_token_changes_only_instances_in_its_namespaces() {
         )
         .await;
     assert_eq!(status, 403, "{body}");
+    // An id is one instance across namespaces: taking it over from team-b is a change
+    // in team-b.
+    let mut takeover = registration("ship", "team-a", "203.0.113.66");
+    takeover["id"] = json!(theirs);
+    let (status, body) = guarded
+        .call(Method::POST, "/api/v1/instances", token, Some(takeover))
+        .await;
+    assert_eq!(
+        (status.as_u16(), &body["code"]),
+        (403, &json!("forbidden")),
+        "{body}"
+    );
+    assert!(
+        !body.to_string().contains("team-b"),
+        "the namespace beyond the token is not named: {body}"
+    );
     for (method, path, body) in [
         (Method::DELETE, format!("/api/v1/instances/{theirs}"), None),
         (
@@ -199,6 +215,7 @@ async fn tokens_manage_only_tokens_within_their_reach_and_never_show_secrets_aga
     for beyond in [
         json!({"name": "x", "role": "read", "namespaces": ["*"]}),
         json!({"name": "x", "role": "read", "namespaces": ["prod"]}),
+        json!({"name": "x", "role": "read", "namespaces": ["team-*", "x"]}),
     ] {
         let (status, body) = guarded
             .call(Method::POST, "/api/v1/tokens", token, Some(beyond))
@@ -254,4 +271,23 @@ async fn tokens_manage_only_tokens_within_their_reach_and_never_show_secrets_aga
         (200, &json!("ci"), &json!("register"))
     );
     assert!(own.get("secret").is_none(), "{own}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_question_mark_scope_cannot_make_itself_a_star() {
+    let guarded = Guarded::start().await;
+    let (_, narrow) = guarded.token("admin", &["?"]).await;
+    let (status, body) = guarded
+        .call(
+            Method::POST,
+            "/api/v1/tokens",
+            Some(&narrow),
+            Some(json!({"name": "wide", "role": "admin", "namespaces": ["*"]})),
+        )
+        .await;
+    assert_eq!(
+        (status.as_u16(), &body["code"]),
+        (403, &json!("forbidden")),
+        "{body}"
+    );
 }

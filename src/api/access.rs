@@ -188,6 +188,12 @@ pub const ACCESS: &[(&str, &str, Need)] = &[
 
 /// What `method` on `route` needs; admin over every namespace when the table has no row.
 pub fn need_of(method: &Method, route: &str) -> Need {
+    row_of(method, route).0
+}
+
+/// [`need_of`], with the route as the table spells it (for messages, without copying
+/// the request's).
+fn row_of(method: &Method, route: &str) -> (Need, &'static str) {
     let method = if *method == Method::HEAD {
         "GET"
     } else {
@@ -196,17 +202,16 @@ pub fn need_of(method: &Method, route: &str) -> Need {
     ACCESS
         .iter()
         .find(|(m, r, _)| *m == method && *r == route)
-        .map_or(Need::Role(Admin, Everywhere), |(_, _, need)| *need)
+        .map_or(
+            (Need::Role(Admin, Everywhere), "this route"),
+            |(_, r, need)| (*need, *r),
+        )
 }
 
 /// The check, as middleware. Layered only when access control is on.
 pub async fn guard(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|path| path.as_str().to_owned())
-        .unwrap_or_default();
-    let need = need_of(request.method(), &route);
+    let matched = request.extensions().get::<MatchedPath>();
+    let (need, route) = row_of(request.method(), matched.map_or("", MatchedPath::as_str));
     match need {
         Open => return next.run(request).await,
         Metrics if !state.auth.config.protect_metrics => return next.run(request).await,
@@ -220,7 +225,7 @@ pub async fn guard(State(state): State<AppState>, mut request: Request, next: Ne
             return refusal(denied).into_response();
         }
     };
-    if let Err(err) = permit(need, &caller, &request, &route) {
+    if let Err(err) = permit(need, &caller, &request, route) {
         state.metrics.auth_failed(if err.status == 401 {
             "missing"
         } else {
@@ -246,20 +251,24 @@ pub async fn guard(State(state): State<AppState>, mut request: Request, next: Ne
         audit.status = Some(response.status().as_u16());
         return counted(&state, response);
     }
-    // A read may wait (a blocking query): it ends the moment its token stops working,
-    // checked first, so a token revoked since it was looked up reads nothing more.
-    let response = tokio::select! {
-        biased;
-        () = state.auth.tokens.invalidated(&token) => {
-            state.metrics.auth_failed("revoked");
-            ApiError::unauthorized(
-                "token_revoked",
-                "the token was revoked or expired while the request waited",
-                INVALID_CHALLENGE,
-            )
-            .into_response()
-        }
-        response = next.run(request) => counted(&state, response),
+    // A read may wait (a blocking query): it ends the moment its token stops working.
+    // Most reads are answered on their first poll; only one that waits pays for
+    // watching the token.
+    let mut running = std::pin::pin!(next.run(request));
+    let response = match futures::poll!(running.as_mut()) {
+        std::task::Poll::Ready(response) => counted(&state, response),
+        std::task::Poll::Pending => tokio::select! {
+            () = state.auth.tokens.invalidated(&token) => {
+                state.metrics.auth_failed("revoked");
+                ApiError::unauthorized(
+                    "token_revoked",
+                    "the token was revoked or expired while the request waited",
+                    INVALID_CHALLENGE,
+                )
+                .into_response()
+            }
+            response = running => counted(&state, response),
+        },
     };
     if !is_stream(&response) {
         return response;

@@ -244,10 +244,14 @@ async fn track(State(state): State<AppState>, request: Request, next: Next) -> R
         .get::<MatchedPath>()
         .and_then(|path| ROUTES.iter().copied().find(|route| *route == path.as_str()))
         .unwrap_or("other");
-    let (mut parts, body) = request.into_parts();
-    let response = match tenant::into_query(&parts.headers, &mut parts.uri) {
-        Ok(()) => next.run(Request::from_parts(parts, body)).await,
-        Err(err) => err.into_response(),
+    let response = if request.headers().contains_key(tenant::TENANT_HEADER) {
+        let (mut parts, body) = request.into_parts();
+        match tenant::into_query(&parts.headers, &mut parts.uri) {
+            Ok(()) => next.run(Request::from_parts(parts, body)).await,
+            Err(err) => err.into_response(),
+        }
+    } else {
+        next.run(request).await
     };
     let status = response.status().as_u16();
     state

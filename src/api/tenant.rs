@@ -4,12 +4,12 @@
 
 use std::borrow::Cow;
 
-use axum::http::{HeaderMap, Uri};
+use axum::http::{HeaderMap, HeaderName, Uri};
 
 use super::error::ApiError;
 use crate::vocab::validate_name;
 
-pub const TENANT_HEADER: &str = "x-tenant-id";
+pub const TENANT_HEADER: HeaderName = HeaderName::from_static("x-tenant-id");
 
 /// The tenant the request names, checked like a namespace.
 pub fn of(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {

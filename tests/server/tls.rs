@@ -17,7 +17,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::support::tls::Ca;
-use crate::support::{children, poll, BinaryServer, DEADLINE};
+use crate::support::{children, exit_of, BinaryServer, DEADLINE};
 
 /// A test PKI's PEM files: a CA; the server's certificate for 127.0.0.1 and its key;
 /// `client.pem`, a client certificate and key from the CA; `stranger.pem`, one from a CA
@@ -116,19 +116,26 @@ fn chain(err: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn https_serves_http2_or_http1_as_alpn_picks() {
-    let pki = Pki::new();
-    let client = pki.client(None).build().unwrap();
-    let (server, _data) = https_server(&pki, &[], &client).await;
-
+/// `client` gets `/health` from `server` (it still serves after whatever was tried), in
+/// the HTTP version it answers in.
+async fn assert_serves(client: &reqwest::Client, server: &BinaryServer) -> Version {
     let response = client
         .get(format!("{}/health", server.base))
         .send()
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
-    assert_eq!(response.version(), Version::HTTP_2, "ALPN offers h2 first");
+    response.version()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_serves_http2_or_http1_as_alpn_picks() {
+    let pki = Pki::new();
+    let client = pki.client(None).build().unwrap();
+    let (server, _data) = https_server(&pki, &[], &client).await;
+
+    let version = assert_serves(&client, &server).await;
+    assert_eq!(version, Version::HTTP_2, "ALPN offers h2 first");
 
     let http1 = pki.client(None).http1_only().build().unwrap();
     let response = http1
@@ -167,12 +174,7 @@ async fn plain_http_to_the_tls_port_is_closed_and_harms_no_one() {
         .unwrap_err();
     assert!(!err.is_status(), "{}", chain(&err));
 
-    let response = client
-        .get(format!("{}/health", server.base))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
+    assert_serves(&client, &server).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -195,12 +197,7 @@ async fn a_client_that_never_handshakes_is_closed_after_the_idle_timeout() {
         "closed after {waited:?}, before the idle timeout"
     );
 
-    let response = client
-        .get(format!("{}/health", server.base))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
+    assert_serves(&client, &server).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -280,17 +277,7 @@ async fn start_up_failure(args: &[&OsStr]) -> (Option<i32>, String) {
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     let mut child = children::spawn(command).expect("start the switchboard binary");
-    let exit = poll("switchboard serve to exit", DEADLINE, || {
-        let seen = child.try_wait();
-        async move {
-            match seen {
-                Ok(Some(exit)) => Ok(exit),
-                Ok(None) => Err("still running".to_owned()),
-                Err(err) => Err(err.to_string()),
-            }
-        }
-    })
-    .await;
+    let exit = exit_of(&mut child, "switchboard serve to exit").await;
     let mut stderr = String::new();
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
     (exit.code(), stderr)

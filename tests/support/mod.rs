@@ -217,6 +217,21 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// How `child` exited, waiting for it (as `what`) at most [`DEADLINE`].
+pub async fn exit_of(child: &mut Child, what: &str) -> std::process::ExitStatus {
+    poll(what, DEADLINE, || {
+        let seen = child.try_wait();
+        async move {
+            match seen {
+                Ok(Some(exit)) => Ok(exit),
+                Ok(None) => Err("still running".to_owned()),
+                Err(err) => Err(err.to_string()),
+            }
+        }
+    })
+    .await
+}
+
 /// The real `switchboard` binary as a child process; killed on drop.
 pub struct BinaryServer {
     pub base: String,
@@ -327,18 +342,7 @@ impl BinaryServer {
             .status()
             .expect("run kill -TERM");
         assert!(sent.success(), "kill -TERM {pid}: {sent}");
-        let child = &mut self.child;
-        let exit = poll("the binary to exit after SIGTERM", DEADLINE, || {
-            let seen = child.try_wait();
-            async move {
-                match seen {
-                    Ok(Some(exit)) => Ok(exit),
-                    Ok(None) => Err("still running".to_owned()),
-                    Err(err) => Err(err.to_string()),
-                }
-            }
-        })
-        .await;
+        let exit = exit_of(&mut self.child, "the binary to exit after SIGTERM").await;
         assert!(
             exit.success(),
             "the server exited with {exit} after SIGTERM"

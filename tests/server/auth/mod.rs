@@ -98,6 +98,16 @@ impl Guarded {
     }
 }
 
+impl Guarded {
+    /// Revokes token `id` as the bootstrap admin; the answer's status.
+    pub async fn revoke(&self, id: &str) -> StatusCode {
+        let path = format!("/api/v1/tokens/{id}");
+        self.call(Method::DELETE, &path, Some(&self.admin), None)
+            .await
+            .0
+    }
+}
+
 /// The bootstrap admin secret Switchboard wrote in `data_dir`.
 pub fn bootstrap_secret(data_dir: &Path) -> String {
     let text = std::fs::read_to_string(data_dir.join(BOOTSTRAP_FILE))

@@ -76,15 +76,7 @@ async fn revoking_a_token_ends_its_streams_and_answers_its_waiting_queries_at_on
     })
     .await;
 
-    let (status, _) = guarded
-        .call(
-            Method::DELETE,
-            &format!("/api/v1/tokens/{id}"),
-            Some(&guarded.admin),
-            None,
-        )
-        .await;
-    assert_eq!(status, 204);
+    assert_eq!(guarded.revoke(&id).await, 204);
 
     let answered = tokio::time::timeout(DEADLINE, waiting)
         .await
@@ -107,15 +99,7 @@ async fn revoking_a_token_ends_its_streams_and_answers_its_waiting_queries_at_on
         .metric("switchboard_auth_failures_total{reason=\"revoked\"}")
         .await;
     assert_eq!(revoked, 2.0, "the query and the stream");
-    let (status, _) = guarded
-        .call(
-            Method::DELETE,
-            &format!("/api/v1/tokens/{id}"),
-            Some(&guarded.admin),
-            None,
-        )
-        .await;
-    assert_eq!(status, 404, "revoked once");
+    assert_eq!(guarded.revoke(&id).await, 404, "revoked once");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

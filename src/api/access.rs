@@ -303,26 +303,19 @@ struct Audit {
 
 impl Drop for Audit {
     fn drop(&mut self) {
-        let (token, method, path) = (&self.token, &self.method, &self.path);
-        match self.status {
-            Some(status) => tracing::info!(
-                target: "switchboard::audit",
-                token = %token.id,
-                token_name = %token.name,
-                %method,
-                path,
-                status,
-                "Change through the API"
-            ),
-            None => tracing::info!(
-                target: "switchboard::audit",
-                token = %token.id,
-                token_name = %token.name,
-                %method,
-                path,
-                "Change through the API; the client left before the answer"
-            ),
-        }
+        let status = self.status.map_or_else(
+            || "unanswered: the client left first".to_owned(),
+            |s| s.to_string(),
+        );
+        tracing::info!(
+            target: "switchboard::audit",
+            token = %self.token.id,
+            token_name = %self.token.name,
+            method = %self.method,
+            path = self.path.as_str(),
+            %status,
+            "Change through the API"
+        );
     }
 }
 

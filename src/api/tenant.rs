@@ -28,22 +28,16 @@ pub fn into_query(headers: &HeaderMap, uri: &mut Uri) -> Result<(), ApiError> {
         return Ok(());
     };
     let query = uri.query().unwrap_or("");
-    if names_namespace(query) {
+    if namespace_in(query).is_some() {
         return Ok(());
     }
     // Tenants are checked names ([A-Za-z0-9._-]), so they need no escaping.
-    let query: Cow<'_, str> = if query.is_empty() {
-        format!("namespace={tenant}").into()
-    } else {
-        format!("{query}&namespace={tenant}").into()
-    };
-    let path_and_query = format!("{}?{query}", uri.path());
+    let joiner = if query.is_empty() { "" } else { "&" };
+    let rewritten = format!("{}?{query}{joiner}namespace={tenant}", uri.path());
+    let unfit = || ApiError::bad_request("invalid_query", "the query cannot carry the tenant");
     let mut parts = uri.clone().into_parts();
-    parts.path_and_query = Some(path_and_query.parse().map_err(|_| {
-        ApiError::bad_request("invalid_query", "the query cannot carry the tenant")
-    })?);
-    *uri = Uri::from_parts(parts)
-        .map_err(|_| ApiError::bad_request("invalid_query", "the query cannot carry the tenant"))?;
+    parts.path_and_query = Some(rewritten.parse().map_err(|_| unfit())?);
+    *uri = Uri::from_parts(parts).map_err(|_| unfit())?;
     Ok(())
 }
 
@@ -53,10 +47,6 @@ pub fn namespace_in(query: &str) -> Option<Cow<'_, str>> {
         .filter(|(key, _)| key == "namespace")
         .map(|(_, value)| value)
         .last()
-}
-
-fn names_namespace(query: &str) -> bool {
-    namespace_in(query).is_some()
 }
 
 #[cfg(test)]

@@ -70,10 +70,10 @@ impl Auth {
         if !auth.config.enabled {
             tracing::info!("Access control is off: every client may read and change everything ([auth] enabled = true turns it on)");
         } else if auth.tokens.is_empty() {
-            let file = auth.bootstrap(data_dir).await?;
+            let file = bootstrap(&auth.tokens, data_dir).await?;
             tracing::warn!(file = %file.display(), "Access control is on and there was no token: created the admin token `bootstrap`; its secret is in this owner-only file");
         } else {
-            tracing::info!(tokens = auth.tokens.list().len(), "Access control is on");
+            tracing::info!(tokens = auth.tokens.len(), "Access control is on");
         }
         Ok(auth)
     }
@@ -84,35 +84,7 @@ impl Auth {
         store: Arc<dyn TokenStore>,
         data_dir: &Path,
     ) -> Result<PathBuf, BootstrapError> {
-        let auth = Auth {
-            config: AuthConfig::default(),
-            tokens: Tokens::load(store)?,
-        };
-        auth.bootstrap(data_dir).await
-    }
-
-    async fn bootstrap(&self, data_dir: &Path) -> Result<PathBuf, BootstrapError> {
-        let request = TokenRequest {
-            name: "bootstrap".into(),
-            role: Role::Admin,
-            namespaces: vec!["*".into()],
-            expires_in: None,
-        };
-        let (token, secret) = self
-            .tokens
-            .create(request, None)
-            .await
-            .map_err(|err| match err {
-                TokenError::Store(err) => BootstrapError::Store(err),
-                other => BootstrapError::Refused(other.to_string()),
-            })?;
-        let file = data_dir.join(BOOTSTRAP_FILE);
-        if let Err(source) = crate::store::write_secret(&file, format!("{secret}\n").as_bytes()) {
-            // A token nobody holds would stop the next start from bootstrapping again.
-            self.tokens.revoke(&token.id).await?;
-            return Err(BootstrapError::File { file, source });
-        }
-        Ok(file)
+        bootstrap(&Tokens::load(store)?, data_dir).await
     }
 
     pub fn enabled(&self) -> bool {
@@ -132,6 +104,31 @@ impl Auth {
             },
         }
     }
+}
+
+/// Creates the admin token `bootstrap` over every namespace and writes its secret,
+/// owner-only, to [`BOOTSTRAP_FILE`] in `data_dir`.
+async fn bootstrap(tokens: &Tokens, data_dir: &Path) -> Result<PathBuf, BootstrapError> {
+    let request = TokenRequest {
+        name: "bootstrap".into(),
+        role: Role::Admin,
+        namespaces: vec!["*".into()],
+        expires_in: None,
+    };
+    let (token, secret) = tokens
+        .create(request, None)
+        .await
+        .map_err(|err| match err {
+            TokenError::Store(err) => BootstrapError::Store(err),
+            other => BootstrapError::Refused(other.to_string()),
+        })?;
+    let file = data_dir.join(BOOTSTRAP_FILE);
+    if let Err(source) = crate::store::write_secret(&file, format!("{secret}\n").as_bytes()) {
+        // A token nobody holds would stop the next start from bootstrapping again.
+        tokens.revoke(&token.id).await?;
+        return Err(BootstrapError::File { file, source });
+    }
+    Ok(file)
 }
 
 #[derive(Debug, thiserror::Error)]

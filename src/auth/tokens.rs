@@ -195,6 +195,10 @@ impl Tokens {
         })
     }
 
+    pub fn len(&self) -> usize {
+        self.live.load().len()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.live.load().is_empty()
     }

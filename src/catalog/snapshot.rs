@@ -286,25 +286,16 @@ impl Snapshot {
     pub fn listing(&self, namespace: Option<&str>, group: Option<&str>) -> Bytes {
         if namespace.is_none() && group.is_none() {
             self.listing
-                .get_or_init(|| self.encode_listing(None, None, &|_| true))
+                .get_or_init(|| self.listing_within(None, None, &|_| true))
                 .clone()
         } else {
-            self.encode_listing(namespace, group, &|_| true)
+            self.listing_within(namespace, group, &|_| true)
         }
     }
 
     /// [`Snapshot::listing`] of the namespaces `visible` lets through, encoded for this
     /// request (a caller whose token reaches only some namespaces).
     pub fn listing_within(
-        &self,
-        namespace: Option<&str>,
-        group: Option<&str>,
-        visible: &dyn Fn(&str) -> bool,
-    ) -> Bytes {
-        self.encode_listing(namespace, group, visible)
-    }
-
-    fn encode_listing(
         &self,
         namespace: Option<&str>,
         group: Option<&str>,

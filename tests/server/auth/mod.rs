@@ -99,6 +99,21 @@ impl Guarded {
 }
 
 impl Guarded {
+    /// Registers `body` as the bootstrap admin, which must succeed: 201 for a new
+    /// instance, 200 for one registered again. The status and the instance.
+    pub async fn seed(&self, body: Value) -> (StatusCode, Value) {
+        let (status, instance) = self
+            .call(
+                Method::POST,
+                "/api/v1/instances",
+                Some(&self.admin),
+                Some(body),
+            )
+            .await;
+        assert!(status.is_success(), "{instance}");
+        (status, instance)
+    }
+
     /// Revokes token `id` as the bootstrap admin; the answer's status.
     pub async fn revoke(&self, id: &str) -> StatusCode {
         let path = format!("/api/v1/tokens/{id}");

@@ -11,12 +11,7 @@ use crate::support::{index_header, wait_until, DEADLINE};
 /// Registers `svc` and returns its index.
 async fn seed(guarded: &Guarded) -> u64 {
     let (status, _) = guarded
-        .call(
-            Method::POST,
-            "/api/v1/instances",
-            Some(&guarded.admin),
-            Some(registration("svc", "default", "10.3.0.1")),
-        )
+        .seed(registration("svc", "default", "10.3.0.1"))
         .await;
     assert_eq!(status, 201);
     let response = guarded

@@ -147,15 +147,7 @@ impl Guarded {
         if route.contains("/instances/{id}") || route.starts_with("/api/v1/admin/") {
             let mut body = registration("svc", "default", "10.0.0.1");
             body["id"] = json!(INSTANCE);
-            let (status, answer) = self
-                .call(
-                    Method::POST,
-                    "/api/v1/instances",
-                    Some(&self.admin),
-                    Some(body),
-                )
-                .await;
-            assert!(status.is_success(), "{answer}");
+            self.seed(body).await;
         }
         let mut path = route.replace("{name}", "svc");
         if route.starts_with("/api/v1/instances/") {

@@ -10,12 +10,7 @@ use super::{registration, Guarded};
 /// Registers `service` in `namespace` as the bootstrap admin; the instance's id.
 async fn seed(guarded: &Guarded, service: &str, namespace: &str, address: &str) -> String {
     let (status, instance) = guarded
-        .call(
-            Method::POST,
-            "/api/v1/instances",
-            Some(&guarded.admin),
-            Some(registration(service, namespace, address)),
-        )
+        .seed(registration(service, namespace, address))
         .await;
     assert_eq!(status, 201, "{instance}");
     instance["id"].as_str().unwrap().to_owned()

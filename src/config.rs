@@ -13,6 +13,8 @@ use serde::{Deserialize, Serialize};
 use switchboard_connectors::SourceConfig;
 
 pub use crate::auth::AuthConfig;
+pub use crate::frontends::consul::ConsulConfig;
+pub use crate::health::HealthConfig;
 pub use crate::registry::RegistryConfig;
 
 use crate::catalog::MergeRule;
@@ -30,6 +32,7 @@ const ENV_NOT_KEYS: &[&str] = &["SWITCHBOARD_CONFIG"];
 /// one naming a key under a known section is checked like the file.
 const TOP_LEVEL_KEYS: &[&str] = &[
     "listen", "data_dir", "log", "registry", "api", "auth", "tls", "sources", "merge", "syncs",
+    "consul", "health",
 ];
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -46,6 +49,10 @@ pub struct Config {
     /// `[auth]`: access control (off by default).
     pub auth: AuthConfig,
     pub tls: TlsConfig,
+    /// `[consul]`: the Consul-compatible HTTP API (`/v1/`).
+    pub consul: ConsulConfig,
+    /// `[health]`: the health checks Switchboard runs for native instances.
+    pub health: HealthConfig,
     /// External registries to federate (`[[sources]]`), each with a unique `id`.
     #[serde(skip_serializing)]
     pub sources: Vec<SourceConfig>,
@@ -118,6 +125,8 @@ impl Default for Config {
             api: ApiConfig::default(),
             auth: AuthConfig::default(),
             tls: TlsConfig::default(),
+            consul: ConsulConfig::default(),
+            health: HealthConfig::default(),
             sources: Vec::new(),
             merge: Vec::new(),
             syncs: Vec::new(),

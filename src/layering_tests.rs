@@ -13,9 +13,11 @@ const LAYERS: &[&str] = &[
     "store",
     "catalog",
     "registry",
+    "health",
     "federation",
     "sync",
     "auth",
+    "frontends",
     "config",
     "api",
 ];

@@ -26,12 +26,16 @@
 //!   sync reports read the partitions directly. Merge rules live here.
 //! - [`registry`]: the native registry (register, heartbeat, status, expiry) with group
 //!   commits; it is the catalog's `native` source.
+//! - [`health`]: the HTTP and TCP checks Switchboard runs for native instances; results
+//!   go through the registry's write path.
 //! - [`federation`]: one supervised connector per external source; saves each source's
 //!   view for warm restarts by following the catalog's change feed.
 //! - [`sync`]: sync-back jobs writing the merged view into the native registry or an
 //!   external source.
 //! - [`auth`]: tokens with a role over namespaces, hashed in the store; the one check
 //!   every front door calls with the credential it extracted.
+//! - [`frontends`]: doors imitating other systems (Consul's HTTP API), each reading the
+//!   same snapshot through its own cached encodings.
 //! - [`config`]: defaults < file < env < flags, gathering each part's settings.
 //! - [`api`]: the axum router, one file per resource.
 //!
@@ -43,6 +47,8 @@ pub mod catalog;
 pub mod config;
 pub mod federation;
 pub mod fnv;
+pub mod frontends;
+pub mod health;
 #[cfg(test)]
 mod layering_tests;
 pub mod registry;
@@ -134,6 +140,15 @@ impl App {
             Auth::start(config.auth.clone(), store.tokens.clone(), &config.data_dir).await?,
         );
         let validations = tokio::sync::Semaphore::new(config.api.validate_concurrency);
+        let consul = frontends::consul::ConsulState::new(frontends::consul::ConsulShared {
+            catalog: catalog.clone(),
+            registry: registry.clone(),
+            auth: auth.clone(),
+            metrics: metrics.clone(),
+            config: config.consul.clone(),
+            stopping: stopping_rx.clone(),
+            max_wait: config.api.max_wait,
+        });
         let state = AppState::new(Shared {
             federation,
             syncs,
@@ -149,6 +164,7 @@ impl App {
             stopping: stopping_rx,
             validations,
             auth,
+            consul,
         });
         Ok(App {
             state,
@@ -192,6 +208,28 @@ pub async fn run(
     run_with_tls(listener, config, tls, shutdown).await
 }
 
+/// Serves the Consul door on its own listener (`[consul] listen`) until shutdown begins.
+async fn serve_consul(
+    app: &App,
+    address: std::net::SocketAddr,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let listener = TcpListener::bind(address)
+        .await
+        .map_err(|err| anyhow::anyhow!("cannot listen on {address} for [consul] listen: {err}"))?;
+    tracing::info!(listen = %address, "Consul API serving");
+    let router = api::consul_router(&app.state);
+    let config = app.state.config.api.clone();
+    let metrics = app.state.metrics.clone();
+    let mut stopping = app.stopping.subscribe();
+    Ok(tokio::spawn(async move {
+        api::serve::serve(listener, router, &config, tls, metrics, async move {
+            let _ = stopping.wait_for(|stop| *stop).await;
+        })
+        .await;
+    }))
+}
+
 /// [`run`] with the TLS files already read by [`api::serve::tls::server_config`]: `main`
 /// reads them before it binds, so a bad one is reported as a config error.
 pub async fn run_with_tls(
@@ -212,6 +250,10 @@ pub async fn run_with_tls(
         }
     }
     let stopping = app.stopping.clone();
+    let consul = match app.state.config.consul.listen {
+        Some(address) => Some(serve_consul(&app, address, tls.clone()).await?),
+        None => None,
+    };
     api::serve::serve(
         listener,
         app.router(),
@@ -224,6 +266,9 @@ pub async fn run_with_tls(
         },
     )
     .await;
+    if let Some(consul) = consul {
+        let _ = consul.await;
+    }
     app.shutdown().await?;
     tracing::info!("Switchboard stopped");
     Ok(())

@@ -40,7 +40,9 @@ pub use connector::{BoxUpdateStream, Connector, RegistryWriter, Update};
 #[cfg(any(feature = "etcd", feature = "consul", feature = "nacos"))]
 pub use endpoint::{Secret, TlsConfig, SECRET_MASK};
 pub use error::{excerpt, ConnectorError, EXCERPT_CHARS};
-pub use model::{Instance, InstanceKey, ServiceKey, Status, DEFAULT_GROUP, DEFAULT_NAMESPACE};
+pub use model::{
+    Check, CheckStatus, Instance, InstanceKey, ServiceKey, Status, DEFAULT_GROUP, DEFAULT_NAMESPACE,
+};
 pub use one_or_many::one_or_many;
 pub use source::{
     build, is_glob, is_id, AdapterConfig, SourceCommon, SourceConfig, SourceConfigError,

@@ -120,6 +120,60 @@ pub struct Instance {
     pub start_time: Option<DateTime<Utc>>,
     pub last_heartbeat: Option<DateTime<Utc>>,
     pub offline_time: Option<DateTime<Utc>>,
+    /// The health checks run for this instance and their latest results (native
+    /// instances with checks; empty for the rest). A critical check makes it unhealthy.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<Check>,
+}
+
+/// The result of one health check, as Consul names them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum CheckStatus {
+    Passing,
+    /// Degraded but still serving (an HTTP 429, or a client's explicit warn).
+    Warning,
+    /// Failing: the instance is not served. New checks start here until they pass.
+    #[default]
+    Critical,
+}
+
+impl CheckStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CheckStatus::Passing => "passing",
+            CheckStatus::Warning => "warning",
+            CheckStatus::Critical => "critical",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<CheckStatus> {
+        [
+            CheckStatus::Passing,
+            CheckStatus::Warning,
+            CheckStatus::Critical,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == text)
+    }
+}
+
+/// One health check of an instance and its latest result. The output is the one seen
+/// when the status last changed (outputs alone do not republish the instance).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Check {
+    /// Unique per instance (Consul's `CheckID`, e.g. `service:web-1`).
+    pub id: String,
+    pub name: String,
+    /// `ttl`, `http` or `tcp`.
+    pub kind: String,
+    pub status: CheckStatus,
+    #[serde(default)]
+    pub output: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub notes: String,
 }
 
 impl Instance {
@@ -146,6 +200,7 @@ impl Instance {
             start_time: None,
             last_heartbeat: None,
             offline_time: None,
+            checks: Vec::new(),
         }
     }
 

@@ -186,6 +186,9 @@ impl From<RegistryError> for ApiError {
             RegistryError::ServiceNotFound(_) => {
                 ApiError::not_found("service_not_found", err.to_string())
             }
+            RegistryError::CheckNotFound(_) => {
+                ApiError::not_found("check_not_found", err.to_string())
+            }
             RegistryError::Invalid(invalid) => invalid.into(),
             RegistryError::OutOfReach(_) => ApiError::forbidden(err.to_string()),
             RegistryError::Store(store) => store.into(),

@@ -41,6 +41,7 @@ use crate::catalog::Catalog;
 use crate::catalog::MergeSettings;
 use crate::config::Config;
 use crate::federation::Federation;
+use crate::frontends::consul::{self, ConsulState};
 use crate::registry::Registry;
 use crate::sync::Syncs;
 use crate::telemetry::{LatencyLabels, Metrics, RouteLabels};
@@ -70,6 +71,8 @@ pub struct Shared {
     pub validations: tokio::sync::Semaphore,
     /// Access control: the tokens, and whether requests must present one.
     pub auth: Arc<Auth>,
+    /// The Consul-compatible door (`/v1/`), merged in when `consul.enabled`.
+    pub consul: ConsulState,
 }
 
 impl std::ops::Deref for AppState {
@@ -227,10 +230,24 @@ pub fn router(state: AppState) -> Router {
         api
     };
     let api = api.route_layer(middleware::from_fn_with_state(state.clone(), track));
-    api.fallback(error::route_not_found)
+    let consul = (state.config.consul.enabled).then(|| consul_router(&state));
+    let api = api
+        .fallback(error::route_not_found)
         .layer(DefaultBodyLimit::max(max_body))
         .layer(CatchPanicLayer::custom(panic_response))
-        .with_state(state)
+        .with_state(state);
+    match consul {
+        Some(consul) => api.merge(consul),
+        None => api,
+    }
+}
+
+/// The Consul door alone (for `[consul] listen`), with the same body limit and panic
+/// guard as the API.
+pub fn consul_router(state: &AppState) -> Router {
+    consul::router(state.consul.clone())
+        .layer(DefaultBodyLimit::max(state.config.api.max_body_bytes))
+        .layer(CatchPanicLayer::custom(panic_response))
 }
 
 /// Counts requests and records latency by matched route. Labels are static strings, so

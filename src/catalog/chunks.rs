@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use super::formats::{copy_formats, ChunkFormats, FormatSlot, Formatted, InstanceEncoder};
 use super::view::InstanceView;
 
 /// Instances per chunk when a service's chunks are laid out afresh.
@@ -28,6 +29,8 @@ pub struct Chunk {
     pub healthy: usize,
     /// The sources reporting its instances, each once.
     pub sources: Arc<[Arc<str>]>,
+    /// The instances in front doors' formats, encoded on first use.
+    formats: ChunkFormats,
 }
 
 /// Each source once, in the order first seen (a few sources over many instances).
@@ -81,6 +84,7 @@ impl Chunk {
             ends: ends.into(),
             healthy,
             sources: sources.into(),
+            formats: ChunkFormats::default(),
         }
     }
 
@@ -94,7 +98,13 @@ impl Chunk {
             ends: self.ends.clone(),
             healthy: self.healthy,
             sources: self.sources.clone(),
+            formats: copy_formats(&self.formats),
         }
+    }
+
+    /// The instances in the format of `slot`, encoded by `encoder` on first use.
+    pub fn formatted(&self, slot: FormatSlot, encoder: &dyn InstanceEncoder) -> &Formatted {
+        self.formats[slot.0].get_or_init(|| Formatted::encode(&self.instances, encoder))
     }
 
     /// The JSON of the `i`-th instance.

@@ -11,6 +11,7 @@
 
 mod chunks;
 mod explain;
+pub mod formats;
 pub(crate) mod glob;
 #[cfg(test)]
 mod incremental_tests;
@@ -302,6 +303,11 @@ impl Catalog {
             return self.snapshot().index;
         }
         wait.await.unwrap_or_else(|_| self.snapshot().index)
+    }
+
+    /// A watcher of the whole catalog: it changes whenever any service does.
+    pub fn subscribe_catalog(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.notifier.subscribe_catalog()
     }
 
     /// A watcher of `key`'s index; it changes every time the service does.

@@ -10,10 +10,12 @@ use tokio_stream::wrappers::WatchStream;
 
 /// One `watch` channel per service that somebody waits on, carrying the service's index.
 /// Services nobody watches cost nothing: the last subscription to go removes its
-/// service's channel.
+/// service's channel. One more channel carries the index of the last batch that changed
+/// any service, for catalog-wide blocking queries.
 #[derive(Default)]
 pub struct Notifier {
     channels: DashMap<ServiceKey, watch::Sender<u64>>,
+    catalog: watch::Sender<u64>,
 }
 
 /// A watcher of one service: the receiver, and on drop the removal of the service's
@@ -77,6 +79,16 @@ impl Notifier {
         if let Some(sender) = self.channels.get(key) {
             sender.send_replace(index);
         }
+    }
+
+    /// Tells catalog-wide watchers that a batch changed services, at `index`.
+    pub fn notify_catalog(&self, index: u64) {
+        self.catalog.send_replace(index);
+    }
+
+    /// A watcher of every service: it changes whenever any service does.
+    pub fn subscribe_catalog(&self) -> watch::Receiver<u64> {
+        self.catalog.subscribe()
     }
 
     /// Services with at least one watcher.

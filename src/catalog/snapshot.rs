@@ -10,6 +10,7 @@ use switchboard_connectors::ServiceKey;
 use utoipa::ToSchema;
 
 use super::chunks::{self, Chunk, Endpoint};
+use super::formats::{push_item, Bodies, BodySlot, FormatSlot, InstanceEncoder};
 pub use super::view::InstanceView;
 
 /// One service in a snapshot. Its instances are kept in chunks whose JSON was encoded
@@ -27,6 +28,8 @@ pub struct ServiceView {
     pub healthy_count: usize,
     /// Sources contributing at least one instance.
     pub sources: Vec<String>,
+    /// Front doors' response bodies, joined on first use.
+    bodies: Bodies,
 }
 
 /// The length of the body [`join`] makes.
@@ -88,7 +91,41 @@ impl ServiceView {
             len,
             healthy_count,
             sources,
+            bodies: Bodies::default(),
         }
+    }
+
+    /// A front door's body: a JSON array of the instances `keep` selects, each in the
+    /// chunk format `format`. Cached in `body` (one slot per format and selection), so
+    /// repeated reads copy a pointer; each chunk is encoded once per change of it.
+    pub fn body_as(
+        &self,
+        body: BodySlot,
+        format: FormatSlot,
+        encoder: &dyn InstanceEncoder,
+        keep: &dyn Fn(&InstanceView) -> bool,
+    ) -> Bytes {
+        (self.bodies[body.0].get_or_init(|| {
+            let mut out = Vec::with_capacity(2);
+            out.push(b'[');
+            for chunk in &self.chunks {
+                let formatted = chunk.formatted(format, encoder);
+                if chunk.instances.iter().all(keep) {
+                    if !formatted.all().is_empty() {
+                        push_item(&mut out, formatted.all());
+                    }
+                    continue;
+                }
+                for (i, view) in chunk.instances.iter().enumerate() {
+                    if keep(view) {
+                        push_item(&mut out, formatted.item(i));
+                    }
+                }
+            }
+            out.push(b']');
+            Bytes::from(out)
+        }))
+        .clone()
     }
 
     pub(super) fn chunks(&self) -> &[Arc<Chunk>] {
@@ -219,6 +256,8 @@ pub struct Snapshot {
     listing: OnceLock<Bytes>,
     /// Per-source counts, by source id.
     sources: HashMap<String, SourceCounts>,
+    /// Front doors' catalog-wide bodies, built on first use.
+    bodies: Bodies,
 }
 
 impl Snapshot {
@@ -243,7 +282,13 @@ impl Snapshot {
             by_name,
             listing: OnceLock::new(),
             sources,
+            bodies: Bodies::default(),
         }
+    }
+
+    /// A front door's catalog-wide body, built by `build` on first use per snapshot.
+    pub fn body(&self, slot: BodySlot, build: impl FnOnce(&Snapshot) -> Bytes) -> Bytes {
+        self.bodies[slot.0].get_or_init(|| build(self)).clone()
     }
 
     /// What each source contributes.

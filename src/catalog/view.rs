@@ -59,7 +59,7 @@ impl Deref for InstanceView {
 impl Serialize for InstanceView {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let i = &*self.instance;
-        let mut out = serializer.serialize_struct("InstanceView", 21)?;
+        let mut out = serializer.serialize_struct("InstanceView", 22)?;
         out.serialize_field("id", &i.id)?;
         out.serialize_field("service", &i.service.name)?;
         out.serialize_field("namespace", &i.service.namespace)?;
@@ -78,6 +78,11 @@ impl Serialize for InstanceView {
         optional(&mut out, "start_time", &i.start_time)?;
         optional(&mut out, "last_heartbeat", &i.last_heartbeat)?;
         optional(&mut out, "offline_time", &i.offline_time)?;
+        if i.checks.is_empty() {
+            out.skip_field("checks")?;
+        } else {
+            out.serialize_field("checks", &i.checks)?;
+        }
         out.serialize_field("sources", &self.sources)?;
         out.serialize_field("stale", &self.stale)?;
         optional(&mut out, "stale_since", &self.stale_since)?;
@@ -122,6 +127,9 @@ struct InstanceJson {
     /// catalog (they would wake every watcher); `GET /api/v1/instances/{id}` is live.
     last_heartbeat: Option<DateTime<Utc>>,
     offline_time: Option<DateTime<Utc>>,
+    /// Health checks Switchboard runs for this (native) instance and their latest
+    /// results; absent when it has none.
+    checks: Option<Vec<switchboard_connectors::Check>>,
     /// Every source reporting this endpoint, highest priority first.
     sources: Vec<String>,
     /// True when every source reporting it is currently unreachable.

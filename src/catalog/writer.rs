@@ -113,6 +113,9 @@ impl Writer {
             for (key, index) in &changed {
                 self.notifier.notify(key, *index);
             }
+            if !changed.is_empty() {
+                self.notifier.notify_catalog(self.index);
+            }
         }
         self.announce(touched);
         for ack in acks {

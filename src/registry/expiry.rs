@@ -57,7 +57,7 @@ impl Registry {
                 SweepAction::Revive => {
                     let status = record.expired_from.take().unwrap_or(Status::Active);
                     record.instance.status = status;
-                    record.instance.healthy = is_healthy(status);
+                    record.instance.healthy = is_healthy(&record.instance);
                     record.instance.offline_time = None;
                     change.counts.revivals += 1;
                 }

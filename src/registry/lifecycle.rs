@@ -49,7 +49,7 @@ impl Registry {
         let mut record = entry.snapshot();
         let status = record.expired_from.take()?;
         record.instance.status = status;
-        record.instance.healthy = is_healthy(status);
+        record.instance.healthy = is_healthy(&record.instance);
         record.instance.offline_time = None;
         change.upsert(record.instance.clone());
         change.set_record(entry, record);
@@ -80,7 +80,7 @@ impl Registry {
             record.instance.offline_time = (status == Status::Offline).then(now);
         }
         record.instance.status = status;
-        record.instance.healthy = is_healthy(status);
+        record.instance.healthy = is_healthy(&record.instance);
         record.expired_from = None;
         let view = self.view(&record);
         change.upsert(record.instance.clone());

@@ -16,11 +16,13 @@
 
 mod background;
 mod change;
+pub mod checks;
 #[cfg(test)]
 mod commit_tests;
 mod committer;
 mod config;
 mod expiry;
+mod health;
 mod lifecycle;
 mod reads;
 mod record;
@@ -37,6 +39,9 @@ use switchboard_connectors::Update;
 
 pub use background::spawn_background;
 pub use config::RegistryConfig;
+pub use health::{
+    maintenance_check_id, CheckRecorded, CheckedInstance, DEFAULT_MAINTENANCE_REASON,
+};
 pub use replies::{HeartbeatReply, InstanceHealth, RemovalReport};
 pub use validate::RegisterRequest;
 
@@ -52,6 +57,8 @@ use crate::vocab::{ValidationError, NATIVE_SOURCE};
 pub enum RegistryError {
     #[error("instance `{0}` not found")]
     NotFound(String),
+    #[error("instance has no check `{0}`")]
+    CheckNotFound(String),
     #[error("service `{0}` has no native instances")]
     ServiceNotFound(String),
     #[error(transparent)]
@@ -73,6 +80,8 @@ pub struct Registry {
     committer: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
     config: RegistryConfig,
     metrics: Arc<Metrics>,
+    /// Bumped by every registration with checks (see [`Registry::checks_changed`]).
+    checks_version: tokio::sync::watch::Sender<u64>,
 }
 
 /// Registry times are kept to the millisecond, as the store keeps heartbeats.
@@ -99,6 +108,7 @@ impl Registry {
             committer: std::sync::Mutex::new(None),
             config,
             metrics: metrics.clone(),
+            checks_version: tokio::sync::watch::Sender::new(0),
         };
         let started = now().timestamp_millis();
         let mut instances = Vec::with_capacity(records.len());

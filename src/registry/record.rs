@@ -3,13 +3,14 @@
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Mutex;
 
-use switchboard_connectors::Status;
+use switchboard_connectors::{CheckStatus, Instance, Status};
 
 use crate::store::StoredInstance;
 
-/// Whether an instance in this status should receive traffic.
-pub fn is_healthy(status: Status) -> bool {
-    status == Status::Active
+/// Whether an instance should receive traffic: active, with no critical check.
+pub fn is_healthy(instance: &Instance) -> bool {
+    instance.status == Status::Active
+        && (instance.checks.iter()).all(|check| check.status != CheckStatus::Critical)
 }
 
 /// A native instance in memory. Heartbeats touch only the atomics, so they never wait for

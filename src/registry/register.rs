@@ -3,9 +3,10 @@
 
 use std::sync::Arc;
 
-use switchboard_connectors::{Instance, InstanceKey, Status};
+use switchboard_connectors::{Check, Instance, InstanceKey, Status};
 
 use super::change::Done;
+use super::checks::{self, CheckDefinition};
 use super::record::{is_healthy, Entry};
 use super::validate::RegisterRequest;
 use super::{now, Registry, RegistryError};
@@ -39,6 +40,18 @@ impl Registry {
     /// [`Registry::register`] for a caller that reaches only the namespaces `reaches`
     /// admits: an id registered in another namespace is [`RegistryError::OutOfReach`],
     /// decided under the same lock as the registration, so it cannot slip in between.
+    /// [`Registry::register_within`] for an agent-style registration (Consul's): an
+    /// instance without a TTL check is never expired by TTL, as a Consul agent keeps its
+    /// services until they are deregistered.
+    pub async fn register_agent(
+        &self,
+        request: RegisterRequest,
+        reaches: &(dyn Fn(&str) -> bool + Sync),
+    ) -> Result<(InstanceView, bool), RegistryError> {
+        let has_ttl = (request.checks.iter().flatten()).any(|check| check.ttl.is_some());
+        self.register_with(request, !has_ttl, reaches).await
+    }
+
     pub async fn register_within(
         &self,
         request: RegisterRequest,
@@ -55,6 +68,9 @@ impl Registry {
     ) -> Result<(InstanceView, bool), RegistryError> {
         let (done, registered) = self.decide_registration(request, persistent, reaches)?;
         Self::finish(done).await?;
+        if !registered.0.checks.is_empty() {
+            self.checks_version.send_modify(|version| *version += 1);
+        }
         Ok(registered)
     }
 
@@ -90,19 +106,44 @@ impl Registry {
         instance.version = valid.version;
         instance.weight = valid.weight;
         instance.status = valid.status;
-        instance.healthy = is_healthy(valid.status);
         instance.metadata = valid.metadata;
         instance.tags = valid.tags;
         instance.register_time = Some(time);
         instance.start_time = Some(valid.start_time.unwrap_or(time));
         instance.last_heartbeat = Some(time);
         instance.offline_time = (valid.status == Status::Offline).then_some(time);
+        let checks = checks::validate_all(valid.checks, &id, &instance.service.name)?;
+        let earlier: Vec<Check> = (change.entry(&id))
+            .map(|entry| entry.lock().instance.checks.clone())
+            .unwrap_or_default();
+        // A check registered again keeps its last result, as in Consul.
+        instance.checks = (checks.iter())
+            .map(|(check, status)| {
+                (earlier
+                    .iter()
+                    .find(|old| old.id == check.id && old.kind == check.probe.kind()))
+                .map_or_else(
+                    || check.initial(*status),
+                    |old| Check {
+                        name: check.name.clone(),
+                        notes: check.notes.clone(),
+                        ..old.clone()
+                    },
+                )
+            })
+            .collect();
+        instance.healthy = is_healthy(&instance);
+        let checks: Vec<CheckDefinition> = checks.into_iter().map(|(check, _)| check).collect();
+        let check_ttl = CheckDefinition::ttl_of(&checks).map(|ttl| ttl.as_secs_f64().ceil() as u64);
+        // Checks other than a TTL tell an instance's health: no heartbeats are expected.
+        let persistent = persistent || (!checks.is_empty() && check_ttl.is_none());
         let record = StoredInstance {
             instance,
-            ttl_seconds: valid.ttl_seconds,
+            ttl_seconds: check_ttl.or(valid.ttl_seconds),
             deregister_after_seconds: valid.deregister_after_seconds,
             expired_from: None,
             persistent,
+            checks,
         };
         let view = self.view(&record);
         let key = record.instance.key();

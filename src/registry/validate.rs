@@ -72,10 +72,14 @@ pub struct RegisterRequest {
     pub deregister_after_seconds: Option<i64>,
     /// When the instance process started; default: now.
     pub start_time: Option<DateTime<Utc>>,
+    /// Health checks Switchboard runs (HTTP, TCP) or waits on (TTL) for this instance.
+    /// With checks and no TTL check, the instance is not expired by heartbeat TTL.
+    #[schema(max_items = 16)]
+    pub checks: Option<Vec<super::checks::CheckRequest>>,
 }
 
 /// A registration that passed validation.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub struct ValidRegistration {
     pub id: Option<String>,
     pub service: ServiceKey,
@@ -90,6 +94,8 @@ pub struct ValidRegistration {
     pub ttl_seconds: Option<u64>,
     pub deregister_after_seconds: Option<u64>,
     pub start_time: Option<DateTime<Utc>>,
+    /// Validated with the instance id, once it is known.
+    pub checks: Vec<super::checks::CheckRequest>,
 }
 
 impl RegisterRequest {
@@ -189,6 +195,7 @@ impl RegisterRequest {
             ttl_seconds,
             deregister_after_seconds,
             start_time: self.start_time,
+            checks: self.checks.unwrap_or_default(),
         })
     }
 }

@@ -29,6 +29,9 @@ pub struct StoredInstance {
     /// persistent instance); the job deletes it when its origin goes.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub persistent: bool,
+    /// Health checks to run or wait on; their latest results are `instance.checks`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<super::CheckDefinition>,
 }
 
 impl StoredInstance {
@@ -39,6 +42,7 @@ impl StoredInstance {
             deregister_after_seconds: None,
             expired_from: None,
             persistent: false,
+            checks: Vec::new(),
         }
     }
 

@@ -15,6 +15,7 @@
 //! method is synchronous and durable when it returns Ok; async callers run it on a
 //! blocking thread through [`Blocking::blocking`].
 
+mod checks;
 mod instances;
 #[cfg(unix)]
 mod private;
@@ -29,6 +30,7 @@ use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
 
+pub use checks::{CheckDefinition, Probe};
 pub use instances::{InstanceOp, InstanceStore, StoredInstance};
 pub use redb_backend::RedbStore;
 pub use settings::SettingStore;

@@ -1,0 +1,1 @@
+//! Consul shapes of merged instances.

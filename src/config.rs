@@ -309,6 +309,22 @@ impl Config {
             }
             _ => {}
         }
+        if self.consul.datacenter.is_empty() {
+            return fail("consul.datacenter", "must not be empty");
+        }
+        if self.consul.node_name.is_empty() {
+            return fail("consul.node_name", "must not be empty");
+        }
+        if self
+            .consul
+            .listen
+            .is_some_and(|consul| consul == self.listen)
+        {
+            return fail(
+                "consul.listen",
+                "must differ from listen (the main listener serves /v1/ already)",
+            );
+        }
         for (i, rule) in self.merge.iter().enumerate() {
             if let Err((field, message)) = rule.validate() {
                 return fail(&format!("merge[{i}].{field}"), &message);

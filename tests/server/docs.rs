@@ -57,6 +57,7 @@ pages! {
     sources_etcd => "docs/sources-etcd.md",
     sources_consul => "docs/sources-consul.md",
     sources_nacos => "docs/sources-nacos.md",
+    consul => "docs/consul.md",
     merge => "docs/merge.md",
     sync_back => "docs/sync-back.md",
     configuration => "docs/configuration.md",

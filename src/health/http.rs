@@ -104,7 +104,7 @@ pub fn error_text(err: &dyn std::error::Error) -> String {
     let mut source = err.source();
     while let Some(cause) = source {
         let cause_text = cause.to_string();
-        // hyper repeats its cause in its own text; say each once.
+        // A cause its parent's text already ends with is said once.
         if !text.ends_with(&cause_text) {
             text.push_str(": ");
             text.push_str(&cause_text);

@@ -68,8 +68,9 @@ async fn probe(clients: &Clients, check: &CheckDefinition) -> Option<(CheckStatu
             headers,
             tls_skip_verify,
         } => {
-            (clients)
-                .check(url, method, headers, *tls_skip_verify, timeout)
+            let skip_verify = *tls_skip_verify;
+            clients
+                .check(url, method, headers, skip_verify, timeout)
                 .await
         }
         Probe::Tcp { address } => tcp::check(address, timeout).await,

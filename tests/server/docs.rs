@@ -59,6 +59,7 @@ pages! {
     sources_nacos => "docs/sources-nacos.md",
     merge => "docs/merge.md",
     sync_back => "docs/sync-back.md",
+    health_checks => "docs/health-checks.md",
     configuration => "docs/configuration.md",
     tls => "docs/tls.md",
     security => "docs/security.md",

@@ -60,6 +60,7 @@ pages! {
     consul => "docs/consul.md",
     merge => "docs/merge.md",
     sync_back => "docs/sync-back.md",
+    health_checks => "docs/health-checks.md",
     configuration => "docs/configuration.md",
     tls => "docs/tls.md",
     security => "docs/security.md",

@@ -87,6 +87,12 @@ impl ConsulState {
 
 pub mod acl;
 pub mod agent;
+mod agent_checks;
+mod agent_reads;
+mod agent_register;
+mod check_type;
+mod decode;
+mod definition;
 pub mod encode;
 pub mod error;
 pub mod reads;

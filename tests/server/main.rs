@@ -9,6 +9,7 @@ mod auth;
 mod blocking;
 mod cli;
 mod consul;
+mod consul_agent;
 mod consul_reads;
 mod docs;
 mod durability;

@@ -16,16 +16,12 @@ impl Registry {
     /// Renews an instance's TTL. An instance that expired comes back to the status it had.
     ///
     /// A heartbeat is a TTL pass: TTL checks that are not passing (new ones start
-    /// critical) turn passing, through a decided change. So a door that reports another
-    /// status for a TTL check (Consul's `warn`, `fail`) renews first, then records it.
+    /// critical) turn passing, through a decided change. A door that reports another
+    /// status for a TTL check (Consul's `warn`, `fail`) uses
+    /// [`Registry::update_ttl_check`] instead.
     pub async fn heartbeat(&self, id: &str) -> Result<HeartbeatReply, RegistryError> {
         let entry = self.entry(id)?;
-        let time = now();
-        entry
-            .last_heartbeat_ms
-            .fetch_max(time.timestamp_millis(), Ordering::SeqCst);
-        self.metrics.heartbeats.inc();
-        let revived = entry.expired.load(Ordering::SeqCst) && self.revive(id, &entry).await?;
+        let (time, revived) = self.renew(id, &entry).await?;
         let ttl_failing = (entry.lock().instance.checks.iter())
             .any(|check| check.kind == TTL_KIND && check.status != CheckStatus::Passing);
         if ttl_failing {
@@ -43,6 +39,37 @@ impl Registry {
             last_heartbeat: time,
             revived,
         })
+    }
+
+    /// A TTL check's update (Consul's `pass`, `warn`, `fail`): renews the instance's TTL
+    /// as a heartbeat does, and gives that one check `status` and `output` in the same
+    /// step, so a `fail` never shows as a pass first.
+    pub async fn update_ttl_check(
+        &self,
+        id: &str,
+        check_id: &str,
+        status: CheckStatus,
+        output: &str,
+    ) -> Result<(), RegistryError> {
+        let entry = self.entry(id)?;
+        self.renew(id, &entry).await?;
+        self.record_check(id, check_id, status, output).await?;
+        Ok(())
+    }
+
+    /// Renews the TTL, reviving an expired instance; the time, and whether it revived.
+    async fn renew(
+        &self,
+        id: &str,
+        entry: &Arc<Entry>,
+    ) -> Result<(chrono::DateTime<chrono::Utc>, bool), RegistryError> {
+        let time = now();
+        entry
+            .last_heartbeat_ms
+            .fetch_max(time.timestamp_millis(), Ordering::SeqCst);
+        self.metrics.heartbeats.inc();
+        let revived = entry.expired.load(Ordering::SeqCst) && self.revive(id, entry).await?;
+        Ok((time, revived))
     }
 
     /// Brings an expired instance back; false if someone else already did or it is gone.

@@ -611,3 +611,35 @@ async fn tokens_are_the_native_tokens_with_their_roles_and_namespaces() {
     .await;
     assert_eq!(status, 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_ttl_check_failed_again_publishes_nothing() {
+    let (server, _dir) = server().await;
+    let body = json!({"ID": "w1", "Name": "w", "Address": "10.0.0.1", "Port": 80,
+        "Check": {"TTL": "30s", "Status": "critical"}});
+    put_ok(&server, "/v1/agent/service/register", Some(body)).await;
+    let index = |server: &TestServer| {
+        let url = server.url("/v1/health/service/w");
+        let client = server.client.clone();
+        async move {
+            let response = client.get(url).send().await.unwrap();
+            response.headers()["x-consul-index"]
+                .to_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    let before = index(&server).await;
+    put_ok(
+        &server,
+        "/v1/agent/check/fail/service:w1?note=still+down",
+        None,
+    )
+    .await;
+    // A fail on a failing check renews the TTL without a pass in between: no change is
+    // published, so no watcher wakes to see the check flap.
+    assert_eq!(index(&server).await, before);
+    let (_, checks) = server.get_json("/v1/agent/checks").await;
+    assert_eq!(checks["service:w1"]["Status"], "critical");
+    assert_eq!(checks["service:w1"]["Output"], "still down");
+}

@@ -19,6 +19,7 @@ use super::{acl, consul_service_name, ConsulState};
 use crate::auth::Role;
 use crate::catalog::InstanceView;
 use crate::registry::checks::Probe;
+use crate::registry::RegistryError;
 
 /// Consul keeps this much of a check's output (`DefaultBufSize`).
 const MAX_OUTPUT: usize = 4096;
@@ -186,12 +187,14 @@ async fn ttl_update(
         ));
     }
     let output = truncated(output);
-    (state.registry.heartbeat(&owner).await).map_err(|_| unknown_check(check_id))?;
     (state
         .registry
-        .record_check(&owner, check_id, status, &output)
+        .update_ttl_check(&owner, check_id, status, &output)
         .await)
-        .map_err(|_| unknown_check(check_id))?;
+        .map_err(|err| match err {
+            RegistryError::NotFound(_) | RegistryError::CheckNotFound(_) => unknown_check(check_id),
+            other => other.into(),
+        })?;
     Ok(StatusCode::OK)
 }
 

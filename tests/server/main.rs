@@ -9,6 +9,7 @@ mod auth;
 mod blocking;
 mod cli;
 mod consul;
+mod consul_clients;
 mod docs;
 mod durability;
 mod etcd;

@@ -2,7 +2,7 @@
 # Installs what Switchboard's build, tests and (with `bench`) benchmarks need, skipping
 # anything already present. Safe to run again.
 #   scripts/deps.sh         build + tests: protoc, etcd, rnacos, curl, jq, setpriv,
-#                           schemathesis, py-consul, prometheus
+#                           schemathesis, py-consul, vmagent
 #   scripts/deps.sh bench   also wrk and taskset for `make bench`
 set -euo pipefail
 
@@ -81,12 +81,13 @@ if [[ "$(pip_version py-consul)" != "$py_consul_version" ]]; then
     make_venv
     "$venv/bin/pip" install --quiet --disable-pip-version-check "py-consul==$py_consul_version"
 fi
-# Prometheus (Debian 12: 2.42) discovers targets through the Consul API with
-# consul_sd_configs (tests/server/consul_clients/); the tests start /usr/bin/prometheus
-# themselves. Its recommended node exporter is not needed.
-if [[ ! -x /usr/bin/prometheus ]]; then
-    say "installing prometheus (Debian package)"
-    apt_install --no-install-recommends prometheus
+# vmagent (Debian's victoria-metrics) discovers scrape targets through the Consul API
+# with Prometheus's consul_sd_configs (tests/server/consul_clients/); the tests start
+# /usr/bin/vmagent themselves. Debian's prometheus package is built without Consul
+# discovery, so it cannot stand in.
+if [[ ! -x /usr/bin/vmagent ]]; then
+    say "installing victoria-metrics (Debian package, for vmagent)"
+    apt_install --no-install-recommends victoria-metrics
 fi
 # The Debian package starts a system etcd on 2379; the tests start their own on free ports.
 if command -v systemctl >/dev/null && systemctl is-active --quiet etcd 2>/dev/null; then

@@ -181,7 +181,7 @@ impl Switchboard {
                     format!(
                         "- {} (at {}): {}\n  last exchange: {}",
                         f["check"].as_str().unwrap_or_default(),
-                        f["at_line"],
+                        f["at_line"].as_str().unwrap_or("?"),
                         f["error"].as_str().unwrap_or_default(),
                         f["last_exchange"].as_str().unwrap_or("none"),
                     )

@@ -1,10 +1,16 @@
-//! Prometheus 2.42 (Debian's `/usr/bin/prometheus`) discovers its scrape targets through
-//! Switchboard's Consul API with `consul_sd_configs`: `/v1/agent/self` for the
-//! datacenter, blocking `/v1/catalog/services`, and a blocking `/v1/health/service/<name>`
-//! per service (research17 §8). Its `GET /api/v1/targets` must list the instances merged
-//! from an etcd source, a Nacos source and native registrations, and follow an addition
-//! and a removal. Prometheus batches discovery updates every 5 s, so each wait allows
-//! 30 s.
+//! A Prometheus-compatible scraper discovers its targets through Switchboard's Consul API
+//! with `consul_sd_configs`: vmagent (VictoriaMetrics 1.79, Debian's `victoria-metrics`
+//! package). Debian's own Prometheus (2.42) is built without Consul discovery ("Disable
+//! Consul SD until its Debian package is back in shape", its changelog; the binary
+//! refuses `consul_sd_configs`), and no registry reachable here ships another, so
+//! vmagent stands in: its own Consul client, nothing of Prometheus's code, but the same
+//! config, the same `__meta_consul_*` labels and the same `GET /api/v1/targets`. It asks
+//! `/v1/agent/self` for the datacenter, then sends blocking queries
+//! (`?dc=dc1&stale&index=N&wait=..`) to `/v1/catalog/services` and to
+//! `/v1/health/service/<name>` for each service.
+//!
+//! Its targets must be the instances merged from an etcd source, a Nacos source and
+//! native registrations, and follow an addition and a removal.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -20,68 +26,75 @@ use crate::support::etcd::EtcdServer;
 use crate::support::rnacos::{Registration, RnacosServer};
 use crate::support::{children, free_port};
 
-/// Where Debian's package puts Prometheus.
-const PROMETHEUS: &str = "/usr/bin/prometheus";
+/// Where Debian's `victoria-metrics` package puts vmagent.
+const VMAGENT: &str = "/usr/bin/vmagent";
 
-/// How long a change may take to reach Prometheus's targets: two 5 s batches (discovery,
-/// then the scrape manager) on top of the blocking query's answer and `refresh_interval`.
-const DISCOVERED: Duration = Duration::from_secs(30);
+/// How long a change may take to reach vmagent's targets: the blocking query's answer,
+/// then vmagent's pass over discovered targets every second.
+const DISCOVERED: Duration = Duration::from_secs(20);
 
-/// A Prometheus owned by the test, with its config and storage in a temporary dir;
-/// killed on drop, and with the test process.
-struct Prometheus {
+/// A vmagent owned by the test, with its config and buffers in a temporary dir; killed
+/// on drop, and with the test process.
+struct Vmagent {
     child: Child,
     base: String,
     dir: TempDir,
     http: reqwest::Client,
 }
 
-impl Prometheus {
-    /// Starts Prometheus with one job, `sb`, discovering through the Consul API at
-    /// `consul` (`host:port`) every second; returns once it is ready.
-    async fn start(consul: &str) -> Prometheus {
+impl Vmagent {
+    /// Starts vmagent with one job, `sb`, discovering through the Consul API at `consul`
+    /// (`host:port`) and reading what it found every second; returns once it is up.
+    async fn start(consul: &str) -> Vmagent {
         assert!(
-            PathBuf::from(PROMETHEUS).is_file(),
-            "{PROMETHEUS} is missing: run `make deps` (scripts/deps.sh installs Debian's prometheus)"
+            PathBuf::from(VMAGENT).is_file(),
+            "{VMAGENT} is missing: run `make deps` (scripts/deps.sh installs Debian's \
+             victoria-metrics)"
         );
         let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("prometheus.yml");
-        // No `datacenter:` and no `services:`, so Prometheus asks /v1/agent/self and
-        // watches /v1/catalog/services as a default configuration does.
+        let config = dir.path().join("scrape.yml");
+        // No `datacenter:` and no `services:`: vmagent asks /v1/agent/self and watches
+        // /v1/catalog/services, as a default configuration does.
         let yaml = format!(
             "global:\n  scrape_interval: 1m\n\
              scrape_configs:\n  - job_name: sb\n    consul_sd_configs:\n      \
-             - server: {consul:?}\n        scheme: http\n        refresh_interval: 1s\n"
+             - server: {consul:?}\n        scheme: http\n"
         );
         std::fs::write(&config, yaml).unwrap();
         let port = free_port();
-        let log = File::create(dir.path().join("prometheus.log")).unwrap();
-        let mut command = children::command(PROMETHEUS);
+        let log = File::create(dir.path().join("vmagent.log")).unwrap();
+        let mut command = children::command(VMAGENT);
         command
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg(format!("-promscrape.config={}", config.display()))
+            .arg(format!("-httpListenAddr=127.0.0.1:{port}"))
+            .arg("-promscrape.consulSDCheckInterval=1s")
+            // It must send its samples somewhere: a closed port, where they are dropped
+            // after retries (its buffer is in the temporary dir).
             .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("data").display()
+                "-remoteWrite.url=http://127.0.0.1:{}/api/v1/write",
+                free_port()
             ))
-            .arg("--log.level=debug")
+            .arg(format!(
+                "-remoteWrite.tmpDataPath={}",
+                dir.path().join("buffer").display()
+            ))
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log);
         let child =
-            children::spawn(command).unwrap_or_else(|err| panic!("cannot start prometheus: {err}"));
-        let mut prometheus = Prometheus {
+            children::spawn(command).unwrap_or_else(|err| panic!("cannot start vmagent: {err}"));
+        let mut vmagent = Vmagent {
             child,
             base: format!("http://127.0.0.1:{port}"),
             dir,
             http: reqwest::Client::new(),
         };
-        prometheus.wait_ready().await;
-        prometheus
+        vmagent.wait_ready().await;
+        vmagent
     }
 
     async fn wait_ready(&mut self) {
-        let url = format!("{}/-/ready", self.base);
+        let url = format!("{}/health", self.base);
         let give_up = tokio::time::Instant::now() + SLOW;
         loop {
             if let Ok(response) = self.http.get(&url).send().await {
@@ -91,23 +104,22 @@ impl Prometheus {
             }
             if let Some(exit) = self.child.try_wait().unwrap() {
                 panic!(
-                    "prometheus exited ({exit}) before it was ready:\n{}",
+                    "vmagent exited ({exit}) before it was ready:\n{}",
                     self.log_tail()
                 );
             }
             assert!(
                 tokio::time::Instant::now() < give_up,
-                "prometheus not ready after {SLOW:?}:\n{}",
+                "vmagent not ready after {SLOW:?}:\n{}",
                 self.log_tail()
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
-    /// The end of Prometheus's log, for failure messages: its discovery errors are there.
+    /// The end of vmagent's log, for failure messages: its discovery errors are there.
     fn log_tail(&self) -> String {
-        let log =
-            std::fs::read_to_string(self.dir.path().join("prometheus.log")).unwrap_or_default();
+        let log = std::fs::read_to_string(self.dir.path().join("vmagent.log")).unwrap_or_default();
         let lines: Vec<&str> = log.lines().collect();
         lines[lines.len().saturating_sub(30)..].join("\n")
     }
@@ -154,7 +166,7 @@ impl Prometheus {
             };
             assert!(
                 tokio::time::Instant::now() < give_up,
-                "Prometheus's targets of {service} were not {expected:?} within {DISCOVERED:?}; \
+                "vmagent's targets of {service} were not {expected:?} within {DISCOVERED:?}; \
                  they were {seen}\n{}",
                 self.log_tail()
             );
@@ -163,7 +175,7 @@ impl Prometheus {
     }
 }
 
-impl Drop for Prometheus {
+impl Drop for Vmagent {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -171,7 +183,7 @@ impl Drop for Prometheus {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn prometheus_targets_are_the_merged_etcd_nacos_and_native_instances_and_follow_changes() {
+async fn vmagent_targets_are_the_merged_etcd_nacos_and_native_instances_and_follow_changes() {
     let etcd = EtcdServer::start().await;
     let nacos = RnacosServer::start().await;
     etcd.put("/sb/web/e1", "192.0.2.101:9100").await;
@@ -195,14 +207,18 @@ async fn prometheus_targets_are_the_merged_etcd_nacos_and_native_instances_and_f
     switchboard.wait_source_ready("etcd-main").await;
     switchboard.wait_source_ready("nacos-main").await;
 
-    let prometheus = Prometheus::start(&switchboard.consul).await;
+    let vmagent = Vmagent::start(&switchboard.consul).await;
     let web = ["192.0.2.101:9100", "192.0.2.102:9100", "192.0.2.103:9100"];
-    let found = prometheus.wait_targets("web", &web).await;
+    let found = vmagent.wait_targets("web", &web).await;
     let native = &found["192.0.2.103:9100"];
     assert_eq!(native["__meta_consul_dc"], "dc1", "{native}");
     assert_eq!(native["__meta_consul_service_id"], "web-n1", "{native}");
     assert_eq!(native["__meta_consul_service_port"], "9100", "{native}");
     assert_eq!(native["__meta_consul_health"], "passing", "{native}");
+    assert_eq!(
+        native["__meta_consul_node"], "192.0.2.103",
+        "the host is the node: {native}"
+    );
     let tags = native["__meta_consul_tags"].as_str().unwrap_or_default();
     assert!(
         tags.starts_with(',') && tags.ends_with(',') && tags.contains(",v1,"),
@@ -210,17 +226,15 @@ async fn prometheus_targets_are_the_merged_etcd_nacos_and_native_instances_and_f
     );
     assert_eq!(found["192.0.2.101:9100"]["job"], "sb", "{found:?}");
 
-    // An addition: a new service from etcd (Prometheus's catalog watch) and a new Nacos
+    // An addition: a new service from etcd (the catalog watch) and a new Nacos
     // instance of web (its health watch); a removal: the native instance.
     etcd.put("/sb/metrics/m1", "192.0.2.111:9100").await;
-    prometheus
-        .wait_targets("metrics", &["192.0.2.111:9100"])
-        .await;
+    vmagent.wait_targets("metrics", &["192.0.2.111:9100"]).await;
     nacos
         .register(&Registration::new("web", "192.0.2.104", 9100))
         .await;
     switchboard.deregister("web-n1").await;
-    prometheus
+    vmagent
         .wait_targets(
             "web",
             &["192.0.2.101:9100", "192.0.2.102:9100", "192.0.2.104:9100"],
@@ -228,5 +242,5 @@ async fn prometheus_targets_are_the_merged_etcd_nacos_and_native_instances_and_f
         .await;
     // A service gone from the catalog leaves no target behind.
     etcd.delete("/sb/metrics/m1").await;
-    prometheus.wait_targets("metrics", &[]).await;
+    vmagent.wait_targets("metrics", &[]).await;
 }

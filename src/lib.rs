@@ -140,6 +140,8 @@ impl App {
             Auth::start(config.auth.clone(), store.tokens.clone(), &config.data_dir).await?,
         );
         let validations = tokio::sync::Semaphore::new(config.api.validate_concurrency);
+        let watches =
+            api::limits::Occupancy::new(config.api.max_watches, config.api.max_watches_per_client);
         let consul = frontends::consul::ConsulState::new(frontends::consul::ConsulShared {
             catalog: catalog.clone(),
             registry: registry.clone(),
@@ -147,7 +149,12 @@ impl App {
             metrics: metrics.clone(),
             config: config.consul.clone(),
             stopping: stopping_rx.clone(),
-            max_wait: config.api.max_wait,
+            shapes: frontends::consul::encode::ConsulShapes::new(
+                &config.consul.datacenter,
+                metrics.consul_meta_dropped.clone(),
+            ),
+            watch_slot: watch_slot(&watches, &metrics),
+            advertise: config.listen,
         });
         let state = AppState::new(Shared {
             federation,
@@ -156,10 +163,7 @@ impl App {
             catalog,
             registry,
             metrics,
-            watches: api::limits::Occupancy::new(
-                config.api.max_watches,
-                config.api.max_watches_per_client,
-            ),
+            watches,
             config: Arc::new(config),
             stopping: stopping_rx,
             validations,
@@ -194,6 +198,24 @@ impl App {
         self.state.registry.close().await;
         Ok(())
     }
+}
+
+/// The Consul door's watch slots: the API's (`api.max_watches*`), shared, so a client's
+/// blocking queries count the same through either door.
+fn watch_slot(
+    watches: &Arc<api::limits::Occupancy>,
+    metrics: &Arc<Metrics>,
+) -> frontends::consul::WatchSlot {
+    let (watches, metrics) = (watches.clone(), metrics.clone());
+    Box::new(move |client| {
+        let client = client.map_or(api::limits::UNKNOWN_CLIENT, api::limits::client_of);
+        watches
+            .hold(&api::limits::WATCHES, client, &metrics)
+            .map(|held| Box::new(held) as Box<dyn Send + Sync>)
+            .map_err(|refused| {
+                frontends::consul::error::ConsulError::new(refused.status, refused.detail)
+            })
+    })
 }
 
 /// Serves Switchboard on `listener` until `shutdown` completes, then flushes heartbeat
@@ -238,8 +260,11 @@ pub async fn run_with_tls(
     tls: Option<Arc<rustls::ServerConfig>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let app = App::start(config).await?;
     let address = listener.local_addr()?;
+    // What the app reports as its address (the Consul door's leader) is where it listens.
+    let mut config = config;
+    config.listen = address;
+    let app = App::start(config).await?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!(listen = %address, %scheme, "Switchboard serving");
     if !address.ip().is_loopback() {

@@ -194,6 +194,8 @@ pub struct Metrics {
     pub refusals: Family<RefusalLabels, Counter>,
     /// Requests access control refused, by reason.
     pub auth_failures: Family<AuthFailureLabels, Counter>,
+    /// Metadata keys the Consul door left out because Consul would refuse them.
+    pub consul_meta_dropped: Counter,
 }
 
 /// Counts requests currently parked in a blocking wait.
@@ -361,7 +363,13 @@ impl Metrics {
             auth_failures.clone(),
         );
         let sync = SyncMetrics::register(&mut registry);
+        let consul_meta_dropped = counter(
+            &mut registry,
+            "consul_meta_dropped",
+            "Instance metadata keys left out of Consul API answers because Consul would refuse them (counted per encoding)",
+        );
         Self {
+            consul_meta_dropped,
             connections,
             watch_streams,
             refusals,

@@ -31,6 +31,8 @@ const DEADLINE: Duration = Duration::from_secs(60);
 pub enum Kind {
     Blocking = 0,
     Sse,
+    /// Blocking queries through the Consul door (`/v1/health/service/..?index=`).
+    Consul,
 }
 
 impl Kind {
@@ -38,6 +40,7 @@ impl Kind {
         match self {
             Kind::Blocking => "blocking queries (GET ..instances?index=..&wait=120s)",
             Kind::Sse => "SSE streams (GET /api/v1/watch?service=..)",
+            Kind::Consul => "Consul blocking queries (GET /v1/health/service/..)",
         }
     }
 
@@ -47,6 +50,7 @@ impl Kind {
                 format!("/api/v1/services/{SERVICE}/instances?index={index}&wait=120s")
             }
             Kind::Sse => format!("/api/v1/watch?service={SERVICE}"),
+            Kind::Consul => format!("/v1/health/service/{SERVICE}?index={index}&wait=120s"),
         };
         format!("GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
     }
@@ -54,7 +58,7 @@ impl Kind {
     /// How many `event: change` a stream shows before the change (its current state).
     fn events_when_parked(self) -> usize {
         match self {
-            Kind::Blocking => 0,
+            Kind::Blocking | Kind::Consul => 0,
             Kind::Sse => 1,
         }
     }
@@ -91,12 +95,18 @@ pub async fn bench(binary: &Path) -> anyhow::Result<Vec<FanOut>> {
         ("SWITCHBOARD_API__MAX_WATCHES_PER_CLIENT", wide),
     ];
     let mut results = Vec::new();
-    for kind in [Kind::Blocking, Kind::Sse] {
+    for kind in [Kind::Blocking, Kind::Sse, Kind::Consul] {
         // A fresh process per kind: memory the first kind freed is not always returned
         // to the system, and would hide the second kind's growth.
         crate::progress("fan-out: starting switchboard");
         let mut switchboard =
             servers::start_switchboard_with_env(binary, &client, None, &envs).await?;
+        if matches!(kind, Kind::Consul)
+            && !crate::consul_reads::has_consul_door(&switchboard, &client).await?
+        {
+            crate::progress("fan-out: this switchboard has no Consul door: skipped");
+            continue;
+        }
         let result = measure(kind, &mut switchboard, &client).await?;
         switchboard.check_alive()?;
         results.push(result);
@@ -211,7 +221,7 @@ async fn watch(
         let n = stream.read(&mut buf).await?;
         match kind {
             // `Connection: close`: the answer is complete when the server closes.
-            Kind::Blocking if n == 0 => return Ok(Instant::now()),
+            Kind::Blocking | Kind::Consul if n == 0 => return Ok(Instant::now()),
             Kind::Sse if n == 0 => bail!("the stream closed before the change"),
             _ => seen.extend_from_slice(&buf[..n]),
         }

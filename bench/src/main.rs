@@ -8,8 +8,10 @@
 //!
 //! 4. Switchboard with access control on, the same read carrying a `read` token
 //!    (`guarded.rs`): what the check costs.
+//! 5. The Consul door's `/v1/health/service/{name}?passing` read of the same instances,
+//!    against a static server answering its bytes (`consul_reads.rs`).
 //!
-//! The four reads run in alternating rounds and each reports its median round.
+//! The reads run in alternating rounds and each reports its median round.
 //!
 //! Then Switchboard's native write path (servers on core 0, the bench's clients on core 1;
 //! `writes.rs`):
@@ -39,7 +41,8 @@
 //!
 //! Then Switchboard alone, with 10 000 watchers on one service (`fanout.rs`):
 //! 12. Fan-out: after one change, the time until 10 000 parked blocking queries (then
-//!     10 000 SSE streams) all have their answer, and the resident memory per watcher.
+//!     10 000 SSE streams, then 10 000 Consul blocking queries) all have their answer,
+//!     and the resident memory per watcher.
 //! 13. Name churn (`name_churn.rs`): 100 000 short-lived service names registered and
 //!     deregistered, and the resident memory before and after.
 //!
@@ -49,6 +52,7 @@
 //! A missed target is printed, not failed; a failed step exits non-zero.
 
 mod consul;
+mod consul_reads;
 mod etcd;
 mod fanout;
 mod guarded;
@@ -406,8 +410,15 @@ async fn bench(load: &Load, tools: &Tools) -> anyhow::Result<()> {
     let rnacos_url = rnacos.url(nacos::READ_PATH);
     progress("starting switchboard with access control on");
     let mut guarded = guarded::start(&tools.switchboard, &client).await?;
+    let consul_body = consul_reads::body(&switchboard, &client).await?;
+    let mut consul_static = match &consul_body {
+        Some(body) => Some(servers::start_static(&tools.this_binary, body, &client).await?),
+        None => None,
+    };
+    let consul_url = switchboard.url(consul_reads::CONSUL_READ_PATH);
     let (mut sb_runs, mut static_runs, mut rnacos_runs) = (Vec::new(), Vec::new(), Vec::new());
-    let mut guarded_runs = Vec::new();
+    let (mut guarded_runs, mut consul_runs, mut consul_static_runs) =
+        (Vec::new(), Vec::new(), Vec::new());
     for round in 1..=ROUNDS {
         progress(&format!("round {round} of {ROUNDS}"));
         sb_runs.push(measure(load, &mut switchboard, &switchboard_url, None, None).await?);
@@ -417,6 +428,11 @@ async fn bench(load: &Load, tools: &Tools) -> anyhow::Result<()> {
             let url = guarded.server.url(SWITCHBOARD_READ_PATH);
             let header = Some(guarded.header.as_str());
             guarded_runs.push(measure(load, &mut guarded.server, &url, None, header).await?);
+        }
+        if let Some(ceiling) = &mut consul_static {
+            consul_runs.push(measure(load, &mut switchboard, &consul_url, None, None).await?);
+            let url = ceiling.url(consul_reads::CONSUL_READ_PATH);
+            consul_static_runs.push(measure(load, ceiling, &url, None, None).await?);
         }
     }
 
@@ -456,6 +472,26 @@ async fn bench(load: &Load, tools: &Tools) -> anyhow::Result<()> {
             request: "the same GET, access control on, Bearer",
             body_bytes: Some(body.len()),
             report: median(guarded_runs),
+        }),
+        consul: consul_body.map(|body| {
+            let row = |target, request, runs| Row {
+                target,
+                request,
+                body_bytes: Some(body.len()),
+                report: median(runs),
+            };
+            (
+                row(
+                    "switchboard consul",
+                    "GET /v1/health/service/bench-svc?passing",
+                    consul_runs,
+                ),
+                row(
+                    "static axum",
+                    "GET (the Consul door's bytes)",
+                    consul_static_runs,
+                ),
+            )
         }),
     };
     print!("{}", report::render(&results, load, ROUNDS));

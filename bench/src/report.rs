@@ -16,6 +16,8 @@ pub const STATIC_RATIO_TARGET: f64 = 0.95;
 /// Access control's check (a header, a hash, a table row) against a read that copies
 /// pre-encoded bytes: at most a tenth of the throughput.
 pub const GUARDED_RATIO_TARGET: f64 = 0.9;
+/// The Consul door's `?passing` read against a static server answering its bytes.
+pub const CONSUL_RATIO_TARGET: f64 = 0.9;
 /// Switchboard's reads against rnacos's.
 pub const RNACOS_RATIO_TARGET: f64 = 5.0;
 /// Heartbeats per second one core should absorb.
@@ -49,6 +51,9 @@ pub struct Results {
     pub rnacos: Row,
     /// The read with access control on; none for a build without it.
     pub guarded: Option<Row>,
+    /// The Consul door's `?passing` read and the static server answering its bytes; none
+    /// for a build without the door.
+    pub consul: Option<(Row, Row)>,
 }
 
 pub fn render(results: &Results, load: &Load, rounds: usize) -> String {
@@ -72,6 +77,8 @@ pub fn render(results: &Results, load: &Load, rounds: usize) -> String {
         Some(&results.static_baseline),
         Some(&results.rnacos),
         Some(&results.heartbeat),
+        results.consul.as_ref().map(|(door, _)| door),
+        results.consul.as_ref().map(|(_, ceiling)| ceiling),
     ];
     for row in rows.iter().flatten() {
         let body = row
@@ -119,6 +126,18 @@ pub fn render(results: &Results, load: &Load, rounds: usize) -> String {
             "reads: with a token / without",
             ratio(guarded.report.requests_per_sec, switchboard),
             GUARDED_RATIO_TARGET,
+            2,
+        );
+    }
+    if let Some((door, ceiling)) = &results.consul {
+        check(
+            &mut out,
+            "reads: consul door / static",
+            ratio(
+                door.report.requests_per_sec,
+                ceiling.report.requests_per_sec,
+            ),
+            CONSUL_RATIO_TARGET,
             2,
         );
     }
@@ -241,6 +260,7 @@ pub fn render_fanout(results: &[crate::fanout::FanOut]) -> String {
         let name = match result.kind {
             crate::fanout::Kind::Blocking => "blocking",
             crate::fanout::Kind::Sse => "sse",
+            crate::fanout::Kind::Consul => "consul",
         };
         check_below(
             &mut out,
@@ -537,6 +557,7 @@ mod tests {
             static_baseline: row("static", 10_000.0),
             rnacos: row("rnacos", 3_000.0),
             guarded: Some(row("switchboard + token", 8_000.0)),
+            consul: Some((row("consul", 9_500.0), row("consul static", 10_000.0))),
         };
         let load = Load {
             duration: "1s".into(),
@@ -549,6 +570,7 @@ mod tests {
         assert!(line(&text, "reads: switchboard / static").ends_with("PASS"));
         assert!(line(&text, "reads: switchboard / rnacos").contains("MISS (36% short)"));
         assert!(line(&text, "heartbeats").ends_with("PASS"));
+        assert!(line(&text, "reads: consul door / static").contains("0.95"));
         assert!(text.contains("1.50ms"));
     }
 

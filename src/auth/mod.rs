@@ -91,6 +91,11 @@ impl Auth {
         self.config.enabled
     }
 
+    /// Whether requests without a token may read (`anonymous = "read"`).
+    pub fn anonymous_reads(&self) -> bool {
+        self.config.anonymous == Anonymous::Read
+    }
+
     /// Who presents `credential` (none when the request carries no token).
     pub fn identify(&self, credential: Option<&str>) -> Result<Caller, Denied> {
         if !self.config.enabled {

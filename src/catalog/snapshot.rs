@@ -105,27 +105,40 @@ impl ServiceView {
         encoder: &dyn InstanceEncoder,
         keep: &dyn Fn(&InstanceView) -> bool,
     ) -> Bytes {
-        (self.bodies[body.0].get_or_init(|| {
-            let mut out = Vec::with_capacity(2);
-            out.push(b'[');
-            for chunk in &self.chunks {
-                let formatted = chunk.formatted(format, encoder);
-                if chunk.instances.iter().all(keep) {
-                    if !formatted.all().is_empty() {
-                        push_item(&mut out, formatted.all());
-                    }
-                    continue;
+        self.cached(body, |view| view.select_as(format, encoder, keep))
+    }
+
+    /// [`ServiceView::body_as`] for a selection made per request (not cached): only the
+    /// selection runs, the instances' encodings come from the chunks' caches.
+    pub fn select_as(
+        &self,
+        format: FormatSlot,
+        encoder: &dyn InstanceEncoder,
+        keep: &dyn Fn(&InstanceView) -> bool,
+    ) -> Bytes {
+        let mut out = Vec::with_capacity(2);
+        out.push(b'[');
+        for chunk in &self.chunks {
+            let formatted = chunk.formatted(format, encoder);
+            if chunk.instances.iter().all(keep) {
+                if !formatted.all().is_empty() {
+                    push_item(&mut out, formatted.all());
                 }
-                for (i, view) in chunk.instances.iter().enumerate() {
-                    if keep(view) {
-                        push_item(&mut out, formatted.item(i));
-                    }
+                continue;
+            }
+            for (i, view) in chunk.instances.iter().enumerate() {
+                if keep(view) {
+                    push_item(&mut out, formatted.item(i));
                 }
             }
-            out.push(b']');
-            Bytes::from(out)
-        }))
-        .clone()
+        }
+        out.push(b']');
+        Bytes::from(out)
+    }
+
+    /// A front door's value derived from this service, built by `build` on first use.
+    pub fn cached(&self, slot: BodySlot, build: impl FnOnce(&ServiceView) -> Bytes) -> Bytes {
+        self.bodies[slot.0].get_or_init(|| build(self)).clone()
     }
 
     pub(super) fn chunks(&self) -> &[Arc<Chunk>] {

@@ -13,7 +13,9 @@ pub const CONSUL_HEALTH_ALL: BodySlot = BodySlot(0);
 pub const CONSUL_HEALTH_PASSING: BodySlot = BodySlot(1);
 /// Per service: every instance as catalog entries.
 pub const CONSUL_CATALOG_ALL: BodySlot = BodySlot(2);
+/// Per service: its `"name":[tags]` member of `/v1/catalog/services`.
+pub const CONSUL_SERVICE_TAGS: BodySlot = BodySlot(3);
 /// Per snapshot: `/v1/catalog/services` of the default namespace.
-pub const CONSUL_SERVICES: BodySlot = BodySlot(3);
+pub const CONSUL_SERVICES: BodySlot = BodySlot(4);
 
 const _: () = assert!(CONSUL_CATALOG.0 < FORMATS && CONSUL_SERVICES.0 < BODIES);

@@ -61,9 +61,21 @@ pub struct ConsulShared {
     pub config: ConsulConfig,
     /// Turns true when the server is shutting down: blocking queries answer then.
     pub stopping: tokio::sync::watch::Receiver<bool>,
-    /// The longest wait of a blocking query (`api.max_wait`).
-    pub max_wait: std::time::Duration,
+    /// Encodes instances in Consul's shapes.
+    pub shapes: encode::ConsulShapes,
+    /// Takes one of a client's watch slots for a parked blocking query (the API's
+    /// `api.max_watches*` limits); the slot is given back when the returned guard drops.
+    pub watch_slot: WatchSlot,
+    /// The address `/v1/status/leader` and `/v1/agent/self` report (the main listener).
+    pub advertise: SocketAddr,
 }
+
+/// See [`ConsulShared::watch_slot`].
+pub type WatchSlot = Box<
+    dyn Fn(Option<std::net::IpAddr>) -> Result<Box<dyn Send + Sync>, error::ConsulError>
+        + Send
+        + Sync,
+>;
 
 impl std::ops::Deref for ConsulState {
     type Target = ConsulShared;
@@ -78,6 +90,16 @@ impl ConsulState {
         ConsulState(Arc::new(shared))
     }
 
+    /// Consul's `X-Consul-Default-ACL-Policy`: `deny` when access control is on and
+    /// requests without a token may not read.
+    pub fn default_policy(&self) -> &'static str {
+        if self.auth.enabled() && !self.auth.anonymous_reads() {
+            "deny"
+        } else {
+            "allow"
+        }
+    }
+
     /// Completes when the server starts shutting down.
     pub async fn stopped(&self) {
         let mut stopping = self.stopping.clone();
@@ -87,8 +109,14 @@ impl ConsulState {
 
 pub mod acl;
 pub mod agent;
+pub mod blocking;
+pub mod checks;
 pub mod encode;
 pub mod error;
+pub mod filter;
+pub mod info;
+pub mod nodes;
+pub mod query;
 pub mod reads;
 
 use axum::Router;
@@ -135,5 +163,22 @@ pub fn split_service_name(name: &str) -> (&str, &str) {
     match name.split_once("@@") {
         Some((group, name)) if !group.is_empty() && !name.is_empty() => (group, name),
         _ => (DEFAULT_GROUP, name),
+    }
+}
+
+/// The connecting client's address (for its watch slots), when the server knows it.
+pub struct Peer(pub Option<std::net::IpAddr>);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Peer {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        let info = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<SocketAddr>>();
+        Ok(Peer(info.map(|info| info.0.ip())))
     }
 }

@@ -15,7 +15,7 @@
 //! fails.
 
 mod conformance;
-mod harness;
+pub mod harness;
 mod idle;
 mod outage;
 mod propagation;

@@ -121,6 +121,8 @@ class Checks:
             here = os.path.dirname(os.path.abspath(__file__))
             ours = [f for f in traceback.extract_tb(error.__traceback__)
                     if os.path.dirname(os.path.abspath(f.filename)) == here]
+            # Prefer the script's own line over the helper that raised.
+            ours = [f for f in ours if os.path.basename(f.filename) != "common.py"] or ours
             line = f"{os.path.basename(ours[-1].filename)}:{ours[-1].lineno}" if ours else None
             self.failed.append({
                 "check": name,

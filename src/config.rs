@@ -293,6 +293,9 @@ impl Config {
         if !(1..=1024).contains(&self.api.validate_concurrency) {
             return fail("api.validate_concurrency", "must be between 1 and 1024");
         }
+        if !(1..=10_000).contains(&self.health.concurrency) {
+            return fail("health.concurrency", "must be between 1 and 10000");
+        }
         let timeout = self.api.validate_timeout;
         if timeout.is_zero() || timeout > Duration::from_secs(60) {
             return fail("api.validate_timeout", "must be more than 0 and at most 1m");
@@ -308,6 +311,22 @@ impl Config {
                 );
             }
             _ => {}
+        }
+        if self.consul.datacenter.is_empty() {
+            return fail("consul.datacenter", "must not be empty");
+        }
+        if self.consul.node_name.is_empty() {
+            return fail("consul.node_name", "must not be empty");
+        }
+        if self
+            .consul
+            .listen
+            .is_some_and(|consul| consul == self.listen)
+        {
+            return fail(
+                "consul.listen",
+                "must differ from listen (the main listener serves /v1/ already)",
+            );
         }
         for (i, rule) in self.merge.iter().enumerate() {
             if let Err((field, message)) = rule.validate() {
@@ -503,6 +522,7 @@ mod tests {
             ),
             ("[api]\nvalidate_timeout = \"0s\"\n", "api.validate_timeout"),
             ("[api]\nvalidate_timeout = \"2m\"\n", "api.validate_timeout"),
+            ("[health]\nconcurrency = 0\n", "health.concurrency"),
         ];
         for (text, key) in cases {
             let file = write(text);

@@ -84,11 +84,13 @@ pub struct App {
     stopping: Arc<watch::Sender<bool>>,
     stop: watch::Sender<bool>,
     background: tokio::task::JoinHandle<()>,
+    /// The health-check runner, stopped with the sweeps.
+    health: tokio::task::JoinHandle<()>,
 }
 
 impl App {
     /// Opens the store in `config.data_dir`, loads the native registry and starts the
-    /// catalog writer and the registry's sweeps.
+    /// catalog writer, the registry's sweeps and the health checks.
     pub async fn start(config: Config) -> anyhow::Result<App> {
         let metrics = Arc::new(Metrics::new());
         let store = Store::open(&config.data_dir).map_err(|err| {
@@ -109,7 +111,8 @@ impl App {
         )
         .await?;
         let (stop, stopped) = watch::channel(false);
-        let background = registry::spawn_background(registry.clone(), stopped);
+        let background = registry::spawn_background(registry.clone(), stopped.clone());
+        let health = health::spawn(registry.clone(), &config.health, metrics.clone(), stopped)?;
         let (stopping, stopping_rx) = watch::channel(false);
         let merge = MergeSettings::start(
             config.merge.clone(),
@@ -175,6 +178,7 @@ impl App {
             stopping: Arc::new(stopping),
             stop,
             background,
+            health,
         })
     }
 
@@ -188,12 +192,13 @@ impl App {
         let _ = self.stopping.send(true);
     }
 
-    /// Stops sweeps, writes the last heartbeat times and every source's latest view.
+    /// Stops health checks and sweeps, writes the last heartbeat times and every source's latest view.
     pub async fn shutdown(self) -> anyhow::Result<()> {
         self.begin_shutdown();
         self.state.syncs.shutdown().await;
         self.state.federation.shutdown().await;
         let _ = self.stop.send(true);
+        self.health.await?;
         self.background.await?;
         self.state.registry.close().await;
         Ok(())

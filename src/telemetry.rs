@@ -1,6 +1,7 @@
 //! Logging setup and the Prometheus metrics every part of the server reports into.
 
 use std::sync::atomic::AtomicU64;
+use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -103,6 +104,77 @@ pub struct RefusalLabels {
     pub scope: &'static str,
 }
 
+/// A health check's run: the kind of check and the status it gave.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CheckLabels {
+    pub kind: &'static str,
+    pub status: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CheckKindLabels {
+    pub kind: &'static str,
+}
+
+/// What the health-check runner reports.
+pub struct HealthMetrics {
+    pub checks: Family<CheckLabels, Counter>,
+    pub failures: Family<CheckKindLabels, Counter>,
+    pub latency: Family<CheckKindLabels, Histogram>,
+    pub deregistrations: Counter,
+}
+
+impl HealthMetrics {
+    fn register(registry: &mut Registry) -> HealthMetrics {
+        let metrics = HealthMetrics {
+            checks: Family::default(),
+            failures: Family::default(),
+            latency: Family::new_with_constructor(|| {
+                Histogram::new([
+                    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                ])
+            }),
+            deregistrations: Counter::default(),
+        };
+        registry.register(
+            "health_checks",
+            "Health checks run, by kind (http, tcp) and resulting status",
+            metrics.checks.clone(),
+        );
+        registry.register(
+            "health_check_failures",
+            "Health checks that ran critical, by kind",
+            metrics.failures.clone(),
+        );
+        registry.register(
+            "health_check_duration_seconds",
+            "How long a health check took, by kind",
+            metrics.latency.clone(),
+        );
+        registry.register(
+            "health_deregistrations",
+            "Native instances deregistered because a check stayed critical longer than its \
+             deregister_critical_after",
+            metrics.deregistrations.clone(),
+        );
+        metrics
+    }
+
+    /// Counts one check run of `kind` that gave `status` after `took`.
+    pub fn ran(&self, kind: &'static str, status: &'static str, took: Duration) {
+        let labels = CheckKindLabels { kind };
+        self.checks
+            .get_or_create(&CheckLabels { kind, status })
+            .inc();
+        if status == "critical" {
+            self.failures.get_or_create(&labels).inc();
+        }
+        self.latency
+            .get_or_create(&labels)
+            .observe(took.as_secs_f64());
+    }
+}
+
 /// What every sync-back job reports, by job id.
 #[derive(Default)]
 pub struct SyncMetrics {
@@ -186,6 +258,7 @@ pub struct Metrics {
     pub source_skipped: Family<SourceLabels, Counter>,
     pub source_last_sync: Family<SourceLabels, Gauge<f64, AtomicU64>>,
     pub sync: SyncMetrics,
+    pub health: HealthMetrics,
     /// Open HTTP connections.
     pub connections: ParkedGauge,
     /// Open SSE watch streams.
@@ -368,6 +441,7 @@ impl Metrics {
             "consul_meta_dropped",
             "Instance metadata keys left out of Consul API answers because Consul would refuse them (counted per encoding)",
         );
+        let health = HealthMetrics::register(&mut registry);
         Self {
             consul_meta_dropped,
             connections,
@@ -375,6 +449,7 @@ impl Metrics {
             refusals,
             auth_failures,
             sync,
+            health,
             source_state,
             source_errors,
             source_skipped,

@@ -56,8 +56,9 @@ pub struct CheckRequest {
     pub interval: Option<String>,
     /// Default 10 s, and never longer than the interval.
     pub timeout: Option<String>,
-    /// Deregister the instance once this check has been critical this long (never sooner
-    /// than `[registry] check_deregister_min`, default 1m, as in Consul).
+    /// Deregister the instance once this check has been critical this long: an HTTP or
+    /// TCP check never sooner than `[health] deregister_min` (default 1m, as in
+    /// Consul); a TTL check this long after its instance expired.
     pub deregister_critical_after: Option<String>,
     /// Initial status, `passing`, `warning` or `critical` (default: critical until the
     /// first result).
@@ -108,6 +109,17 @@ impl CheckRequest {
                 let method = self.method.unwrap_or_else(|| "GET".to_owned());
                 if reqwest::Method::from_bytes(method.as_bytes()).is_err() {
                     return Err(bad(format!("method `{method}` is not an HTTP method")));
+                }
+                for (name, values) in self.header.iter().flatten() {
+                    use reqwest::header::{HeaderName, HeaderValue};
+                    if HeaderName::from_bytes(name.as_bytes()).is_err() {
+                        return Err(bad(format!("header `{name}` is not an HTTP header name")));
+                    }
+                    if let Some(value) = values.iter().find(|v| HeaderValue::from_str(v).is_err()) {
+                        return Err(bad(format!(
+                            "header `{name}`: `{value}` is not a valid value"
+                        )));
+                    }
                 }
                 Probe::Http {
                     url,
@@ -242,6 +254,14 @@ mod tests {
             CheckRequest {
                 ttl: Some("soon".into()),
                 ..CheckRequest::default()
+            },
+            CheckRequest {
+                header: Some([("bad name".into(), vec!["v".into()])].into()),
+                ..http("http://x/")
+            },
+            CheckRequest {
+                header: Some([("X-Ok".into(), vec!["line\nbreak".into()])].into()),
+                ..http("http://x/")
             },
         ];
         for case in cases {

@@ -2,16 +2,17 @@
 //!
 //! A sweep marks instances whose TTL passed `offline` (remembering the status to restore),
 //! revives expired instances whose heartbeats resumed, and deletes those offline longer
-//! than `deregister_after`. The flush writes heartbeat times changed since the last one,
+//! than `deregister_after`. TTL checks follow in the same change: an expiry turns them
+//! critical (`TTL expired`), a revival passing again. The flush writes heartbeat times changed since the last one,
 //! in one transaction, so heartbeats never cost an fsync each.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use switchboard_connectors::Status;
+use switchboard_connectors::{CheckStatus, Status};
 
 use super::change::{wait, Done};
-use super::record::{is_healthy, Entry};
+use super::record::{is_healthy, set_ttl_checks, ttl_expired_output, Entry};
 use super::{now, Registry};
 use crate::store::{Blocking, StoreError};
 
@@ -51,12 +52,20 @@ impl Registry {
                     record.instance.status = Status::Offline;
                     record.instance.healthy = false;
                     record.instance.offline_time = Some(time);
+                    set_ttl_checks(
+                        &mut record.instance,
+                        CheckStatus::Critical,
+                        ttl_expired_output,
+                    );
                     change.counts.expiries += 1;
                     tracing::info!(instance.id = %id, "Instance missed its TTL; marked offline");
                 }
                 SweepAction::Revive => {
                     let status = record.expired_from.take().unwrap_or(Status::Active);
                     record.instance.status = status;
+                    set_ttl_checks(&mut record.instance, CheckStatus::Passing, |_| {
+                        String::new()
+                    });
                     record.instance.healthy = is_healthy(&record.instance);
                     record.instance.offline_time = None;
                     change.counts.revivals += 1;

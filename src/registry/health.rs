@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use switchboard_connectors::{Check, CheckStatus, Status};
+use switchboard_connectors::{Check, CheckStatus, Instance, Status};
 
 use super::record::{is_healthy, Entry};
 use super::{Registry, RegistryError};
@@ -62,8 +62,8 @@ impl Registry {
                 return Ok(CheckRecorded::Unchanged);
             }
         }
-        let Some(done) = self.decide_check(id, &entry, |checks| {
-            if let Some(check) = checks.iter_mut().find(|check| check.id == check_id) {
+        let Some(done) = self.decide_check(id, &entry, |instance| {
+            if let Some(check) = (instance.checks.iter_mut()).find(|check| check.id == check_id) {
                 check.status = status;
                 check.output = output.to_owned();
             }
@@ -75,18 +75,18 @@ impl Registry {
     }
 
     /// Decides a change to an instance's check results; `None` if it is gone.
-    fn decide_check(
+    pub(super) fn decide_check(
         &self,
         id: &str,
         entry: &Arc<Entry>,
-        edit: impl FnOnce(&mut Vec<Check>),
+        edit: impl FnOnce(&mut Instance),
     ) -> Option<super::change::Done> {
         let mut change = self.table.decide();
         if !change.is_current(id, entry) {
             return None;
         }
         let mut record: StoredInstance = entry.snapshot();
-        edit(&mut record.instance.checks);
+        edit(&mut record.instance);
         record.instance.healthy = is_healthy(&record.instance);
         change.upsert(record.instance.clone());
         change.set_record(entry, record);

@@ -4,16 +4,20 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use switchboard_connectors::{InstanceKey, ServiceKey, Status};
+use switchboard_connectors::{CheckStatus, InstanceKey, ServiceKey, Status};
 
 use super::change::Done;
-use super::record::{is_healthy, Entry};
+use super::record::{is_healthy, set_ttl_checks, Entry, TTL_KIND};
 use super::replies::{HeartbeatReply, RemovalReport};
 use super::{now, Registry, RegistryError};
 use crate::catalog::InstanceView;
 
 impl Registry {
     /// Renews an instance's TTL. An instance that expired comes back to the status it had.
+    ///
+    /// A heartbeat is a TTL pass: TTL checks that are not passing (new ones start
+    /// critical) turn passing, through a decided change. So a door that reports another
+    /// status for a TTL check (Consul's `warn`, `fail`) renews first, then records it.
     pub async fn heartbeat(&self, id: &str) -> Result<HeartbeatReply, RegistryError> {
         let entry = self.entry(id)?;
         let time = now();
@@ -22,6 +26,16 @@ impl Registry {
             .fetch_max(time.timestamp_millis(), Ordering::SeqCst);
         self.metrics.heartbeats.inc();
         let revived = entry.expired.load(Ordering::SeqCst) && self.revive(id, &entry).await?;
+        let ttl_failing = (entry.lock().instance.checks.iter())
+            .any(|check| check.kind == TTL_KIND && check.status != CheckStatus::Passing);
+        if ttl_failing {
+            let done = self.decide_check(id, &entry, |instance| {
+                set_ttl_checks(instance, CheckStatus::Passing, |_| String::new());
+            });
+            if let Some(done) = done {
+                Self::finish(done).await?;
+            }
+        }
         let status = entry.lock().instance.status;
         Ok(HeartbeatReply {
             id: id.to_owned(),
@@ -49,6 +63,9 @@ impl Registry {
         let mut record = entry.snapshot();
         let status = record.expired_from.take()?;
         record.instance.status = status;
+        set_ttl_checks(&mut record.instance, CheckStatus::Passing, |_| {
+            String::new()
+        });
         record.instance.healthy = is_healthy(&record.instance);
         record.instance.offline_time = None;
         change.upsert(record.instance.clone());

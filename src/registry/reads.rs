@@ -59,6 +59,7 @@ impl Registry {
             last_check: record.instance.last_heartbeat,
             ttl_seconds: ttl.as_secs(),
             expires_in_seconds: expires_in.as_secs(),
+            checks: record.instance.checks,
         })
     }
 

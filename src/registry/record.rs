@@ -13,6 +13,35 @@ pub fn is_healthy(instance: &Instance) -> bool {
         && (instance.checks.iter()).all(|check| check.status != CheckStatus::Critical)
 }
 
+/// Sets every TTL check of `instance` to `status` with `output` (from the previous
+/// output when given a function); returns whether any status changed. TTL checks are not
+/// run: a heartbeat passes them and a missed TTL fails them.
+pub fn set_ttl_checks(
+    instance: &mut Instance,
+    status: CheckStatus,
+    output: impl Fn(&str) -> String,
+) -> bool {
+    let mut changed = false;
+    for check in (instance.checks.iter_mut()).filter(|check| check.kind == TTL_KIND) {
+        changed |= check.status != status;
+        check.status = status;
+        check.output = output(&check.output);
+    }
+    changed
+}
+
+/// The `kind` of a TTL check's result (`Probe::kind`).
+pub const TTL_KIND: &str = "ttl";
+
+/// The output of a TTL check that ran out, as Consul writes it.
+pub fn ttl_expired_output(last: &str) -> String {
+    if last.is_empty() {
+        "TTL expired".to_owned()
+    } else {
+        format!("TTL expired (last output before timeout follows): {last}")
+    }
+}
+
 /// A native instance in memory. Heartbeats touch only the atomics, so they never wait for
 /// the registry's mutation lock or the store.
 pub struct Entry {

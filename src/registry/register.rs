@@ -134,13 +134,18 @@ impl Registry {
             .collect();
         instance.healthy = is_healthy(&instance);
         let checks: Vec<CheckDefinition> = checks.into_iter().map(|(check, _)| check).collect();
-        let check_ttl = CheckDefinition::ttl_of(&checks).map(|ttl| ttl.as_secs_f64().ceil() as u64);
+        let seconds = |duration: std::time::Duration| duration.as_secs_f64().ceil() as u64;
+        let check_ttl = CheckDefinition::ttl_of(&checks).map(seconds);
+        // A TTL check turns critical when its instance expires, so its
+        // `deregister_critical_after` is the registry's deregistration of instances
+        // offline by expiry; `[health] deregister_min` does not apply to it.
+        let ttl_deregister = CheckDefinition::ttl_deregister_after(&checks).map(seconds);
         // Checks other than a TTL tell an instance's health: no heartbeats are expected.
         let persistent = persistent || (!checks.is_empty() && check_ttl.is_none());
         let record = StoredInstance {
             instance,
             ttl_seconds: check_ttl.or(valid.ttl_seconds),
-            deregister_after_seconds: valid.deregister_after_seconds,
+            deregister_after_seconds: valid.deregister_after_seconds.or(ttl_deregister),
             expired_from: None,
             persistent,
             checks,

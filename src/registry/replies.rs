@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use switchboard_connectors::Status;
+use switchboard_connectors::{Check, Status};
 use utoipa::ToSchema;
 
 /// Reply to a heartbeat.
@@ -33,6 +33,10 @@ pub struct InstanceHealth {
     pub ttl_seconds: u64,
     /// Seconds until TTL expiry marks the instance offline (0 when already offline).
     pub expires_in_seconds: u64,
+    /// The instance's health checks with their latest output (discovery shows the
+    /// output seen when the status last changed). Absent when it has none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<Check>,
 }
 
 /// `DELETE /api/v1/admin/services/{name}`.

@@ -92,4 +92,12 @@ impl CheckDefinition {
             })
             .min()
     }
+
+    /// The shortest `deregister_critical_after` among the TTL checks of `checks`.
+    pub fn ttl_deregister_after(checks: &[CheckDefinition]) -> Option<Duration> {
+        (checks.iter())
+            .filter(|check| matches!(check.probe, Probe::Ttl { .. }))
+            .filter_map(|check| check.deregister_critical_after)
+            .min()
+    }
 }

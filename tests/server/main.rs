@@ -15,6 +15,7 @@ mod docs;
 mod durability;
 mod etcd;
 mod expiry;
+mod health_checks;
 mod limits;
 mod managed;
 mod mutations;

@@ -9,6 +9,7 @@ mod auth;
 mod blocking;
 mod cli;
 mod consul;
+mod consul_agent;
 mod consul_clients;
 mod consul_reads;
 mod docs;

@@ -109,8 +109,14 @@ impl ConsulState {
 
 pub mod acl;
 pub mod agent;
+mod agent_checks;
+mod agent_reads;
+mod agent_register;
 pub mod blocking;
+mod check_type;
 pub mod checks;
+mod decode;
+mod definition;
 pub mod encode;
 pub mod error;
 pub mod filter;

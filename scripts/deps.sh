@@ -2,7 +2,7 @@
 # Installs what Switchboard's build, tests and (with `bench`) benchmarks need, skipping
 # anything already present. Safe to run again.
 #   scripts/deps.sh         build + tests: protoc, etcd, rnacos, curl, jq, setpriv,
-#                           schemathesis
+#                           schemathesis, py-consul, vmagent
 #   scripts/deps.sh bench   also wrk and taskset for `make bench`
 set -euo pipefail
 
@@ -52,17 +52,42 @@ if ! command -v rnacos >/dev/null && [[ ! -x "$HOME/.cargo/bin/rnacos" ]]; then
     say "installing rnacos 0.8.8 from crates.io (a few minutes, once)"
     cargo install rnacos --version 0.8.8 --locked --quiet
 fi
-# schemathesis (PyPI) checks the server against /openapi.json (tests/server/openapi.rs). Debian's
-# pip is externally managed, so it lives in a venv of its own, where that test looks for it.
-schemathesis_version=4.32.5
+# Python tools the tests run live in one venv of their own (Debian's pip is externally
+# managed), where the tests look for them.
 venv="${XDG_CACHE_HOME:-$HOME/.cache}/switchboard/venv"
-if [[ "$("$venv/bin/st" --version 2>/dev/null)" != *"$schemathesis_version"* ]]; then
-    say "installing schemathesis $schemathesis_version (PyPI) into $venv"
+make_venv() {
+    [[ -x "$venv/bin/pip" ]] && return
     if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
         apt_install python3-venv
     fi
     python3 -m venv "$venv"
+}
+pip_version() {
+    "$venv/bin/python" -c 'import importlib.metadata as m, sys; print(m.version(sys.argv[1]))' \
+        "$1" 2>/dev/null || true
+}
+# schemathesis (PyPI) checks the server against /openapi.json (tests/server/openapi.rs).
+schemathesis_version=4.32.5
+if [[ "$("$venv/bin/st" --version 2>/dev/null)" != *"$schemathesis_version"* ]]; then
+    say "installing schemathesis $schemathesis_version (PyPI) into $venv"
+    make_venv
     "$venv/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$schemathesis_version"
+fi
+# py-consul (PyPI, import `consul`) is the Consul client the Consul API is proven with
+# (tests/server/consul_clients/).
+py_consul_version=1.8.0
+if [[ "$(pip_version py-consul)" != "$py_consul_version" ]]; then
+    say "installing py-consul $py_consul_version (PyPI) into $venv"
+    make_venv
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "py-consul==$py_consul_version"
+fi
+# vmagent (Debian's victoria-metrics) discovers scrape targets through the Consul API
+# with Prometheus's consul_sd_configs (tests/server/consul_clients/); the tests start
+# /usr/bin/vmagent themselves. Debian's prometheus package is built without Consul
+# discovery, so it cannot stand in.
+if [[ ! -x /usr/bin/vmagent ]]; then
+    say "installing victoria-metrics (Debian package, for vmagent)"
+    apt_install --no-install-recommends victoria-metrics
 fi
 # The Debian package starts a system etcd on 2379; the tests start their own on free ports.
 if command -v systemctl >/dev/null && systemctl is-active --quiet etcd 2>/dev/null; then

@@ -10,6 +10,7 @@ mod blocking;
 mod cli;
 mod consul;
 mod consul_agent;
+mod consul_clients;
 mod consul_reads;
 mod docs;
 mod durability;

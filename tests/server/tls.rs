@@ -218,19 +218,24 @@ async fn with_a_client_ca_only_its_clients_are_served() {
             (Some("stranger.pem"), "UnknownCA"),
         ];
         for (identity, alert) in refused {
-            let mut client = pki.client(identity);
-            if http1 {
-                client = client.http1_only();
+            // Every attempt is refused. Which error the client reports depends on a race
+            // (TLS 1.3 sends the alert after the client's side of the handshake is done,
+            // and a loaded machine may let the client write first and see the connection
+            // close), so the alert must show in one of a few attempts, not in each.
+            let mut seen = Vec::new();
+            for _ in 0..5 {
+                let mut client = pki.client(identity);
+                if http1 {
+                    client = client.http1_only();
+                }
+                let err = (client.build().unwrap().get(&health).send().await).unwrap_err();
+                seen.push(chain(&err));
+                if !http1 || seen.last().is_some_and(|text| text.contains(alert)) {
+                    break;
+                }
             }
-            let err = client
-                .build()
-                .unwrap()
-                .get(&health)
-                .send()
-                .await
-                .unwrap_err();
-            let seen = chain(&err);
-            assert!(!http1 || seen.contains(alert), "{identity:?}: {seen}");
+            let named = seen.iter().any(|text| text.contains(alert));
+            assert!(!http1 || named, "{identity:?}: {seen:?}");
         }
     }
 

@@ -7,7 +7,7 @@ use axum::response::Response;
 use bytes::Bytes;
 use serde_json::Value;
 
-use super::blocking::{self, Watch};
+use super::blocking::Watch;
 use super::encode::{self, HealthCheck};
 use super::error::ConsulError;
 use super::reads::{service_key, Read};
@@ -30,20 +30,6 @@ fn checks_of(view: &ServiceView, with_node: bool, mut push: impl FnMut(&HealthCh
     }
 }
 
-/// The filter of `read`, checked against the `HealthCheck` shape.
-fn check_filter(read: &Read) -> Result<(), ConsulError> {
-    let Some(filter) = &read.query.filter else {
-        return Ok(());
-    };
-    filter
-        .check_selectors(&encode::sample_check())
-        .map_err(|err| {
-            ConsulError::bad_request(format!(
-                "Failed to create boolean expression evaluator: {err}"
-            ))
-        })
-}
-
 fn keep(read: &Read, check: &HealthCheck<'_>) -> Option<Value> {
     let json = serde_json::to_value(check).expect("checks serialize");
     (read.query.filter.as_ref())
@@ -60,11 +46,9 @@ pub async fn service_checks(
     headers: HeaderMap,
 ) -> Result<Response, ConsulError> {
     let read = Read::begin(&state, query.as_deref(), &headers, client)?;
-    check_filter(&read)?;
+    read.query.check_filter(encode::sample_check)?;
     let key = service_key(&read.namespace, &name);
-    if read.allowed() {
-        blocking::wait(&state, read.client, &read.query, Watch::Service(&key)).await?;
-    }
+    read.block(&state, Watch::Service(&key)).await?;
     let snapshot = state.catalog.snapshot();
     let index = snapshot.service_index(&key.namespace, &key.group, &key.name);
     let mut out = Vec::new();
@@ -91,10 +75,8 @@ pub async fn state(
             "Invalid check state {wanted:?}: use any, passing, warning or critical"
         )));
     }
-    check_filter(&read)?;
-    if read.allowed() {
-        blocking::wait(&state, read.client, &read.query, Watch::Catalog).await?;
-    }
+    read.query.check_filter(encode::sample_check)?;
+    read.block(&state, Watch::Catalog).await?;
     let snapshot = state.catalog.snapshot();
     let mut out = Vec::new();
     let mut nodes = std::collections::HashSet::new();

@@ -9,7 +9,7 @@ use axum::response::Response;
 use bytes::Bytes;
 use serde_json::{Map, Value};
 
-use super::blocking::{self, Watch};
+use super::blocking::Watch;
 use super::encode::{self, HealthShape};
 use super::error::ConsulError;
 use super::reads::{entry_json, Read};
@@ -38,18 +38,6 @@ fn nodes(read: &Read, state: &ConsulState, snapshot: &Snapshot) -> BTreeMap<Stri
     nodes
 }
 
-fn filter_check(read: &Read, state: &ConsulState) -> Result<(), ConsulError> {
-    let Some(filter) = &read.query.filter else {
-        return Ok(());
-    };
-    let sample = encode::sample(&HealthShape(&state.shapes));
-    filter.check_selectors(&sample["Node"]).map_err(|err| {
-        ConsulError::bad_request(format!(
-            "Failed to create boolean expression evaluator: {err}"
-        ))
-    })
-}
-
 /// `GET /v1/catalog/nodes`.
 pub async fn list(
     State(state): State<ConsulState>,
@@ -58,10 +46,9 @@ pub async fn list(
     headers: HeaderMap,
 ) -> Result<Response, ConsulError> {
     let read = Read::begin(&state, query.as_deref(), &headers, client)?;
-    filter_check(&read, &state)?;
-    if read.allowed() {
-        blocking::wait(&state, read.client, &read.query, Watch::Catalog).await?;
-    }
+    read.query
+        .check_filter(|| encode::sample(&HealthShape(&state.shapes))["Node"].take())?;
+    read.block(&state, Watch::Catalog).await?;
     let snapshot = state.catalog.snapshot();
     let list: Vec<Value> = nodes(&read, &state, &snapshot)
         .into_values()
@@ -86,9 +73,7 @@ pub async fn one(
     headers: HeaderMap,
 ) -> Result<Response, ConsulError> {
     let read = Read::begin(&state, query.as_deref(), &headers, client)?;
-    if read.allowed() {
-        blocking::wait(&state, read.client, &read.query, Watch::Catalog).await?;
-    }
+    read.block(&state, Watch::Catalog).await?;
     let snapshot = state.catalog.snapshot();
     let mut nodes = nodes(&read, &state, &snapshot);
     let body = match nodes.remove(&name) {

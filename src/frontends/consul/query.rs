@@ -53,6 +53,13 @@ pub struct ConsulQuery {
     pub peer: Option<String>,
 }
 
+/// A filter Consul could not build an evaluator for, in its words.
+fn filter_error(err: String) -> ConsulError {
+    ConsulError::bad_request(format!(
+        "Failed to create boolean expression evaluator: {err}"
+    ))
+}
+
 /// Go's `strconv.ParseBool`.
 pub fn parse_bool(text: &str) -> Option<bool> {
     match text {
@@ -181,14 +188,21 @@ impl ConsulQuery {
         };
         parsed.datacenter = datacenter.or(dc).filter(|dc| !dc.is_empty());
         parsed.filter = match filter.filter(|text| !text.trim().is_empty()) {
-            Some(text) => Some(Filter::parse(&text).map_err(|err| {
-                ConsulError::bad_request(format!(
-                    "Failed to create boolean expression evaluator: {err}"
-                ))
-            })?),
+            Some(text) => Some(Filter::parse(&text).map_err(filter_error)?),
             None => None,
         };
         Ok(parsed)
+    }
+
+    /// Refuses a filter whose selectors the entries' `shape` (an example entry) lacks.
+    pub fn check_filter(
+        &self,
+        shape: impl FnOnce() -> serde_json::Value,
+    ) -> Result<(), ConsulError> {
+        match &self.filter {
+            Some(filter) => filter.check_selectors(&shape()).map_err(filter_error),
+            None => Ok(()),
+        }
     }
 
     /// How long a blocking query waits before answering unchanged: Consul's default and

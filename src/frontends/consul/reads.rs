@@ -21,7 +21,7 @@ use super::encode::{self, CatalogShape, HealthShape};
 use super::error::ConsulError;
 use super::query::ConsulQuery;
 use super::{consul_service_name, namespace_from, split_service_name, ConsulState, Peer};
-use crate::catalog::formats::InstanceEncoder;
+use crate::catalog::formats::{BodySlot, FormatSlot, InstanceEncoder};
 use crate::catalog::{InstanceView, ServiceView, Snapshot};
 use crate::frontends::slots;
 
@@ -76,6 +76,15 @@ impl Read {
             namespace,
             client,
         })
+    }
+
+    /// Waits as a blocking query when the caller may read (one that may not is answered
+    /// at once, with nothing).
+    pub async fn block(&self, state: &ConsulState, watch: Watch<'_>) -> Result<(), ConsulError> {
+        if !self.allowed() {
+            return Ok(());
+        }
+        blocking::wait(state, self.client, &self.query, watch).await
     }
 
     /// Whether the caller may read this read's namespace; when not, the answer is
@@ -159,20 +168,6 @@ pub fn entry_json(encoder: &dyn InstanceEncoder, view: &InstanceView) -> Value {
     serde_json::from_slice(&out).unwrap_or(Value::Null)
 }
 
-/// Checks `query`'s filter against the shape `encoder` writes.
-pub fn check_filter(query: &ConsulQuery, encoder: &dyn InstanceEncoder) -> Result<(), ConsulError> {
-    let Some(filter) = &query.filter else {
-        return Ok(());
-    };
-    filter
-        .check_selectors(&encode::sample(encoder))
-        .map_err(|err| {
-            ConsulError::bad_request(format!(
-                "Failed to create boolean expression evaluator: {err}"
-            ))
-        })
-}
-
 /// The selection `tag`, `node-meta`, `filter` and `passing` make.
 fn selector<'a>(
     query: &'a ConsulQuery,
@@ -195,9 +190,7 @@ async fn service_read(
     name: &str,
 ) -> Result<(std::sync::Arc<Snapshot>, ServiceKey, u64), ConsulError> {
     let key = service_key(&read.namespace, name);
-    if read.allowed() {
-        blocking::wait(state, read.client, &read.query, Watch::Service(&key)).await?;
-    }
+    read.block(state, Watch::Service(&key)).await?;
     let snapshot = state.catalog.snapshot();
     let index = snapshot.service_index(&key.namespace, &key.group, &key.name);
     Ok((snapshot, key, index))
@@ -213,6 +206,39 @@ fn visible<'a>(read: &Read, snapshot: &'a Snapshot, key: &ServiceKey) -> Option<
         .map(|view| &**view)
 }
 
+/// Where one shape of a service's instances is cached: its chunk format, and the bodies
+/// of every instance and (for the health shape) of the passing ones.
+struct Slots {
+    format: FormatSlot,
+    all: BodySlot,
+    passing: Option<BodySlot>,
+}
+
+/// A service's instances in `shape`: the cached body when the request selects nothing
+/// beyond `passing`, else the selection from the cached encodings.
+async fn service_entries(
+    state: &ConsulState,
+    read: &Read,
+    name: &str,
+    shape: &dyn InstanceEncoder,
+    slots: Slots,
+) -> Result<Response, ConsulError> {
+    read.query.check_filter(|| encode::sample(shape))?;
+    let (snapshot, key, index) = service_read(state, read, name).await?;
+    let Some(view) = visible(read, &snapshot, &key) else {
+        return Ok(read.reply(state, Bytes::from_static(b"[]"), index));
+    };
+    let passing = read.query.passing && slots.passing.is_some();
+    let body = match slots.passing {
+        _ if selects(&read.query) => {
+            view.select_as(slots.format, shape, &selector(&read.query, shape, passing))
+        }
+        Some(cached) if passing => view.body_as(cached, slots.format, shape, &encode::passing),
+        _ => view.body_as(slots.all, slots.format, shape, &|_| true),
+    };
+    Ok(read.reply(state, body, index))
+}
+
 /// `GET /v1/health/service/{name}`: `[{Node, Service, Checks}]`.
 async fn health_service(
     State(state): State<ConsulState>,
@@ -222,35 +248,12 @@ async fn health_service(
     headers: HeaderMap,
 ) -> Result<Response, ConsulError> {
     let read = Read::begin(&state, query.as_deref(), &headers, client)?;
-    let shape = HealthShape(&state.shapes);
-    check_filter(&read.query, &shape)?;
-    let (snapshot, key, index) = service_read(&state, &read, &name).await?;
-    let Some(view) = visible(&read, &snapshot, &key) else {
-        return Ok(read.reply(&state, Bytes::from_static(b"[]"), index));
+    let slots = Slots {
+        format: slots::CONSUL_HEALTH,
+        all: slots::CONSUL_HEALTH_ALL,
+        passing: Some(slots::CONSUL_HEALTH_PASSING),
     };
-    let passing = read.query.passing;
-    let body = if selects(&read.query) {
-        view.select_as(
-            slots::CONSUL_HEALTH,
-            &shape,
-            &selector(&read.query, &shape, passing),
-        )
-    } else if passing {
-        view.body_as(
-            slots::CONSUL_HEALTH_PASSING,
-            slots::CONSUL_HEALTH,
-            &shape,
-            &encode::passing,
-        )
-    } else {
-        view.body_as(
-            slots::CONSUL_HEALTH_ALL,
-            slots::CONSUL_HEALTH,
-            &shape,
-            &|_| true,
-        )
-    };
-    Ok(read.reply(&state, body, index))
+    service_entries(&state, &read, &name, &HealthShape(&state.shapes), slots).await
 }
 
 /// `GET /v1/catalog/service/{name}`: `[ServiceNode]`, in the same order as the health
@@ -263,27 +266,12 @@ async fn catalog_service(
     headers: HeaderMap,
 ) -> Result<Response, ConsulError> {
     let read = Read::begin(&state, query.as_deref(), &headers, client)?;
-    let shape = CatalogShape(&state.shapes);
-    check_filter(&read.query, &shape)?;
-    let (snapshot, key, index) = service_read(&state, &read, &name).await?;
-    let Some(view) = visible(&read, &snapshot, &key) else {
-        return Ok(read.reply(&state, Bytes::from_static(b"[]"), index));
+    let slots = Slots {
+        format: slots::CONSUL_CATALOG,
+        all: slots::CONSUL_CATALOG_ALL,
+        passing: None,
     };
-    let body = if selects(&read.query) {
-        view.select_as(
-            slots::CONSUL_CATALOG,
-            &shape,
-            &selector(&read.query, &shape, false),
-        )
-    } else {
-        view.body_as(
-            slots::CONSUL_CATALOG_ALL,
-            slots::CONSUL_CATALOG,
-            &shape,
-            &|_| true,
-        )
-    };
-    Ok(read.reply(&state, body, index))
+    service_entries(&state, &read, &name, &CatalogShape(&state.shapes), slots).await
 }
 
 /// A service's `"name":[tags]` member of `/v1/catalog/services`: its tags, each once.
@@ -328,10 +316,8 @@ async fn catalog_services(
 ) -> Result<Response, ConsulError> {
     let read = Read::begin(&state, query.as_deref(), &headers, client)?;
     let shape = CatalogShape(&state.shapes);
-    check_filter(&read.query, &shape)?;
-    if read.allowed() {
-        blocking::wait(&state, read.client, &read.query, Watch::Catalog).await?;
-    }
+    read.query.check_filter(|| encode::sample(&shape))?;
+    read.block(&state, Watch::Catalog).await?;
     let snapshot = state.catalog.snapshot();
     let body = if !read.allowed() || read.query.peer.is_some() {
         Bytes::from_static(b"{}")

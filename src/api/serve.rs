@@ -66,6 +66,9 @@ pub async fn serve(
     let refusing = Arc::new(refusing_builder());
     let refusing_slots = Arc::new(Semaphore::new(MAX_REFUSING));
     let graceful = GracefulShutdown::new();
+    // Tells connections that have not sent their first bytes yet (so hyper does not
+    // serve them, and its graceful shutdown cannot close them) to close at once.
+    let (stopping, stopped) = tokio::sync::watch::channel(false);
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -98,6 +101,7 @@ pub async fn serve(
                     peer,
                 };
                 let idle_timeout = api.idle_timeout;
+                let mut stopped = stopped.clone();
                 // One task type per transport, so a plain connection's task is no bigger
                 // for TLS being possible.
                 match &tls {
@@ -105,7 +109,8 @@ pub async fn serve(
                         tokio::spawn(async move {
                             let _open = open;
                             let deadline = Instant::now() + idle_timeout;
-                            let Some(http2) = speaks_http2(&stream, deadline).await else {
+                            let first = speaks_http2(&stream, deadline);
+                            let Some(Some(http2)) = until_stopped(&mut stopped, first).await else {
                                 return;
                             };
                             admitted.serve(stream, http2, deadline).await;
@@ -116,7 +121,8 @@ pub async fn serve(
                         tokio::spawn(async move {
                             let _open = open;
                             let deadline = Instant::now() + idle_timeout;
-                            let Some(stream) = handshake(&acceptor, stream, deadline, peer).await
+                            let shaken = handshake(&acceptor, stream, deadline, peer);
+                            let Some(Some(stream)) = until_stopped(&mut stopped, shaken).await
                             else {
                                 return;
                             };
@@ -165,7 +171,20 @@ pub async fn serve(
         }
     }
     drop(listener);
+    let _ = stopping.send(true);
     graceful.shutdown().await;
+}
+
+/// `work`'s result, or `None` once shutdown began: a connection still opening (no first
+/// bytes, or a TLS handshake) is closed then rather than held until its idle timeout.
+async fn until_stopped<T>(
+    stopped: &mut tokio::sync::watch::Receiver<bool>,
+    work: impl Future<Output = T>,
+) -> Option<T> {
+    tokio::select! {
+        done = work => Some(done),
+        _ = stopped.wait_for(|stop| *stop) => None,
+    }
 }
 
 /// An admitted connection's service and what serving it takes, whatever carries its

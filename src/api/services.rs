@@ -116,11 +116,14 @@ async fn wait_for_change(
     let changes = &mut subscription.receiver;
     let mut parked = None;
     loop {
-        let snapshot = state.catalog.snapshot();
-        let current = service_index(&snapshot, name, query, index);
+        // The snapshot is dropped before waiting, so a parked query keeps no old one alive.
+        let (current, latest) = {
+            let snapshot = state.catalog.snapshot();
+            (service_index(&snapshot, name, query, index), snapshot.index)
+        };
         // An index above anything this catalog has issued comes from before a restart:
         // answer now so the client resynchronises instead of hanging.
-        if current > index || index > snapshot.index {
+        if current > index || index > latest {
             return Ok(());
         }
         if parked.is_none() {

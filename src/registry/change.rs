@@ -240,6 +240,37 @@ impl Change<'_> {
             .is_some_and(|current| Arc::ptr_eq(&current, entry))
     }
 
+    /// A check of `checks` whose id another instance than `id` (or those it `replaced`)
+    /// already uses, and that instance. Consul's default ids (`service:<id>...`) name their own instance, so
+    /// only other ids are looked for, in a scan of the instances.
+    pub fn check_held_elsewhere(
+        &self,
+        id: &str,
+        replaced: &[String],
+        checks: &[(
+            crate::store::CheckDefinition,
+            switchboard_connectors::CheckStatus,
+        )],
+    ) -> Option<(String, String)> {
+        let own = format!("service:{id}");
+        let custom: Vec<&str> = (checks.iter())
+            .map(|(check, _)| check.id.as_str())
+            .filter(|check| *check != own && !check.starts_with(&format!("{own}:")))
+            .collect();
+        if custom.is_empty() {
+            return None;
+        }
+        self.table.entries.iter().find_map(|entry| {
+            if entry.key() == id || replaced.contains(entry.key()) {
+                return None;
+            }
+            let record = entry.lock();
+            (record.instance.checks.iter())
+                .find(|check| custom.contains(&check.id.as_str()))
+                .map(|check| (check.id.clone(), entry.key().clone()))
+        })
+    }
+
     /// Ids registered at an endpoint of a service, oldest registration first.
     pub fn ids_at_endpoint(&self, service: &ServiceKey, host: &str, port: u16) -> Vec<String> {
         let hash = self.decisions.endpoint_hash(service, host, port);

@@ -123,11 +123,15 @@ impl Registry {
                         .unwrap_or(DEFAULT_MAINTENANCE_REASON)
                         .to_owned(),
                 });
+                record.expired_from = None;
+                record.instance.offline_time = None;
             } else if record.instance.status == Status::Maintenance {
                 record.instance.status = Status::Active;
+                record.expired_from = None;
+                record.instance.offline_time = None;
             }
-            record.expired_from = None;
-            record.instance.offline_time = None;
+            // Disabling maintenance on an instance not in it (an expired one, say)
+            // leaves its status and its expiry alone: a heartbeat still revives it.
             record.instance.healthy = is_healthy(&record.instance);
             let view = self.view(&record);
             change.upsert(record.instance.clone());

@@ -52,9 +52,33 @@ impl Registry {
         output: &str,
     ) -> Result<(), RegistryError> {
         let entry = self.entry(id)?;
-        self.renew(id, &entry).await?;
+        self.touch(&entry);
+        if entry.expired.load(Ordering::SeqCst) {
+            // Revived with this check's own result in the same change: a `fail` that
+            // revives an expired instance never shows a pass first.
+            let revival = self.decide_revival(id, &entry, |instance| {
+                if let Some(check) = instance.checks.iter_mut().find(|c| c.id == check_id) {
+                    check.status = status;
+                    check.output = output.to_owned();
+                }
+            });
+            if let Some(done) = revival {
+                Self::finish(done).await?;
+                return Ok(());
+            }
+        }
         self.record_check(id, check_id, status, output).await?;
         Ok(())
+    }
+
+    /// Records a heartbeat's time (in memory; flushed in batches).
+    fn touch(&self, entry: &Entry) -> chrono::DateTime<chrono::Utc> {
+        let time = now();
+        entry
+            .last_heartbeat_ms
+            .fetch_max(time.timestamp_millis(), Ordering::SeqCst);
+        self.metrics.heartbeats.inc();
+        time
     }
 
     /// Renews the TTL, reviving an expired instance; the time, and whether it revived.
@@ -63,18 +87,18 @@ impl Registry {
         id: &str,
         entry: &Arc<Entry>,
     ) -> Result<(chrono::DateTime<chrono::Utc>, bool), RegistryError> {
-        let time = now();
-        entry
-            .last_heartbeat_ms
-            .fetch_max(time.timestamp_millis(), Ordering::SeqCst);
-        self.metrics.heartbeats.inc();
+        let time = self.touch(entry);
         let revived = entry.expired.load(Ordering::SeqCst) && self.revive(id, entry).await?;
         Ok((time, revived))
     }
 
     /// Brings an expired instance back; false if someone else already did or it is gone.
     pub(super) async fn revive(&self, id: &str, entry: &Arc<Entry>) -> Result<bool, RegistryError> {
-        let Some(done) = self.decide_revival(id, entry) else {
+        // A heartbeat is a TTL pass.
+        let passed = |instance: &mut switchboard_connectors::Instance| {
+            set_ttl_checks(instance, CheckStatus::Passing, |_| String::new());
+        };
+        let Some(done) = self.decide_revival(id, entry, passed) else {
             return Ok(false);
         };
         Self::finish(done).await?;
@@ -82,7 +106,13 @@ impl Registry {
         Ok(true)
     }
 
-    pub(super) fn decide_revival(&self, id: &str, entry: &Arc<Entry>) -> Option<Done> {
+    /// Decides a revival; `checks` sets the TTL checks' results it brings.
+    pub(super) fn decide_revival(
+        &self,
+        id: &str,
+        entry: &Arc<Entry>,
+        checks: impl FnOnce(&mut switchboard_connectors::Instance),
+    ) -> Option<Done> {
         let mut change = self.table.decide();
         if !change.is_current(id, entry) || !entry.expired.load(Ordering::SeqCst) {
             return None;
@@ -90,9 +120,7 @@ impl Registry {
         let mut record = entry.snapshot();
         let status = record.expired_from.take()?;
         record.instance.status = status;
-        set_ttl_checks(&mut record.instance, CheckStatus::Passing, |_| {
-            String::new()
-        });
+        checks(&mut record.instance);
         record.instance.healthy = is_healthy(&record.instance);
         record.instance.offline_time = None;
         change.upsert(record.instance.clone());

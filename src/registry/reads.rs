@@ -24,9 +24,15 @@ impl Registry {
 
     /// The namespace of registered instance `id`, for access checks; none when unknown.
     pub fn namespace_of(&self, id: &str) -> Option<String> {
+        self.service_of(id).map(|service| service.namespace)
+    }
+
+    /// The service of registered instance `id`, for access checks; none when unknown.
+    /// Read from memory without waiting for the store (a heartbeat's path).
+    pub fn service_of(&self, id: &str) -> Option<switchboard_connectors::ServiceKey> {
         let entry = self.entry(id).ok()?;
-        let namespace = entry.snapshot().instance.service.namespace.clone();
-        Some(namespace)
+        let service = entry.lock().instance.service.clone();
+        Some(service)
     }
 
     /// Uptime, registration age and TTL state of one instance.

@@ -67,10 +67,12 @@ impl Registry {
         reaches: &(dyn Fn(&str) -> bool + Sync),
     ) -> Result<(InstanceView, bool), RegistryError> {
         let (done, registered) = self.decide_registration(request, persistent, reaches)?;
-        Self::finish(done).await?;
+        // Before waiting: the change is decided and will be made whatever the caller
+        // does next, and `health` must learn of its checks even if the caller hangs up.
         if !registered.0.checks.is_empty() {
             self.checks_version.send_modify(|version| *version += 1);
         }
+        Self::finish(done).await?;
         Ok(registered)
     }
 
@@ -113,6 +115,13 @@ impl Registry {
         instance.last_heartbeat = Some(time);
         instance.offline_time = (valid.status == Status::Offline).then_some(time);
         let checks = checks::validate_all(valid.checks, &id, &instance.service.name)?;
+        if let Some((check, owner)) = change.check_held_elsewhere(&id, &holders, &checks) {
+            return Err(RegistryError::Invalid(crate::vocab::invalid(
+                "invalid_check",
+                "checks",
+                format!("check id `{check}` is already used by instance `{owner}`: check ids are updated by id alone, so they must be unique"),
+            )));
+        }
         let earlier: Vec<Check> = (change.entry(&id))
             .map(|entry| entry.lock().instance.checks.clone())
             .unwrap_or_default();

@@ -643,3 +643,97 @@ async fn a_failing_ttl_check_failed_again_publishes_nothing() {
     assert_eq!(checks["service:w1"]["Status"], "critical");
     assert_eq!(checks["service:w1"]["Output"], "still down");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_custom_check_id_belongs_to_one_instance() {
+    let (server, _dir) = server().await;
+    let body = |id: &str, port: u16| {
+        json!({"ID": id, "Name": "app", "Address": "10.0.0.1", "Port": port,
+            "Check": {"CheckID": "app-ttl", "TTL": "30s"}})
+    };
+    put_ok(
+        &server,
+        "/v1/agent/service/register",
+        Some(body("app-1", 80)),
+    )
+    .await;
+    let (status, _, text) = send(
+        &server,
+        Method::PUT,
+        "/v1/agent/service/register",
+        Some(&body("app-2", 81).to_string()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
+    assert!(
+        text.contains("`app-ttl` is already used by instance `app-1`"),
+        "{text}"
+    );
+    // The same instance registered again keeps it; so does its successor at the same
+    // endpoint (a restarted process with a new id).
+    put_ok(
+        &server,
+        "/v1/agent/service/register",
+        Some(body("app-1", 80)),
+    )
+    .await;
+    put_ok(
+        &server,
+        "/v1/agent/service/register",
+        Some(body("app-3", 80)),
+    )
+    .await;
+}
+
+/// Waits until instance `id` has `status` in the native view.
+async fn wait_status(server: &TestServer, id: &str, status: &str) {
+    crate::support::wait_until(
+        "the instance's status",
+        crate::support::DEADLINE,
+        || async { (native(server, id).await["status"] == status).then_some(()) },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_instance_comes_back_through_its_ttl_check_in_one_change() {
+    let (server, _dir) = server().await;
+    let body = json!({"ID": "x1", "Name": "x", "Address": "10.0.0.1", "Port": 80,
+        "Check": {"TTL": "1s", "Status": "passing"}});
+    put_ok(&server, "/v1/agent/service/register", Some(body)).await;
+    wait_status(&server, "x1", "offline").await;
+    let index = |server: &TestServer| {
+        let url = server.url("/v1/health/service/x");
+        let client = server.client.clone();
+        async move {
+            let response = client.get(url).send().await.unwrap();
+            let index = response.headers()["x-consul-index"].to_str().unwrap();
+            index.parse::<u64>().unwrap()
+        }
+    };
+    // A fail revives it with the check failing: one change, never a pass in between.
+    let before = index(&server).await;
+    put_ok(&server, "/v1/agent/check/fail/service:x1?note=broken", None).await;
+    assert_eq!(index(&server).await, before + 1);
+    let instance = native(&server, "x1").await;
+    assert_eq!(
+        (instance["status"].as_str(), instance["healthy"].as_bool()),
+        (Some("active"), Some(false))
+    );
+
+    // Disabling maintenance on an expired instance it was never in leaves the expiry:
+    // the next pass still revives it.
+    wait_status(&server, "x1", "offline").await;
+    put_ok(
+        &server,
+        "/v1/agent/service/maintenance/x1?enable=false",
+        None,
+    )
+    .await;
+    put_ok(&server, "/v1/agent/check/pass/service:x1", None).await;
+    let instance = native(&server, "x1").await;
+    assert_eq!(
+        (instance["status"].as_str(), instance["healthy"].as_bool()),
+        (Some("active"), Some(true))
+    );
+}

@@ -438,3 +438,27 @@ async fn tokens_come_from_consuls_places_and_reads_leave_out_what_they_do_not_re
         .unwrap()
         .starts_with("Permission denied: anonymous token lacks permission 'agent:read'"));
 }
+
+#[tokio::test]
+async fn a_caller_that_may_not_read_still_waits_out_its_blocking_query() {
+    let guarded = crate::auth::Guarded::start().await;
+    guarded
+        .seed(json!({"service": "web", "address": "10.0.0.1:80"}))
+        .await;
+    let server = &guarded.server;
+    let response = get(server, "/v1/catalog/services").await;
+    let index = consul_index(&response);
+    // Answered at once, a watch loop would ask again at once, forever.
+    let asked = Instant::now();
+    let response = get(
+        server,
+        &format!("/v1/catalog/services?index={index}&wait=1s"),
+    )
+    .await;
+    assert!(
+        asked.elapsed() >= Duration::from_secs(1),
+        "{:?}",
+        asked.elapsed()
+    );
+    assert_eq!(response.json::<Value>().await.unwrap(), json!({}));
+}

@@ -17,7 +17,6 @@ use super::decode::{self, go_quote, Fields};
 use super::error::ConsulError;
 use super::{acl, consul_service_name, ConsulState};
 use crate::auth::Role;
-use crate::catalog::InstanceView;
 use crate::registry::checks::Probe;
 use crate::registry::RegistryError;
 
@@ -39,14 +38,16 @@ fn unknown_check(id: &str) -> ConsulError {
 }
 
 /// The instance `id`, if the caller may change it (Consul's `vetServiceUpdate`).
-async fn vet_service(
+/// Refuses a caller without `register` over instance `id`'s namespace, or answers
+/// `unknown()` when there is no such instance. From memory: a TTL pass never waits for
+/// the store.
+fn vet_service(
     state: &ConsulState,
     caller: &acl::ConsulCaller,
     id: &str,
     unknown: impl Fn() -> ConsulError,
-) -> Result<InstanceView, ConsulError> {
-    let view = state.registry.get(id).await.map_err(|_| unknown())?;
-    let service = &view.service;
+) -> Result<(), ConsulError> {
+    let service = state.registry.service_of(id).ok_or_else(unknown)?;
     let name = consul_service_name(&service.group, &service.name);
     acl::require(
         state,
@@ -55,8 +56,7 @@ async fn vet_service(
         &service.namespace,
         "service:write",
         &name,
-    )?;
-    Ok(view)
+    )
 }
 
 pub async fn deregister(
@@ -66,7 +66,7 @@ pub async fn deregister(
     headers: HeaderMap,
 ) -> Result<StatusCode, ConsulError> {
     let caller = acl::identify(&state, query.as_deref(), &headers)?;
-    vet_service(&state, &caller, &id, || unknown_service(&id)).await?;
+    vet_service(&state, &caller, &id, || unknown_service(&id))?;
     (state.registry.deregister(&id).await).map_err(|_| unknown_service(&id))?;
     Ok(StatusCode::OK)
 }
@@ -93,7 +93,7 @@ pub async fn maintenance(
     let enable = parse_bool(&raw).ok_or_else(|| {
         ConsulError::bad_request(format!("Invalid value for enable: {}", go_quote(&raw)))
     })?;
-    vet_service(&state, &caller, &id, || unknown_service(&id)).await?;
+    vet_service(&state, &caller, &id, || unknown_service(&id))?;
     let reason = param(query, "reason");
     (state
         .registry
@@ -175,7 +175,7 @@ async fn ttl_update(
     output: String,
 ) -> Result<StatusCode, ConsulError> {
     let owner = (state.registry.check_owner(check_id)).ok_or_else(|| unknown_check(check_id))?;
-    vet_service(state, caller, &owner, || unknown_check(check_id)).await?;
+    vet_service(state, caller, &owner, || unknown_check(check_id))?;
     let definition = state.registry.check_definition(&owner, check_id);
     if !definition.is_some_and(|check| matches!(check.probe, Probe::Ttl { .. })) {
         return Err(ConsulError::new(

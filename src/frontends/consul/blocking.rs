@@ -51,9 +51,13 @@ pub async fn wait(
     let mut catalog = state.catalog.subscribe_catalog();
     let mut parked = None;
     loop {
-        let snapshot = state.catalog.snapshot();
-        let current = watch.index(&snapshot);
-        if current > query.index || query.index > snapshot.index {
+        // The snapshot is dropped before waiting: a parked query must not keep old
+        // snapshots (and every body cached in them) alive.
+        let (current, latest) = {
+            let snapshot = state.catalog.snapshot();
+            (watch.index(&snapshot), snapshot.index)
+        };
+        if current > query.index || query.index > latest {
             return Ok(());
         }
         if parked.is_none() {

@@ -4,9 +4,11 @@
 //! and parentheses. Values are double-quoted, backquoted or bare words. As in go-bexpr,
 //! a selector that goes through a list (`Checks.Status`) matches if any element does,
 //! and a selector that does not exist in the entry's shape is refused when the filter
-//! is parsed.
+//! is parsed. The client controls the filter, so its size, its nesting (parsing and
+//! evaluating recurse), its number of comparisons and its regular expressions are
+//! bounded.
 
-use regex::Regex;
+use regex::{Regex, RegexBuilder};
 use serde_json::Value;
 
 /// A parsed filter.
@@ -105,9 +107,23 @@ fn tokenize(text: &str) -> Result<Vec<Token>, String> {
     Ok(tokens)
 }
 
+/// The longest filter accepted, in bytes.
+pub const MAX_FILTER_BYTES: usize = 4096;
+/// Most comparisons in one filter.
+const MAX_TERMS: usize = 64;
+/// Deepest nesting of `not` and parentheses: parsing and evaluating recurse, and the
+/// client chooses the depth.
+const MAX_DEPTH: usize = 32;
+/// Most `matches` in one filter, and the largest compiled form of each.
+const MAX_REGEXES: usize = 8;
+const REGEX_SIZE_LIMIT: usize = 64 * 1024;
+
 struct Parser {
     tokens: Vec<Token>,
     at: usize,
+    depth: usize,
+    terms: usize,
+    regexes: usize,
 }
 
 impl Parser {
@@ -151,9 +167,34 @@ impl Parser {
     fn not(&mut self) -> Result<Expr, String> {
         if self.peek_word("not") {
             self.at += 1;
-            return Ok(Expr::Not(Box::new(self.not()?)));
+            let inner = self.nested(Parser::not)?;
+            return Ok(Expr::Not(Box::new(inner)));
         }
         self.primary()
+    }
+
+    /// Parses one level deeper, refusing nesting beyond [`MAX_DEPTH`].
+    fn nested(&mut self, parse: fn(&mut Parser) -> Result<Expr, String>) -> Result<Expr, String> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(format!("nested deeper than {MAX_DEPTH} levels"));
+        }
+        let inner = parse(self);
+        self.depth -= 1;
+        inner
+    }
+
+    fn regex(&mut self) -> Result<Regex, String> {
+        self.regexes += 1;
+        if self.regexes > MAX_REGEXES {
+            return Err(format!("more than {MAX_REGEXES} `matches`"));
+        }
+        let pattern = self.value()?;
+        RegexBuilder::new(&pattern)
+            .size_limit(REGEX_SIZE_LIMIT)
+            .dfa_size_limit(REGEX_SIZE_LIMIT)
+            .build()
+            .map_err(|err| format!("invalid regular expression: {err}"))
     }
 
     fn value(&mut self) -> Result<String, String> {
@@ -173,11 +214,15 @@ impl Parser {
     fn primary(&mut self) -> Result<Expr, String> {
         if self.tokens.get(self.at) == Some(&Token::Symbol("(")) {
             self.at += 1;
-            let inner = self.or()?;
+            let inner = self.nested(Parser::or)?;
             if self.next() != Some(Token::Symbol(")")) {
                 return Err("expected \")\"".to_owned());
             }
             return Ok(inner);
+        }
+        self.terms += 1;
+        if self.terms > MAX_TERMS {
+            return Err(format!("more than {MAX_TERMS} comparisons"));
         }
         // `"value" in Selector` / `"value" not in Selector`.
         let value_first = matches!(self.tokens.get(self.at), Some(Token::Quoted(_)))
@@ -208,12 +253,10 @@ impl Parser {
                     Op::Empty(!negated)
                 }
                 "contains" => Op::Contains(self.value()?, true),
-                "matches" => Op::Matches(regex(&self.value()?)?, true),
+                "matches" => Op::Matches(self.regex()?, true),
                 "not" => match self.next() {
                     Some(Token::Word(w)) if w == "contains" => Op::Contains(self.value()?, false),
-                    Some(Token::Word(w)) if w == "matches" => {
-                        Op::Matches(regex(&self.value()?)?, false)
-                    }
+                    Some(Token::Word(w)) if w == "matches" => Op::Matches(self.regex()?, false),
                     other => return Err(format!("unexpected {other:?} after \"not\"")),
                 },
                 other => return Err(format!("unknown operator {other:?}")),
@@ -222,10 +265,6 @@ impl Parser {
         };
         Ok(Expr::Match(selector, op))
     }
-}
-
-fn regex(pattern: &str) -> Result<Regex, String> {
-    Regex::new(pattern).map_err(|err| format!("invalid regular expression: {err}"))
 }
 
 /// `Service.Meta.key` or `Service.Meta["key with dots"]`.
@@ -263,8 +302,17 @@ fn is_map(field: &str) -> bool {
 
 impl Filter {
     pub fn parse(text: &str) -> Result<Filter, String> {
+        if text.len() > MAX_FILTER_BYTES {
+            return Err(format!("longer than {MAX_FILTER_BYTES} bytes"));
+        }
         let tokens = tokenize(text)?;
-        let mut parser = Parser { tokens, at: 0 };
+        let mut parser = Parser {
+            tokens,
+            at: 0,
+            depth: 0,
+            terms: 0,
+            regexes: 0,
+        };
         let expr = parser.or()?;
         if parser.at < parser.tokens.len() {
             return Err(format!(
@@ -446,5 +494,23 @@ mod tests {
         assert!(filter.check_selectors(&entry()).is_err());
         let filter = Filter::parse("Service.Meta.anything == x and Checks.Status == a").unwrap();
         assert!(filter.check_selectors(&entry()).is_ok());
+    }
+
+    #[test]
+    fn filters_the_client_makes_too_big_are_refused_before_they_cost_anything() {
+        let deep = format!("{}Service.ID == x{}", "(".repeat(3000), ")".repeat(3000));
+        assert!(Filter::parse(&deep).is_err());
+        let nots = format!("{}Service.ID == x", "not ".repeat(100));
+        assert!(Filter::parse(&nots).unwrap_err().contains("nested"));
+        let long = ["Service.ID == x"; 65].join(" and ");
+        assert!(Filter::parse(&long).unwrap_err().contains("comparisons"));
+        let regexes = [r"Service.ID matches `\w{200}`"; 9].join(" or ");
+        assert!(Filter::parse(&regexes).is_err());
+        let huge = r"Service.ID matches `\w{5000}`";
+        assert!(Filter::parse(huge)
+            .unwrap_err()
+            .contains("regular expression"));
+        let within = format!("{}Service.ID == `web-1`{}", "(".repeat(30), ")".repeat(30));
+        assert!(Filter::parse(&within).unwrap().matches(&entry()));
     }
 }

@@ -9,6 +9,8 @@ use super::filter::Filter;
 
 /// Blocking-query wait when `index` comes without `wait` (Consul's `default_query_time`).
 pub const DEFAULT_WAIT: Duration = Duration::from_secs(300);
+/// Most different `tag` parameters (an instance has at most 64 tags).
+pub const MAX_TAGS: usize = 64;
 /// The longest blocking-query wait (Consul's `max_query_time`).
 pub const MAX_WAIT: Duration = Duration::from_secs(600);
 
@@ -149,7 +151,16 @@ impl ConsulQuery {
                 "dc" if dc.is_none() => dc = Some(value.into_owned()),
                 "datacenter" if datacenter.is_none() => datacenter = Some(value.into_owned()),
                 "ns" if parsed.namespace.is_none() => parsed.namespace = Some(value.into_owned()),
-                "tag" => parsed.tags.push(value.into_owned()),
+                "tag" => {
+                    if !parsed.tags.iter().any(|tag| *tag == value) {
+                        parsed.tags.push(value.into_owned());
+                    }
+                    if parsed.tags.len() > MAX_TAGS {
+                        return Err(ConsulError::bad_request(format!(
+                            "Too many tags: at most {MAX_TAGS} different tag parameters"
+                        )));
+                    }
+                }
                 "node-meta" => {
                     let (key, value) = value.split_once(':').unwrap_or((&value, ""));
                     parsed.node_meta.push((key.to_owned(), value.to_owned()));

@@ -62,13 +62,15 @@ impl Read {
         headers: &HeaderMap,
         client: Option<std::net::IpAddr>,
     ) -> Result<Read, ConsulError> {
+        // Who is asking first: a request with a bad token is refused before its
+        // parameters cost anything.
+        let caller = acl::identify(state, query, headers)?;
         let parsed = ConsulQuery::parse(query)?;
         if let Some(dc) = &parsed.datacenter {
             if *dc != state.config.datacenter {
                 return Err(ConsulError::bad_request("No path to datacenter"));
             }
         }
-        let caller = acl::identify(state, query, headers)?;
         let namespace = namespace_from(parsed.namespace.as_deref()).to_owned();
         Ok(Read {
             query: parsed,
@@ -78,12 +80,10 @@ impl Read {
         })
     }
 
-    /// Waits as a blocking query when the caller may read (one that may not is answered
-    /// at once, with nothing).
+    /// Waits as a blocking query. A caller who may not read waits too (for an answer
+    /// that stays empty), as Consul's filtered reads do: answered at once, a watching
+    /// client would ask again at once, in a loop.
     pub async fn block(&self, state: &ConsulState, watch: Watch<'_>) -> Result<(), ConsulError> {
-        if !self.allowed() {
-            return Ok(());
-        }
         blocking::wait(state, self.client, &self.query, watch).await
     }
 
@@ -276,14 +276,11 @@ async fn catalog_service(
 
 /// A service's `"name":[tags]` member of `/v1/catalog/services`: its tags, each once.
 fn tags_member(view: &ServiceView) -> Bytes {
-    let mut tags: Vec<&str> = Vec::new();
-    for instance in view.instances() {
-        for tag in &instance.tags {
-            if !tags.contains(&tag.as_str()) {
-                tags.push(tag);
-            }
-        }
-    }
+    let mut seen = std::collections::HashSet::new();
+    let tags: Vec<&str> = (view.instances())
+        .flat_map(|instance| instance.tags.iter().map(String::as_str))
+        .filter(|tag| seen.insert(*tag))
+        .collect();
     let name = consul_service_name(&view.key.group, &view.key.name);
     let mut out = serde_json::to_vec(&name).expect("names serialize");
     out.push(b':');

@@ -196,3 +196,22 @@ async fn connections_that_send_no_complete_request_head_are_closed_after_the_idl
         seen.push_str(&String::from_utf8_lossy(&chunk));
     }
 }
+
+#[tokio::test]
+async fn a_connection_that_never_spoke_does_not_hold_up_a_stop() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = test_config(dir.path());
+    // The default idle timeout (30s): a stop must not wait for it.
+    let server = TestServer::start(config).await;
+    let silent = TcpStream::connect(address(&server)).await.unwrap();
+    let started = Instant::now();
+    tokio::time::timeout(DEADLINE, server.stop())
+        .await
+        .expect("the stop finishes well before the idle timeout");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    drop(silent);
+}

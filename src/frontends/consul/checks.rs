@@ -1,8 +1,7 @@
 //! `/v1/health/checks/{service}` and `/v1/health/state/{state}`: the checks of one
 //! service, or every check in a given state (Traefik's watch mode blocks on `any`).
 
-use axum::extract::{Path, RawQuery, State};
-use axum::http::HeaderMap;
+use axum::extract::{Path, State};
 use axum::response::Response;
 use bytes::Bytes;
 use serde_json::Value;
@@ -11,7 +10,7 @@ use super::blocking::Watch;
 use super::encode::{self, HealthCheck};
 use super::error::ConsulError;
 use super::reads::{service_key, Read};
-use super::{consul_service_name, ConsulState, Peer};
+use super::{consul_service_name, ConsulState};
 use crate::catalog::ServiceView;
 
 /// The states `/v1/health/state/{state}` knows (py-consul's list).
@@ -41,11 +40,8 @@ fn keep(read: &Read, check: &HealthCheck<'_>) -> Option<Value> {
 pub async fn service_checks(
     State(state): State<ConsulState>,
     Path(name): Path<String>,
-    Peer(client): Peer,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
+    read: Read,
 ) -> Result<Response, ConsulError> {
-    let read = Read::begin(&state, query.as_deref(), &headers, client)?;
     read.query.check_filter(encode::sample_check)?;
     let key = service_key(&read.namespace, &name);
     read.block(&state, Watch::Service(&key)).await?;
@@ -65,11 +61,8 @@ pub async fn service_checks(
 pub async fn state(
     State(state): State<ConsulState>,
     Path(wanted): Path<String>,
-    Peer(client): Peer,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
+    read: Read,
 ) -> Result<Response, ConsulError> {
-    let read = Read::begin(&state, query.as_deref(), &headers, client)?;
     if !STATES.contains(&wanted.as_str()) {
         return Err(ConsulError::bad_request(format!(
             "Invalid check state {wanted:?}: use any, passing, warning or critical"

@@ -3,8 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::{Path, RawQuery, State};
-use axum::http::HeaderMap;
+use axum::extract::{Path, State};
 use axum::response::Response;
 use bytes::Bytes;
 use serde_json::{Map, Value};
@@ -13,7 +12,7 @@ use super::blocking::Watch;
 use super::encode::{self, HealthShape};
 use super::error::ConsulError;
 use super::reads::{entry_json, Read};
-use super::{ConsulState, Peer};
+use super::ConsulState;
 use crate::catalog::Snapshot;
 
 /// Every visible node with the health entries of its instances, by node name.
@@ -39,13 +38,7 @@ fn nodes(read: &Read, state: &ConsulState, snapshot: &Snapshot) -> BTreeMap<Stri
 }
 
 /// `GET /v1/catalog/nodes`.
-pub async fn list(
-    State(state): State<ConsulState>,
-    Peer(client): Peer,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
-) -> Result<Response, ConsulError> {
-    let read = Read::begin(&state, query.as_deref(), &headers, client)?;
+pub async fn list(State(state): State<ConsulState>, read: Read) -> Result<Response, ConsulError> {
     read.query
         .check_filter(|| encode::sample(&HealthShape(&state.shapes))["Node"].take())?;
     read.block(&state, Watch::Catalog).await?;
@@ -68,11 +61,8 @@ fn matches(read: &Read, node: &Value) -> bool {
 pub async fn one(
     State(state): State<ConsulState>,
     Path(name): Path<String>,
-    Peer(client): Peer,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
+    read: Read,
 ) -> Result<Response, ConsulError> {
-    let read = Read::begin(&state, query.as_deref(), &headers, client)?;
     read.block(&state, Watch::Catalog).await?;
     let snapshot = state.catalog.snapshot();
     let mut nodes = nodes(&read, &state, &snapshot);

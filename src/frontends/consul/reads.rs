@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -53,6 +53,22 @@ pub struct Read {
     pub namespace: String,
     /// Who holds the watch slot while a blocking query waits.
     pub client: Option<std::net::IpAddr>,
+}
+
+/// Every Consul read starts here: the caller, then the parameters (refused in Consul's
+/// words), the namespace, and who holds a watch slot if it blocks.
+impl axum::extract::FromRequestParts<ConsulState> for Read {
+    type Rejection = ConsulError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &ConsulState,
+    ) -> Result<Read, ConsulError> {
+        let Peer(client) = Peer::from_request_parts(parts, state)
+            .await
+            .unwrap_or(Peer(None));
+        Read::begin(state, parts.uri.query(), &parts.headers, client)
+    }
 }
 
 impl Read {
@@ -243,11 +259,8 @@ async fn service_entries(
 async fn health_service(
     State(state): State<ConsulState>,
     Path(name): Path<String>,
-    Peer(client): Peer,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
+    read: Read,
 ) -> Result<Response, ConsulError> {
-    let read = Read::begin(&state, query.as_deref(), &headers, client)?;
     let slots = Slots {
         format: slots::CONSUL_HEALTH,
         all: slots::CONSUL_HEALTH_ALL,
@@ -261,11 +274,8 @@ async fn health_service(
 async fn catalog_service(
     State(state): State<ConsulState>,
     Path(name): Path<String>,
-    Peer(client): Peer,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
+    read: Read,
 ) -> Result<Response, ConsulError> {
-    let read = Read::begin(&state, query.as_deref(), &headers, client)?;
     let slots = Slots {
         format: slots::CONSUL_CATALOG,
         all: slots::CONSUL_CATALOG_ALL,
@@ -307,11 +317,8 @@ fn services_object(snapshot: &Snapshot, namespace: &str) -> Bytes {
 /// `GET /v1/catalog/services`: `{name: [tags]}` of a namespace. Blocks on any change.
 async fn catalog_services(
     State(state): State<ConsulState>,
-    Peer(client): Peer,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
+    read: Read,
 ) -> Result<Response, ConsulError> {
-    let read = Read::begin(&state, query.as_deref(), &headers, client)?;
     let shape = CatalogShape(&state.shapes);
     read.query.check_filter(|| encode::sample(&shape))?;
     read.block(&state, Watch::Catalog).await?;

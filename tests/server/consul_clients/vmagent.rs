@@ -149,34 +149,28 @@ impl Vmagent {
     async fn wait_targets(&self, service: &str, expected: &[&str]) -> BTreeMap<String, Value> {
         let mut expected: Vec<String> = expected.iter().map(|a| (*a).to_owned()).collect();
         expected.sort();
-        let give_up = tokio::time::Instant::now() + DISCOVERED;
-        loop {
-            let seen = match self.targets().await {
-                Ok(targets) => {
-                    let of_service: BTreeMap<String, Value> = targets
-                        .into_iter()
-                        .filter(|(_, labels)| labels["__meta_consul_service"] == service)
-                        .collect();
-                    if of_service.keys().eq(expected.iter()) {
-                        return of_service;
-                    }
-                    format!("{:?}", of_service.keys().collect::<Vec<_>>())
-                }
-                Err(err) => err,
-            };
-            assert!(
-                tokio::time::Instant::now() < give_up,
-                "vmagent's targets of {service} were not {expected:?} within {DISCOVERED:?}; \
-                 they were {seen}\n{}",
-                self.log_tail()
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        let what = format!("vmagent's targets of {service} to be {expected:?}");
+        crate::support::poll(&what, DISCOVERED, || async {
+            let targets = self.targets().await?;
+            let of_service: BTreeMap<String, Value> = targets
+                .into_iter()
+                .filter(|(_, labels)| labels["__meta_consul_service"] == service)
+                .collect();
+            if of_service.keys().eq(expected.iter()) {
+                return Ok(of_service);
+            }
+            Err(format!("{:?}", of_service.keys().collect::<Vec<_>>()))
+        })
+        .await
     }
 }
 
 impl Drop for Vmagent {
     fn drop(&mut self) {
+        // A failing test shows what vmagent logged, read once.
+        if std::thread::panicking() {
+            eprintln!("vmagent's log, last lines:\n{}", self.log_tail());
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

@@ -95,26 +95,20 @@ impl Vmagent {
 
     async fn wait_ready(&mut self) {
         let url = format!("{}/health", self.base);
-        let give_up = tokio::time::Instant::now() + SLOW;
-        loop {
-            if let Ok(response) = self.http.get(&url).send().await {
-                if response.status().is_success() {
-                    return;
+        crate::support::poll("vmagent to be ready", SLOW, || {
+            if let Some(exit) = self.child.try_wait().unwrap() {
+                panic!("vmagent exited ({exit}) before it was ready");
+            }
+            let (http, url) = (self.http.clone(), url.clone());
+            async move {
+                match http.get(&url).send().await {
+                    Ok(response) if response.status().is_success() => Ok(()),
+                    Ok(response) => Err(response.status().to_string()),
+                    Err(err) => Err(err.to_string()),
                 }
             }
-            if let Some(exit) = self.child.try_wait().unwrap() {
-                panic!(
-                    "vmagent exited ({exit}) before it was ready:\n{}",
-                    self.log_tail()
-                );
-            }
-            assert!(
-                tokio::time::Instant::now() < give_up,
-                "vmagent not ready after {SLOW:?}:\n{}",
-                self.log_tail()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        })
+        .await
     }
 
     /// The end of vmagent's log, for failure messages: its discovery errors are there.

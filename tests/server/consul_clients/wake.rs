@@ -61,30 +61,23 @@ async fn wakes_on(
 ) {
     let parked = waiter.park(address).await;
     assert!(parked["parked"].is_string(), "{what}: {parked}");
-    // The gauge is the server's own word that the query waits. If it never shows, the
-    // change is made anyway: the answer may then come without a wait, which proves less,
-    // and the output says so.
-    let give_up = Instant::now() + PARK_SEEN;
-    let parked_seen = loop {
+    // The gauge is the server's own word that the query waits: the change comes only
+    // once it says so, or the answer would prove nothing.
+    crate::support::wait_until(&format!("{what}: the query to park"), PARK_SEEN, || async {
         let waiting = metric(
             &switchboard.http,
             switchboard.base(),
             "switchboard_blocking_queries_waiting",
         )
         .await;
-        if waiting >= 1.0 {
-            break true;
-        }
-        if Instant::now() >= give_up {
-            break false;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+        (waiting >= 1.0).then_some(())
+    })
+    .await;
     let changed = Instant::now();
     change.await;
     let found = waiter.next(SLOW).await;
     let took = changed.elapsed();
-    println!("{what}: answered {took:?} after the change (parked seen: {parked_seen}): {found}");
+    println!("{what}: answered {took:?} after the change: {found}");
     assert_eq!(found["found"], address, "{what}: {found}");
     assert!(
         took <= WOKE,

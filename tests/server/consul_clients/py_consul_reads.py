@@ -14,7 +14,7 @@ import time
 import consul
 from consul.exceptions import BadRequest
 
-from common import Checks, blocking_waiting, client, expect, expect_index, native, raises
+from common import Checks, blocking_waiting, client, expect, expect_index, native, raises, wait_for
 
 c = client()
 checks = Checks()
@@ -211,10 +211,8 @@ def park_and_change(read, change, what):
 
     thread = threading.Thread(target=blocked, daemon=True)
     thread.start()
-    give_up = time.monotonic() + 5
-    while blocking_waiting() < 1 and time.monotonic() < give_up and thread.is_alive():
-        time.sleep(0.02)
-    checks.note(f"{what}_seen_parked", blocking_waiting() >= 1)
+    # The change comes only once the server counts the query as parked.
+    wait_for(f"{what} to park", blocking_waiting, accept=lambda waiting: waiting >= 1, deadline=5)
     changed_at = time.monotonic()
     change()
     thread.join(15)

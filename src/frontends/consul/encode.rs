@@ -17,6 +17,7 @@
 //!   offline, or reported unhealthy by its source. Maintenance adds Consul's
 //!   `_service_maintenance:<id>` check.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
@@ -150,7 +151,7 @@ struct Service<'a> {
     tags: &'a [String],
     address: &'a str,
     tagged_addresses: BTreeMap<String, TaggedAddress<'a>>,
-    meta: BTreeMap<&'a str, &'a str>,
+    meta: BTreeMap<&'a str, Cow<'a, str>>,
     port: u16,
     weights: Weights,
     enable_tag_override: bool,
@@ -212,7 +213,7 @@ struct ServiceNode<'a> {
     service_address: &'a str,
     service_tagged_addresses: BTreeMap<String, TaggedAddress<'a>>,
     service_weights: Weights,
-    service_meta: BTreeMap<&'a str, &'a str>,
+    service_meta: BTreeMap<&'a str, Cow<'a, str>>,
     service_port: u16,
     service_socket_path: &'static str,
     service_enable_tag_override: bool,
@@ -228,12 +229,12 @@ struct Parts<'a> {
     node: &'a str,
     node_id: String,
     name: String,
-    meta: BTreeMap<&'a str, &'a str>,
+    meta: BTreeMap<&'a str, Cow<'a, str>>,
     tagged: BTreeMap<String, TaggedAddress<'a>>,
 }
 
 impl ConsulShapes {
-    fn parts<'a>(&self, view: &'a InstanceView, sources: &'a str) -> Parts<'a> {
+    fn parts<'a>(&self, view: &'a InstanceView) -> Parts<'a> {
         let i = &*view.instance;
         let node = node_name(i);
         let mut meta = BTreeMap::new();
@@ -243,7 +244,7 @@ impl ConsulShapes {
                 continue;
             }
             if meta_allowed(key, value) && meta.len() < 63 {
-                meta.insert(key.as_str(), value.as_str());
+                meta.insert(key.as_str(), Cow::Borrowed(value.as_str()));
             } else {
                 dropped += 1;
             }
@@ -251,7 +252,7 @@ impl ConsulShapes {
         if dropped > 0 {
             self.dropped_meta.inc_by(dropped);
         }
-        meta.insert(SOURCES_META_KEY, sources);
+        meta.insert(SOURCES_META_KEY, Cow::Owned(view.sources.join(",")));
         let mut tagged = BTreeMap::new();
         if let Ok(ip) = i.host.parse::<IpAddr>() {
             let family = if ip.is_ipv4() { "ipv4" } else { "ipv6" };
@@ -440,25 +441,17 @@ pub struct HealthShape<'a>(pub &'a ConsulShapes);
 
 impl InstanceEncoder for HealthShape<'_> {
     fn encode(&self, view: &InstanceView, out: &mut Vec<u8>) {
-        let shapes = self.0;
-        let i = &*view.instance;
-        let sources = view.sources.join(",");
-        let Parts {
-            node,
-            node_id,
-            name,
-            meta,
-            tagged,
-        } = shapes.parts(view, &sources);
+        let (shapes, i) = (self.0, &*view.instance);
+        let parts = shapes.parts(view);
         let entry = HealthEntry {
-            node: shapes.node(node, &node_id),
+            node: shapes.node(parts.node, &parts.node_id),
             service: Service {
                 id: &i.id,
-                service: &name,
+                service: &parts.name,
                 tags: &i.tags,
                 address: &i.host,
-                tagged_addresses: tagged,
-                meta,
+                tagged_addresses: parts.tagged,
+                meta: parts.meta,
                 port: i.port,
                 weights: ConsulShapes::weights(i),
                 enable_tag_override: false,
@@ -468,7 +461,7 @@ impl InstanceEncoder for HealthShape<'_> {
                 create_index: ENTRY_INDEX,
                 modify_index: ENTRY_INDEX,
             },
-            checks: checks(view, node, &name),
+            checks: checks(view, parts.node, &parts.name),
         };
         serde_json::to_writer(out, &entry).expect("health entries serialize");
     }
@@ -479,18 +472,11 @@ pub struct CatalogShape<'a>(pub &'a ConsulShapes);
 
 impl InstanceEncoder for CatalogShape<'_> {
     fn encode(&self, view: &InstanceView, out: &mut Vec<u8>) {
-        let shapes = self.0;
-        let i = &*view.instance;
-        let sources = view.sources.join(",");
-        let Parts {
-            node,
-            node_id,
-            name,
-            meta,
-            tagged,
-        } = shapes.parts(view, &sources);
+        let (shapes, i) = (self.0, &*view.instance);
+        let parts = shapes.parts(view);
+        let node = parts.node;
         let entry = ServiceNode {
-            id: &node_id,
+            id: &parts.node_id,
             node,
             address: node,
             datacenter: &shapes.datacenter,
@@ -501,12 +487,12 @@ impl InstanceEncoder for CatalogShape<'_> {
             node_meta: BTreeMap::new(),
             service_kind: "",
             service_id: &i.id,
-            service_name: &name,
+            service_name: &parts.name,
             service_tags: &i.tags,
             service_address: &i.host,
-            service_tagged_addresses: tagged,
+            service_tagged_addresses: parts.tagged,
             service_weights: ConsulShapes::weights(i),
-            service_meta: meta,
+            service_meta: parts.meta,
             service_port: i.port,
             service_socket_path: "",
             service_enable_tag_override: false,

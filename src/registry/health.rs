@@ -145,15 +145,13 @@ impl Registry {
     /// The instance holding check `check_id`. Consul's default ids name the instance
     /// (`service:<id>`, `service:<id>:<n>`), so those are found at once; others by a scan.
     pub fn check_owner(&self, check_id: &str) -> Option<String> {
-        let holds = |id: &str| {
-            self.entry(id).is_ok_and(|entry| {
-                entry
-                    .lock()
-                    .instance
-                    .checks
-                    .iter()
-                    .any(|c| c.id == check_id)
-            })
+        let holds = |entry: &Entry| {
+            entry
+                .lock()
+                .instance
+                .checks
+                .iter()
+                .any(|c| c.id == check_id)
         };
         if let Some(rest) = check_id.strip_prefix("service:") {
             let mut guesses = vec![rest];
@@ -162,19 +160,15 @@ impl Registry {
                     guesses.push(id);
                 }
             }
-            if let Some(id) = guesses.into_iter().find(|id| holds(id)) {
+            let found = guesses
+                .into_iter()
+                .find(|id| self.entry(id).is_ok_and(|entry| holds(&entry)));
+            if let Some(id) = found {
                 return Some(id.to_owned());
             }
         }
         (self.table.entries.iter())
-            .find(|entry| {
-                entry
-                    .lock()
-                    .instance
-                    .checks
-                    .iter()
-                    .any(|c| c.id == check_id)
-            })
+            .find(|entry| holds(entry.value()))
             .map(|entry| entry.key().clone())
     }
 

@@ -161,12 +161,16 @@ fn listing_scope(query: Option<&str>, headers: &HeaderMap) -> Result<Option<Stri
         .map(|ns| namespace_from(Some(&ns)).to_owned()))
 }
 
-/// The instances a listing shows, and whether access control left any out.
+/// The instances a listing shows (the caller's, narrowed by `?ns=`), and whether access
+/// control left any out.
 async fn listed(
     state: &ConsulState,
-    caller: &acl::ConsulCaller,
-    scope: Option<&str>,
-) -> (Vec<StoredInstance>, bool) {
+    query: Option<&str>,
+    headers: &HeaderMap,
+) -> Result<(Vec<StoredInstance>, bool), ConsulError> {
+    let caller = acl::identify(state, query, headers)?;
+    let scope = listing_scope(query, headers)?;
+    let scope = scope.as_deref();
     let mut filtered = false;
     let records = (state.registry.records().await.into_iter())
         .filter(|record| scope.is_none_or(|ns| record.instance.service.namespace == ns))
@@ -176,7 +180,7 @@ async fn listed(
             readable
         })
         .collect();
-    (records, filtered && caller.named_token())
+    Ok((records, filtered && caller.named_token()))
 }
 
 fn json_response(body: &impl Serialize, filtered: bool) -> Response {
@@ -196,9 +200,7 @@ pub async fn services(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, ConsulError> {
-    let caller = acl::identify(&state, query.as_deref(), &headers)?;
-    let scope = listing_scope(query.as_deref(), &headers)?;
-    let (records, filtered) = listed(&state, &caller, scope.as_deref()).await;
+    let (records, filtered) = listed(&state, query.as_deref(), &headers).await?;
     let datacenter = &state.config.datacenter;
     let services: BTreeMap<&str, AgentService<'_>> = (records.iter())
         .map(|record| {
@@ -247,9 +249,7 @@ pub async fn checks(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, ConsulError> {
-    let caller = acl::identify(&state, query.as_deref(), &headers)?;
-    let scope = listing_scope(query.as_deref(), &headers)?;
-    let (records, filtered) = listed(&state, &caller, scope.as_deref()).await;
+    let (records, filtered) = listed(&state, query.as_deref(), &headers).await?;
     let node = &state.config.node_name;
     let all: Vec<(&StoredInstance, Vec<Check>)> = (records.iter())
         .map(|record| (record, checks_of(record)))

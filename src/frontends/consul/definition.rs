@@ -298,22 +298,7 @@ fn validate_meta(meta: &BTreeMap<String, String>) -> Result<(), String> {
         return Err("Node metadata cannot contain more than 64 key/value pairs".into());
     }
     for (key, value) in meta {
-        let why = if key.is_empty() {
-            Some("Key cannot be blank".to_owned())
-        } else if !key
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-        {
-            Some("Key contains invalid characters".to_owned())
-        } else if key.len() > 128 {
-            Some("Key is too long (limit: 128 characters)".to_owned())
-        } else if key.starts_with("consul-") {
-            Some("Key prefix 'consul-' is reserved for internal use".to_owned())
-        } else if value.len() > 512 {
-            Some("Value is too long (limit: 512 characters)".to_owned())
-        } else {
-            None
-        };
+        let why = super::encode::meta_refusal(key, value);
         if let Some(why) = why {
             return Err(format!(
                 "Couldn't load metadata pair ('{key}', '{value}'): {why}"

@@ -78,16 +78,26 @@ pub fn node_id(node: &str) -> String {
     )
 }
 
-/// Whether Consul would accept `key` as a metadata key (`^[a-zA-Z0-9_-]+$`, at most 128
-/// bytes, not `consul-` prefixed) with `value` (at most 512 bytes).
-pub fn meta_allowed(key: &str, value: &str) -> bool {
-    !key.is_empty()
-        && key.len() <= 128
-        && value.len() <= 512
-        && !key.starts_with("consul-")
-        && key
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+/// Why Consul would refuse a metadata pair, in its words; `None` when it accepts it
+/// (keys `^[a-zA-Z0-9_-]+$`, at most 128 bytes, not `consul-` prefixed; values at most
+/// 512 bytes).
+pub fn meta_refusal(key: &str, value: &str) -> Option<&'static str> {
+    if key.is_empty() {
+        Some("Key cannot be blank")
+    } else if !key
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        Some("Key contains invalid characters")
+    } else if key.len() > 128 {
+        Some("Key is too long (limit: 128 characters)")
+    } else if key.starts_with("consul-") {
+        Some("Key prefix 'consul-' is reserved for internal use")
+    } else if value.len() > 512 {
+        Some("Value is too long (limit: 512 characters)")
+    } else {
+        None
+    }
 }
 
 #[derive(Serialize)]
@@ -243,7 +253,7 @@ impl ConsulShapes {
             if key == NODE_META_KEY {
                 continue;
             }
-            if meta_allowed(key, value) && meta.len() < 63 {
+            if meta_refusal(key, value).is_none() && meta.len() < 63 {
                 meta.insert(key.as_str(), Cow::Borrowed(value.as_str()));
             } else {
                 dropped += 1;

@@ -71,50 +71,11 @@ pub fn parse_bool(text: &str) -> Option<bool> {
     }
 }
 
-/// A Go duration (`10s`, `1m30s`, `120000ms`); a bare number other than `0` is refused,
-/// as Go's `time.ParseDuration` refuses it. Negative means "the default".
+/// A Go duration (`10s`, `1m30s`, `120000ms`), parsed as Go's `time.ParseDuration`
+/// does (so a bare number other than `0` is refused). Negative means "the default".
 pub fn parse_go_duration(text: &str) -> Option<Duration> {
-    if text == "0" {
-        return Some(Duration::ZERO);
-    }
-    if let Some(rest) = text.strip_prefix('-') {
-        return parse_go_duration(rest).map(|_| Duration::ZERO);
-    }
-    let text = text.strip_prefix('+').unwrap_or(text);
-    let has_unit = text.ends_with(|c: char| c.is_ascii_alphabetic() || c == 'µ');
-    if !has_unit || text.is_empty() {
-        return None;
-    }
-    // Go's units that the shared parser lacks, rewritten into ones it knows.
-    let text = text.replace("µs", "us");
-    parse_units(&text)
-}
-
-/// Sums `<number><unit>` terms (`ns`, `us`, `ms`, `s`, `m`, `h`).
-fn parse_units(text: &str) -> Option<Duration> {
-    let mut total = 0f64;
-    let mut rest = text;
-    while !rest.is_empty() {
-        let number_end = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .filter(|end| *end > 0)?;
-        let number: f64 = rest[..number_end].parse().ok()?;
-        let unit_end = rest[number_end..]
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .map_or(rest.len(), |at| number_end + at);
-        let scale = match &rest[number_end..unit_end] {
-            "ns" => 1e-9,
-            "us" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return None,
-        };
-        total += number * scale;
-        rest = &rest[unit_end..];
-    }
-    (total.is_finite() && total < 1e12).then(|| Duration::from_secs_f64(total))
+    let nanos = super::decode::parse_go_duration(text).ok()?;
+    Some(Duration::from_nanos(nanos.max(0) as u64))
 }
 
 impl ConsulQuery {
